@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 # Set before anything imports fiftyone or wandb: both read their environment at import time.
 _PRIVATE = Path(tempfile.mkdtemp(prefix="tune_cilp_tests_"))
+atexit.register(shutil.rmtree, _PRIVATE, ignore_errors=True)
 os.environ["FIFTYONE_DATABASE_DIR"] = str(_PRIVATE / "fiftyone_db")
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"

@@ -38,7 +38,9 @@ class CilpArrays:
         }
         for name, (arr, shape, dtype) in shapes.items():
             if arr.shape != shape or (dtype is not None and arr.dtype != dtype):
-                raise ValueError(f"CilpArrays.{name}: expected {shape} {dtype}, got {arr.shape} {arr.dtype}")
+                raise ValueError(
+                    f"CilpArrays.{name}: expected {shape} {dtype}, got {arr.shape} {arr.dtype}"
+                )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -65,5 +67,6 @@ class CilpArrays:
         """Scene counts per split and label, e.g. {"train": {"cubes": 447, "spheres": 448}, ...}."""
         out: dict[str, dict[str, int]] = {}
         for split, mask in (("train", self.is_train), ("validation", ~self.is_train)):
-            out[split] = {name: int(np.sum(self.labels[mask] == k)) for k, name in enumerate(LABELS)}
+            labels = self.labels[mask]
+            out[split] = {name: int(np.sum(labels == k)) for k, name in enumerate(LABELS)}
         return out

@@ -1,0 +1,211 @@
+"""FiftyOne side of the data layer: ingestion, loading, export/import round trip, predictions.
+
+One module so the MongoDB start-up (seconds) is paid once; every dataset made here is deleted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_fakes import make_raw
+
+from tune_cilp.data import (
+    LABELS,
+    add_predictions,
+    export_dataset,
+    import_export,
+    ingest_raw,
+    load_arrays,
+)
+from tune_cilp.data import fiftyone_io as fio
+from tune_cilp.data.media import read_pcd_points
+from tune_cilp.errors import UserError
+from tune_cilp.fiftyone_env import import_fiftyone
+
+NAME = "test_data_tiny"
+
+
+@pytest.fixture(scope="module")
+def fo():
+    fo = import_fiftyone()
+    yield fo
+    for name in fo.list_datasets():
+        if name.startswith("test_data_"):
+            fo.delete_dataset(name)
+
+
+@pytest.fixture(scope="module")
+def media_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fo_media")
+
+
+@pytest.fixture(scope="module")
+def dataset(fo, tiny_raw: Path, media_root: Path):
+    ingest_raw(tiny_raw, NAME, data_dir=media_root, progress=False)
+    return fo.load_dataset(NAME)
+
+
+def assert_same(a, b) -> None:
+    """Two CilpArrays hold the same scenes (aligned by id) with the same split."""
+    order_a, order_b = np.argsort(a.ids), np.argsort(b.ids)
+    for field in ("ids", "rgb", "xyza", "labels", "is_train"):
+        np.testing.assert_array_equal(getattr(a, field)[order_a], getattr(b, field)[order_b])
+
+
+def test_ingest_builds_the_seed_structure(dataset, tiny_arrays) -> None:
+    n = len(tiny_arrays)
+    assert dataset.persistent and dataset.media_type == "group"
+    assert dataset.default_group_slice == "rgb"
+    assert dataset.group_media_types == {
+        "rgb": "image",
+        "lidar_img": "image",
+        "lidar_pcd": "point-cloud",
+    }
+    counts = tiny_arrays.counts()
+    for slice_name in ("rgb", "lidar_img", "lidar_pcd"):
+        view = dataset.select_group_slices(slice_name)
+        assert len(view) == n
+        assert view.count_sample_tags() == {k: sum(v.values()) for k, v in counts.items()}
+        assert view.count_values("ground_truth.label") == {
+            label: counts["train"][label] + counts["validation"][label] for label in LABELS
+        }
+        assert sorted(view.values("scene_id")) == sorted(tiny_arrays.ids)
+    rgb = dataset.select_group_slices("rgb").first()
+    assert rgb.filepath.endswith(f"{rgb.scene_id.replace('/', '/rgb/')}.png")
+
+
+def test_lidar_media_match_the_depth(dataset, tiny_raw: Path, tiny_arrays) -> None:
+    from PIL import Image
+
+    sample = dataset.select_group_slices("lidar_img").first()
+    k = list(tiny_arrays.ids).index(sample.scene_id)
+    np.testing.assert_array_equal(sample.xyza, tiny_arrays.xyza[k])
+    label, index = sample.scene_id.split("/")
+    depth = np.load(tiny_raw / label / "lidar" / f"{index}.npy")
+    jpg = np.asarray(Image.open(sample.filepath))
+    assert jpg.shape == (64, 64) and np.abs(jpg.astype(int) - depth.astype(np.uint8)).max() <= 8
+    pcd = dataset.select_group_slices("lidar_pcd").match({"scene_id": sample.scene_id}).first()
+    points = read_pcd_points(Path(pcd.filepath))
+    np.testing.assert_array_equal(points, tiny_arrays.xyza[k, :3].reshape(3, -1).T)
+
+
+def test_split_tags_equal_fiftyone_random_split(dataset) -> None:
+    import fiftyone.utils.random as four
+
+    rgb = dataset.select_group_slices("rgb")
+    train, _ = four.random_split(rgb, [0.75, 0.15], seed=51)
+    assert set(train.values("scene_id")) == set(rgb.match_tags("train").values("scene_id"))
+
+
+def test_load_from_the_dataset_equals_the_raw_load(dataset, tiny_arrays) -> None:
+    assert_same(load_arrays(NAME), tiny_arrays)
+
+
+def test_export_import_round_trip(fo, dataset, tiny_arrays, tmp_path: Path) -> None:
+    out = export_dataset(NAME, tmp_path / "export", progress=False)
+    assert {p.name for p in out.iterdir()} >= {"samples.json", "metadata.json", "data"}
+    assert_same(load_arrays(out), tiny_arrays)
+    assert not [n for n in fo.list_datasets() if n.startswith("tune_cilp-tmp-")]
+
+    imported = fo.load_dataset(import_export(out, "test_data_imported"))
+    assert imported.group_slices == dataset.group_slices
+    assert imported.default_group_slice == "rgb"
+    assert set(imported.get_field_schema()) == set(dataset.get_field_schema())
+    for slice_name in dataset.group_slices:
+        a, b = (d.select_group_slices(slice_name) for d in (dataset, imported))
+        assert a.count_sample_tags() == b.count_sample_tags()
+        assert sorted(zip(a.values("scene_id"), a.values("ground_truth.label"), strict=True)) == (
+            sorted(zip(b.values("scene_id"), b.values("ground_truth.label"), strict=True))
+        )
+    assert_same(load_arrays("test_data_imported"), tiny_arrays)
+    with pytest.raises(UserError, match="already exists"):
+        export_dataset(NAME, out)
+
+
+def test_keys_without_scene_id_come_from_the_rgb_path(fo, dataset, tiny_arrays) -> None:
+    clone = dataset.clone("test_data_no_scene_id")
+    clone.delete_sample_field("scene_id")
+    assert_same(load_arrays("test_data_no_scene_id"), tiny_arrays)
+    add_predictions("test_data_no_scene_id", "pred", tiny_arrays.ids[:2], [0, 1], [0.2, 0.9])
+    assert clone.select_group_slices("lidar_pcd").exists("pred").count() == 2
+
+
+def test_add_predictions_reaches_every_slice(dataset, tiny_arrays) -> None:
+    ids = tiny_arrays.ids[:3]
+    written = add_predictions(NAME, "predictions", ids, [1, "cubes", 0], [0.9, 0.2, 0.4])
+    assert written == 3 * 3
+    for slice_name in dataset.group_slices:
+        view = dataset.select_group_slices(slice_name).exists("predictions")
+        got = dict(zip(view.values("scene_id"), view.values("predictions.label"), strict=True))
+        assert got == {ids[0]: "spheres", ids[1]: "cubes", ids[2]: "cubes"}
+    conf = dataset.select_group_slices("rgb").match({"scene_id": ids[0]}).first()
+    assert conf.predictions.confidence == pytest.approx(0.9)
+    with pytest.raises(UserError, match="not in"):
+        add_predictions(NAME, "predictions", ["cubes/9999"], [0], [0.5])
+
+
+def test_subset_and_split_options(fo, tiny_raw: Path, media_root: Path) -> None:
+    name = ingest_raw(
+        tiny_raw,
+        "test_data_subset",
+        subset=0.5,
+        split={"train": 0.5, "validation": 0.5},
+        seed=3,
+        data_dir=media_root,
+        progress=False,
+    )
+    arrays = load_arrays(name)
+    assert len(arrays) == len(fo.load_dataset(name)) and arrays.is_train.sum() == len(arrays) / 2
+    assert_same(
+        arrays, load_arrays(tiny_raw, subset=0.5, split={"train": 0.5, "validation": 0.5}, seed=3)
+    )
+
+
+def test_existing_name_needs_overwrite(dataset, tiny_raw: Path, media_root: Path) -> None:
+    with pytest.raises(UserError, match="already exists"):
+        ingest_raw(tiny_raw, NAME, data_dir=media_root, progress=False)
+
+
+def test_failed_ingestion_leaves_nothing(
+    fo, tmp_path: Path, media_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = make_raw(tmp_path / "raw", per_class=3)
+
+    def broken_add_samples(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fo.Dataset, "add_samples", broken_add_samples)
+    with pytest.raises(OSError, match="disk full"):
+        ingest_raw(raw, "test_data_broken", data_dir=media_root, progress=False)
+    assert not fo.dataset_exists("test_data_broken")
+    assert not fio.media_dir("test_data_broken", media_root).exists()
+
+
+def test_bad_datasets_are_user_errors(fo, dataset) -> None:
+    clone = dataset.clone("test_data_bad_label")
+    sample = clone.select_group_slices("rgb").first()
+    sample.ground_truth.label = "cylinders"
+    sample.save()
+    with pytest.raises(UserError, match="'cylinders' is not one of cubes, spheres"):
+        load_arrays("test_data_bad_label")
+    clone.untag_samples("validation")
+    clone.select_group_slices("lidar_pcd").untag_samples("validation")
+    sample.ground_truth.label = "cubes"
+    sample.save()
+    with pytest.raises(
+        UserError, match="needs exactly one of the tags|split 'validation' is empty"
+    ):
+        load_arrays("test_data_bad_label")
+    with pytest.raises(UserError, match="no FiftyOne dataset"):
+        load_arrays("test_data_does_not_exist")
+
+
+def test_unreadable_export_is_a_user_error(fo, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "metadata.json").write_text('{"name": "x", "media_type": "group"}')
+    (tmp_path / "samples.json").write_text("not json")
+    with pytest.raises(UserError, match="samples.json: cannot import"):
+        load_arrays(tmp_path)
+    assert not [n for n in fo.list_datasets() if n.startswith("tune_cilp-tmp-")]

@@ -1,0 +1,128 @@
+"""Raw layout, XYZA, split and the default cached set: everything of the data layer but FiftyOne."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_fakes import ANGLES, make_raw
+from PIL import Image
+
+from tune_cilp.data import DEFAULT_SPLIT, depth_to_xyza, detect_source, load_arrays, split_mask
+from tune_cilp.data import load as load_module
+from tune_cilp.data.split import parse_split, subset_index
+from tune_cilp.errors import UserError
+
+
+def test_xyza_follows_the_spec_formulas() -> None:
+    az = np.array([0.0, 0.3], np.float32)
+    ze = np.array([0.0, -0.2], np.float32)
+    depth = np.array([[10.0, 50.0], [20.0, 30.0]], np.float32)
+    x, y, z, a = depth_to_xyza(depth, az, ze)
+    d, azi, zen = 30.0, 0.3, -0.2  # row 1, column 1
+    assert x[1, 1] == pytest.approx(d * np.sin(-azi) * np.cos(-zen), rel=1e-6)
+    assert y[1, 1] == pytest.approx(d * np.cos(-azi) * np.cos(-zen), rel=1e-6)
+    assert z[1, 1] == pytest.approx(d * np.sin(-zen), rel=1e-6)
+    assert (x[0, 0], y[0, 0], z[0, 0]) == (0.0, 10.0, 0.0)
+    assert a.tolist() == [[1.0, 0.0], [1.0, 1.0]]  # 50.0 = no return
+
+
+def test_xyza_batches_like_single_maps() -> None:
+    depth = np.random.default_rng(0).uniform(1, 50, (3, 64, 64)).astype(np.float32)
+    batch = depth_to_xyza(depth, ANGLES, ANGLES)
+    assert batch.shape == (3, 4, 64, 64) and batch.dtype == np.float32
+    np.testing.assert_array_equal(batch[2], depth_to_xyza(depth[2], ANGLES, ANGLES))
+
+
+def test_split_reproduces_the_seed_sizes() -> None:
+    is_train = split_mask(1074, DEFAULT_SPLIT, seed=51)
+    assert (is_train.sum(), (~is_train).sum()) == (895, 179)
+    np.testing.assert_array_equal(is_train, split_mask(1074, DEFAULT_SPLIT, seed=51))
+    assert not np.array_equal(is_train, split_mask(1074, DEFAULT_SPLIT, seed=52))
+    assert split_mask(10, {"train": 1, "validation": 1}, seed=0).sum() == 5
+
+
+@pytest.mark.parametrize("text", ["train=0.8", "train=0.8,validation=x", "train=-1,validation=1"])
+def test_bad_split_fractions(text: str) -> None:
+    with pytest.raises(UserError, match="split"):
+        parse_split(text)
+
+
+def test_subset_is_seeded_and_sorted() -> None:
+    index = subset_index(100, 0.1, seed=3)
+    assert len(index) == 10 and np.all(np.diff(index) > 0)
+    np.testing.assert_array_equal(index, subset_index(100, 0.1, seed=3))
+    with pytest.raises(UserError, match="subset"):
+        subset_index(100, 1.5)
+
+
+def test_load_raw_pairs_files_by_index(tiny_raw: Path, tiny_arrays) -> None:
+    n = len(list((tiny_raw / "cubes" / "rgb").iterdir()))
+    n += len(list((tiny_raw / "spheres" / "rgb").iterdir()))
+    assert len(tiny_arrays) == n
+    assert list(tiny_arrays.ids) == sorted(tiny_arrays.ids)
+    assert tiny_arrays.labels.tolist() == [int(i.startswith("spheres")) for i in tiny_arrays.ids]
+    for k in (0, n - 1):
+        label, index = tiny_arrays.ids[k].split("/")
+        png = np.asarray(Image.open(tiny_raw / label / "rgb" / f"{index}.png").convert("RGBA"))
+        np.testing.assert_array_equal(tiny_arrays.rgb[k], png.transpose(2, 0, 1))
+        depth = np.load(tiny_raw / label / "lidar" / f"{index}.npy")
+        angles = [np.load(tiny_raw / label / f"{a}.npy") for a in ("azimuth", "zenith")]
+        np.testing.assert_array_equal(tiny_arrays.xyza[k], depth_to_xyza(depth, *angles))
+    np.testing.assert_array_equal(tiny_arrays.is_train, split_mask(n, DEFAULT_SPLIT, seed=51))
+
+
+def test_load_raw_subset_and_split(tmp_path: Path) -> None:
+    raw = make_raw(tmp_path / "raw", per_class=10)
+    arrays = load_arrays(raw, subset=0.5, split={"train": 0.5, "validation": 0.5}, seed=1)
+    assert len(arrays) == 10 and arrays.is_train.sum() == 5
+    again = load_arrays(str(raw), subset=0.5, split={"train": 0.5, "validation": 0.5}, seed=1)
+    np.testing.assert_array_equal(arrays.ids, again.ids)
+    with pytest.raises(UserError, match="split 'validation' is empty"):
+        load_arrays(raw, split={"train": 1, "validation": 0})
+
+
+def test_detect_source(tmp_path: Path) -> None:
+    raw = make_raw(tmp_path / "raw", per_class=1)
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "samples.json").write_text("{}")
+    assert detect_source(raw) == "raw"
+    assert detect_source(tmp_path / "export") == "export"
+    assert detect_source("some_dataset_name") == "fiftyone"
+    with pytest.raises(UserError, match="no such directory"):
+        detect_source(tmp_path / "missing")
+    with pytest.raises(UserError, match="neither a raw layout"):
+        detect_source(tmp_path)
+
+
+def test_default_set_is_generated_once_and_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(load_module, "DEFAULT_SCENES", 24)  # the real 1,074 are for benchmarks
+    first = load_arrays(data_dir=tmp_path)
+    raw = load_module.default_raw_dir(tmp_path)
+    assert raw.is_dir() and len(first) == 24
+    cache = raw.parent / f"{raw.name}.arrays-v{load_module.CACHE_VERSION}.npz"
+    assert cache.is_file()
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the cached arrays were not used")
+
+    monkeypatch.setattr(load_module, "read_raw", must_not_run)
+    second = load_arrays(data_dir=tmp_path)
+    for field in ("rgb", "xyza", "labels", "is_train", "ids"):
+        np.testing.assert_array_equal(getattr(first, field), getattr(second, field))
+
+    monkeypatch.undo()
+    monkeypatch.setattr(load_module, "DEFAULT_SCENES", 24)
+    cache.write_bytes(b"not an npz")  # a damaged cache is rebuilt, not an error
+    np.testing.assert_array_equal(load_arrays(data_dir=tmp_path).xyza, first.xyza)
+
+
+def test_data_dir_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNE_CILP_DATA_DIR", str(tmp_path))
+    assert load_module.default_data_dir() == tmp_path
+    assert load_module.default_data_dir(tmp_path / "x") == tmp_path / "x"

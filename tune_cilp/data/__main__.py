@@ -1,0 +1,92 @@
+"""Command line for the data steps: generate, ingest, export, inspect.
+
+python -m tune_cilp.data generate --out DIR --scenes N --seed S [--sphere-fraction F]
+python -m tune_cilp.data ingest RAW_DIR --name NAME [--subset F] [--split train=..,validation=..]
+python -m tune_cilp.data export NAME --out DIR
+python -m tune_cilp.data inspect [SOURCE]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from tabulate import tabulate
+
+from tune_cilp.data.load import DEFAULT_SCENES, detect_source, load_arrays
+from tune_cilp.data.split import DEFAULT_SEED, parse_split
+from tune_cilp.errors import ArgumentParser, run_cli
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m tune_cilp.data", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="render synthetic scenes into the raw course layout")
+    gen.add_argument("--out", required=True, help="new output directory")
+    gen.add_argument("--scenes", type=int, default=DEFAULT_SCENES, help="scenes in all classes")
+    gen.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    gen.add_argument("--sphere-fraction", type=float, default=0.5)
+
+    ing = sub.add_parser("ingest", help="raw layout -> persistent FiftyOne grouped dataset")
+    ing.add_argument("raw_dir")
+    ing.add_argument("--name", required=True, help="FiftyOne dataset name")
+    ing.add_argument("--subset", type=float, default=None, help="keep this fraction of scenes")
+    ing.add_argument("--split", type=parse_split, default=None, help="train=0.75,validation=0.15")
+    ing.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of subset and split")
+    ing.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    ing.add_argument("--data-dir", default=None, help="where the lidar media go (default: cache)")
+
+    exp = sub.add_parser("export", help="FiftyOne dataset -> FiftyOneDataset export directory")
+    exp.add_argument("name")
+    exp.add_argument("--out", required=True, help="new export directory")
+
+    ins = sub.add_parser("inspect", help="counts per split and label of any source")
+    ins.add_argument("source", nargs="?", default=None, help="default: the synthetic default set")
+    ins.add_argument("--data-dir", default=None, help="data directory of the default set")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one data command; bad input raises UserError (printed as one line by run_cli)."""
+    args = _parser().parse_args(argv)
+    start = time.perf_counter()
+    if args.command == "generate":
+        from tune_cilp.data.synthetic import generate_raw
+
+        out = generate_raw(args.out, args.scenes, args.seed, args.sphere_fraction, progress=True)
+        print(f"wrote {args.scenes} scenes to {out} in {time.perf_counter() - start:.1f} s")
+    elif args.command == "ingest":
+        from tune_cilp.data.fiftyone_io import ingest_raw
+
+        name = ingest_raw(
+            args.raw_dir,
+            args.name,
+            subset=args.subset,
+            split=args.split,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            data_dir=args.data_dir,
+        )
+        took = time.perf_counter() - start
+        print(f"ingested {args.raw_dir} as FiftyOne dataset {name!r} in {took:.1f} s")
+    elif args.command == "export":
+        from tune_cilp.data.fiftyone_io import export_dataset
+
+        out = export_dataset(args.name, args.out)
+        print(f"exported {args.name!r} to {out} in {time.perf_counter() - start:.1f} s")
+    else:
+        kind = "default" if args.source is None else detect_source(args.source)
+        arrays = load_arrays(args.source, data_dir=args.data_dir, progress=True)
+        rows = [
+            [split, *counts.values(), sum(counts.values())]
+            for split, counts in arrays.counts().items()
+        ]
+        rows.append(["all", *(sum(r[i] for r in rows) for i in (1, 2, 3))])
+        print(f"{args.source or 'default synthetic set'} ({kind}): {len(arrays)} scenes")
+        print(tabulate(rows, headers=["split", "cubes", "spheres", "total"]))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
