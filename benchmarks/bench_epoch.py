@@ -1,0 +1,194 @@
+"""Time one training epoch three ways on one machine, threads and data (a benchmark, not a test).
+
+(a) seed-style: a torch Dataset that decodes each PNG with PIL and builds the tensors per item, a
+    DataLoader with batch 32, validation without no_grad (as the seed notebook did);
+(b) our Trainer in fp32 (with channels_last, its default on CPU);
+(c) our Trainer with its fastest options (bf16 autocast + channels_last).
+
+Epochs run round-robin across (a), (b), (c), so load from other processes hits all alike.
+It prints s/epoch (best epoch of --epochs; the first includes one-off set-up), samples/s, achieved
+GFLOP/s from the models' analytic FLOPs (training = 3x forward) next to the machine's measured
+fp32 and bf16 matmul peak on the same threads, and the ratios b/a and c/a. --late-epochs N then
+trains (b) for N epochs with flush-to-zero on and off and compares early with late epoch times.
+
+    .venv/bin/python benchmarks/bench_epoch.py --threads 2
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from tune_cilp.data import CilpArrays, depth_to_xyza, generate_raw, load_arrays
+from tune_cilp.errors import ArgumentParser, run_cli
+from tune_cilp.models import ModelConfig, build_model, forward_flops
+from tune_cilp.train import TrainConfig, Trainer
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    """Best GFLOP/s of an n x n matmul in ``dtype`` on the current threads (best of ``reps``:
+    on a shared machine the best run is the one least disturbed by other processes)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+class SeedDataset(Dataset):
+    """The seed's per-item pipeline: decode the PNG with PIL, load the depth map, build tensors."""
+
+    def __init__(self, root: Path, ids: np.ndarray, labels: np.ndarray):
+        self.root, self.ids, self.labels = root, ids, labels
+        self.angles = {
+            label: (np.load(root / label / "azimuth.npy"), np.load(root / label / "zenith.npy"))
+            for label in ("cubes", "spheres")
+        }
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        label, index = str(self.ids[i]).split("/")
+        rgb = np.asarray(Image.open(self.root / label / "rgb" / f"{index}.png").convert("RGBA"))
+        rgb = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255
+        depth = np.load(self.root / label / "lidar" / f"{index}.npy")
+        xyza = torch.from_numpy(depth_to_xyza(depth, *self.angles[label]))
+        return rgb, xyza, torch.tensor(float(self.labels[i]))
+
+
+def seed_epochs(root: Path, data: CilpArrays, model_cfg: ModelConfig) -> Iterator[float]:
+    """Epoch times of the seed-style loop (fp32, contiguous, per-item decoding), one per next()."""
+    torch.manual_seed(51)
+    train_set = SeedDataset(root, data.train.ids, data.train.labels)
+    val_set = SeedDataset(root, data.validation.ids, data.validation.labels)
+    train_loader = DataLoader(
+        train_set, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(51)
+    )
+    val_loader = DataLoader(val_set, batch_size=32, shuffle=False)
+    model = build_model(model_cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=50, eta_min=1e-6)
+    while True:
+        start = time.perf_counter()
+        model.train()
+        for rgb, xyza, y in train_loader:
+            optimizer.zero_grad()
+            loss = F.binary_cross_entropy_with_logits(model(rgb, xyza)[:, 0], y)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        val_loss = 0.0
+        for rgb, xyza, y in val_loader:  # no torch.no_grad(), as in the seed
+            val_loss += F.binary_cross_entropy_with_logits(model(rgb, xyza)[:, 0], y).item()
+        scheduler.step()
+        yield time.perf_counter() - start
+
+
+def trainer_epochs(data: CilpArrays, cfg: TrainConfig, threads: int) -> Iterator[float]:
+    """Epoch times of our Trainer with ``cfg``, one per next()."""
+    trainer = Trainer(cfg, data, device="cpu", threads=threads)
+    while True:
+        yield trainer.run_epoch()["epoch_time_s"]
+
+
+def late_epoch_check(data: CilpArrays, downsample: str, epochs: int, threads: int) -> None:
+    """fp32 training for ``epochs`` with flush-to-zero on, then off: early vs late epoch times."""
+    cfg = TrainConfig(downsample=downsample, epochs=epochs, precision="fp32")
+    for ftz in (True, False):
+        trainer = Trainer(cfg, data, device="cpu", threads=threads)
+        torch.set_flush_denormal(ftz)  # Trainer turns it on; switch it off for the comparison
+        times = [trainer.run_epoch()["epoch_time_s"] for _ in range(epochs)]
+        early, late = statistics.median(times[1:4]), statistics.median(times[-3:])
+        print(
+            f"late-epoch check concat-{downsample} fp32 flush-to-zero {'on ' if ftz else 'off'}: "
+            f"epochs 2-4 {early:.2f} s, last 3 {late:.2f} s, late/early {late / early:.2f}x "
+            f"(all: {' '.join(f'{t:.2f}' for t in times)})"
+        )
+    torch.set_flush_denormal(True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="bench_epoch", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="raw-layout directory (default: synthetic)")
+    parser.add_argument("--scenes", type=int, default=1074, help="synthetic scenes (default 1074)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per pipeline (best counts)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--downsample", nargs="+", default=["maxpool", "stride"])
+    parser.add_argument("--late-epochs", type=int, default=0, help="epochs of the FTZ check")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+
+    with tempfile.TemporaryDirectory(prefix="bench_epoch_") as tmp:
+        root = args.data
+        if root is None:
+            root = generate_raw(Path(tmp) / "raw", scenes=args.scenes, seed=51)
+        data = load_arrays(root)
+        n_train, n_val = int(data.is_train.sum()), int((~data.is_train).sum())
+        peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+        rows = []
+        for downsample in args.downsample:
+            model_cfg = ModelConfig("concat", downsample)
+            never = 10**6  # epochs: never done, the benchmark decides how many run
+            fp32 = TrainConfig(downsample=downsample, epochs=never, precision="fp32")
+            bf16 = TrainConfig(downsample=downsample, epochs=never, precision="bf16")
+            pipelines = {
+                "(a) seed-style, fp32": ("fp32", seed_epochs(root, data, model_cfg)),
+                "(b) ours, fp32 + channels_last": (
+                    "fp32",
+                    trainer_epochs(data, fp32, args.threads),
+                ),
+                "(c) ours, bf16 + channels_last": (
+                    "bf16",
+                    trainer_epochs(data, bf16, args.threads),
+                ),
+            }
+            # Round-robin epochs, so that load from other processes hits every pipeline alike.
+            times: dict[str, list[float]] = {name: [] for name in pipelines}
+            for _ in range(args.epochs):
+                for name, (_, epoch_times) in pipelines.items():
+                    times[name].append(next(epoch_times))
+            print(f"concat-{downsample} epoch times (s):", flush=True)
+            for name, (precision, _) in pipelines.items():
+                print(f"  {name}: {' '.join(f'{t:.2f}' for t in times[name])}", flush=True)
+                best = min(times[name][1:] or times[name])  # the first epoch includes set-up
+                rows.append((f"concat-{downsample}", name, precision, best, model_cfg))
+        # Peak again at the end: on a shared machine the less disturbed measurement counts.
+        peak["fp32"] = max(peak["fp32"], matmul_peak(torch.float32))
+        peak["bf16"] = max(peak["bf16"], matmul_peak(torch.bfloat16))
+        print(
+            f"\n{n_train} train + {n_val} validation samples, {args.threads} threads, "
+            f"torch {torch.__version__}; matmul peak fp32 {peak['fp32']:.0f} GFLOP/s, "
+            f"bf16 {peak['bf16']:.0f} GFLOP/s\n"
+        )
+        print("| model | pipeline | s/epoch | samples/s | GFLOP/s | % of peak | vs (a) |")
+        print("|---|---|---|---|---|---|---|")
+        base: dict[str, float] = {}
+        for model, name, precision, best, model_cfg in rows:
+            base.setdefault(model, best)
+            gflops = forward_flops(model_cfg) * (3 * n_train + n_val) / best / 1e9
+            print(
+                f"| {model} | {name} | {best:.2f} | {(n_train + n_val) / best:.0f} "
+                f"| {gflops:.0f} | {100 * gflops / peak[precision]:.0f} % {precision} "
+                f"| {base[model] / best:.2f}x |"
+            )
+        if args.late_epochs:
+            late_epoch_check(data, args.downsample[0], args.late_epochs, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

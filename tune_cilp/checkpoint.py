@@ -1,0 +1,52 @@
+"""Saving and loading Trainer state: atomic writes, and loads that never execute pickled code."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tune_cilp.errors import UserError
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` (e.g. Trainer.state_dict()) to ``path`` atomically; returns the path.
+
+    The bytes go to a temporary file in the same directory, which is then renamed over ``path``,
+    so a crash mid-write leaves the previous checkpoint (or none), never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by save_checkpoint, on CPU, with ``weights_only=True``.
+
+    A missing or corrupt file, or one that would need arbitrary pickled code to load, raises
+    UserError naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a loadable checkpoint ({first})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a checkpoint (holds a {type(state).__name__}, not a dict)")
+    return state

@@ -1,0 +1,437 @@
+"""The training loop: one fusion model, one epoch at a time, with complete resumable state.
+
+The protocol is the seed notebook's (experiments.md section 2): Adam lr 1e-3, cosine annealing to
+1e-6 over the epochs, batch 32, BCEWithLogits, 50 epochs, seed 51, best-by-validation-loss
+weights kept, accuracy = sigmoid >= 0.5. What differs is speed and bookkeeping:
+
+- the whole dataset is moved to the device once as tensors (rgb stays uint8 there and becomes
+  float / 255 per batch), batches are drawn by index from a seeded permutation;
+- evaluation runs under torch.inference_mode in large batches;
+- flush-to-zero is on: once the model converges, denormal numbers otherwise slow CPU epochs
+  1.5-3x;
+- optional bf16 autocast and channels_last (see resolve_precision and resolve_channels_last).
+
+On CPU the same seed gives the same metrics (timings aside), and a run restored from
+state_dict() after epoch k continues bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tune_cilp.data.arrays import CilpArrays
+from tune_cilp.errors import UserError
+from tune_cilp.models import DOWNSAMPLES, ModelConfig, build_model, list_variants
+
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+# Evaluation batch per device type. On CPU, batches beyond ~32 fall out of cache: 256 was 3x
+# slower per sample than 32 (2 Zen 4 cores, benchmarks/README.md); GPUs want big batches.
+EVAL_BATCH = {"cpu": 32, "cuda": 1024}
+
+METRIC_KEYS: tuple[str, ...] = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_balanced_accuracy",
+    "val_f1",
+    "lr",
+    "epoch_time_s",
+    "samples_per_s",
+    "best_val_loss",
+    "best_epoch",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Defaults are the seed notebook's protocol.
+
+    precision: "fp32" (default, the seed's), "bf16" (autocast) or "auto" = bf16 where the hardware
+    computes it natively (CPUs with AVX512-BF16/AMX, CUDA GPUs with bf16 tensor cores), else fp32.
+    fp32 is the default because it is the faithful one: bf16 trains ~1.9x faster on 2 Zen 4
+    cores, but over 10 epochs of concat-maxpool on the default set it stayed behind fp32
+    (validation loss 0.44 vs 0.36, benchmarks/README.md).
+    channels_last: None = where faster (measured: always, on CPU in fp32 and bf16; on CUDA the
+    tensor cores want NHWC); True/False to force.
+    pos_weight: weight of the positive class (spheres) in the training loss, for imbalanced data.
+    """
+
+    variant: str = "concat"
+    downsample: str = "maxpool"
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-3
+    eta_min: float = 1e-6
+    weight_decay: float = 0.0
+    pos_weight: float | None = None
+    seed: int = 51
+    precision: str = "fp32"
+    channels_last: bool | None = None
+
+    def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> UserError:
+            return UserError(f"{name}: expected {rule}, got {getattr(self, name)!r}")
+
+        if self.variant not in list_variants():
+            raise bad("variant", f"one of {', '.join(list_variants())}")
+        if self.downsample not in DOWNSAMPLES:
+            raise bad("downsample", f"one of {', '.join(DOWNSAMPLES)}")
+        for name in ("epochs", "batch_size"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise bad(name, "an integer >= 1")
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
+            raise bad("seed", "an integer in [0, 2**63)")
+        if not _is_real(self.lr) or not 0 < self.lr < math.inf:
+            raise bad("lr", "a finite number > 0")
+        for name in ("eta_min", "weight_decay"):
+            if not _is_real(getattr(self, name)) or not 0 <= getattr(self, name) < math.inf:
+                raise bad(name, "a finite number >= 0")
+        if self.pos_weight is not None and (
+            not _is_real(self.pos_weight) or not 0 < self.pos_weight < math.inf
+        ):
+            raise bad("pos_weight", "null or a finite number > 0")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"one of {', '.join(PRECISIONS)}")
+        if self.channels_last not in (None, True, False):
+            raise bad("channels_last", "null, true or false")
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any]) -> TrainConfig:
+        """A validated config from a plain mapping (e.g. a Ray Tune trial config).
+
+        Unknown keys and bad values raise UserError; NumPy scalars become Python values.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(mapping) - known)
+        if unknown:
+            raise UserError(
+                f"unknown training option(s) {', '.join(map(repr, unknown))}; "
+                f"valid: {', '.join(sorted(known))}"
+            )
+        values = {k: v.item() if isinstance(v, np.generic) else v for k, v in mapping.items()}
+        for name in ("lr", "eta_min", "weight_decay", "pos_weight"):
+            if _is_int(values.get(name)):
+                values[name] = float(values[name])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict (JSON- and weights_only-safe)."""
+        return asdict(self)
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(variant=self.variant, downsample=self.downsample)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The given device, or CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise UserError(f"device: {exc}") from None
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matmuls/convs in hardware (not emulated)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision, "fp32" or "bf16", that ``precision`` ("auto" or either) means here."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def resolve_channels_last(channels_last: bool | None, device: torch.device) -> bool:
+    """channels_last where it is faster. Measured on 2 Zen 4 cores (benchmarks/README.md): a
+    training step is ~2x faster in NHWC in fp32 and ~1.2x in bf16; CUDA tensor cores want NHWC
+    too. So None means True on CPU and CUDA; other devices keep the default layout."""
+    if channels_last is None:
+        return device.type in ("cpu", "cuda")
+    return channels_last
+
+
+def _metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Validation loss (plain BCE, no pos_weight, so runs compare), accuracy, balanced
+    accuracy and F1 with spheres (1) as the positive class."""
+    loss = F.binary_cross_entropy_with_logits(logits, labels).item()
+    pred = (logits >= 0).cpu().numpy()  # sigmoid >= 0.5
+    true = labels.cpu().numpy() >= 0.5
+    tp = int(np.sum(pred & true))
+    fp = int(np.sum(pred & ~true))
+    fn = int(np.sum(~pred & true))
+    tn = int(np.sum(~pred & ~true))
+    recalls = [hits / total for hits, total in ((tp, tp + fn), (tn, tn + fp)) if total]
+    return {
+        "val_loss": loss,
+        "val_accuracy": (tp + tn) / len(true),
+        "val_balanced_accuracy": float(np.mean(recalls)),
+        "val_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+    }
+
+
+class _DeviceSplit:
+    """One split resident on the device: rgb uint8, xyza float32, labels float32."""
+
+    def __init__(self, arrays: CilpArrays, device: torch.device):
+        self.rgb = torch.from_numpy(np.ascontiguousarray(arrays.rgb)).to(device)
+        self.xyza = torch.from_numpy(np.ascontiguousarray(arrays.xyza)).to(device)
+        self.labels = torch.from_numpy(arrays.labels.astype(np.float32)).to(device)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(
+        self, index: torch.Tensor | slice, memory_format: torch.memory_format
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rgb = self.rgb[index].float().div_(255).contiguous(memory_format=memory_format)
+        xyza = self.xyza[index].contiguous(memory_format=memory_format)
+        return rgb, xyza, self.labels[index]
+
+
+class Trainer:
+    """Trains one model on ``data`` (its is_train / validation split), one epoch per run_epoch().
+
+    threads: torch intra-op threads (the CPUs the caller was granted). gpu_fraction: the share of
+    the GPU this process may use; its memory is capped to that fraction.
+    Attributes the caller records: device, precision ("fp32" | "bf16"), channels_last,
+    num_parameters.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: CilpArrays,
+        *,
+        device: str | torch.device | None = None,
+        threads: int | None = None,
+        gpu_fraction: float | None = None,
+    ):
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        if threads is not None:
+            if not _is_int(threads) or threads < 1:
+                raise UserError(f"threads: expected an integer >= 1, got {threads!r}")
+            torch.set_num_threads(threads)
+        torch.set_flush_denormal(True)
+        if self.device.type == "cuda" and gpu_fraction is not None:
+            if not 0 < gpu_fraction <= 1:
+                raise UserError(f"gpu_fraction: expected a number in (0, 1], got {gpu_fraction!r}")
+            torch.cuda.set_per_process_memory_fraction(float(gpu_fraction), self.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.channels_last = resolve_channels_last(cfg.channels_last, self.device)
+        self._memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+
+        n_train, n_val = int(data.is_train.sum()), int((~data.is_train).sum())
+        if n_train == 0 or n_val == 0:
+            raise UserError(f"data: need train and validation scenes, got {n_train} and {n_val}")
+        self.train_data = _DeviceSplit(data.train, self.device)
+        self.val_data = _DeviceSplit(data.validation, self.device)
+
+        torch.manual_seed(cfg.seed)  # the model's initial weights
+        self.model = self._new_model()
+        self.num_parameters = sum(p.numel() for p in self.model.parameters())
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=cfg.epochs, eta_min=cfg.eta_min
+        )
+        # Batch order has its own generator, so nothing else that draws random numbers shifts it.
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self._pos_weight = (
+            None if cfg.pos_weight is None else torch.tensor(cfg.pos_weight, device=self.device)
+        )
+
+        self.epoch = 0
+        self.best_val_loss = math.inf
+        self.best_epoch = 0
+        self._best_state = _copy_state(self.model.state_dict())
+        self.history: list[dict[str, float | int]] = []
+
+    def _new_model(self) -> nn.Module:
+        model = build_model(self.cfg.model_config).to(self.device)
+        return model.to(memory_format=self._memory_format)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+        )
+
+    @property
+    def done(self) -> bool:
+        """Whether the configured number of epochs has been trained."""
+        return self.epoch >= self.cfg.epochs
+
+    def _train_one_epoch(self) -> float:
+        self.model.train()
+        data, bs = self.train_data, self.cfg.batch_size
+        order = torch.randperm(len(data), generator=self.generator).to(self.device)
+        total = torch.zeros((), device=self.device)
+        for start in range(0, len(data), bs):
+            rgb, xyza, labels = data.batch(order[start : start + bs], self._memory_format)
+            with self._autocast():
+                logits = self.model(rgb, xyza)[:, 0]
+            loss = F.binary_cross_entropy_with_logits(
+                logits.float(), labels, pos_weight=self._pos_weight
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach() * len(labels)  # stays on the device: no sync per batch
+        return total.item() / len(data)
+
+    @torch.inference_mode()
+    def _logits(self, model: nn.Module, data: _DeviceSplit) -> torch.Tensor:
+        model.eval()
+        out, step = [], EVAL_BATCH.get(self.device.type, 32)
+        for start in range(0, len(data), step):
+            rgb, xyza, _ = data.batch(slice(start, start + step), self._memory_format)
+            with self._autocast():
+                out.append(model(rgb, xyza)[:, 0].float())
+        return torch.cat(out)
+
+    def run_epoch(self) -> dict[str, float | int]:
+        """Train one epoch, evaluate, keep the best weights; returns that epoch's metrics."""
+        if self.done:
+            raise RuntimeError(f"training already finished ({self.cfg.epochs} epochs)")
+        start = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        train_loss = self._train_one_epoch()
+        val = _metrics(self._logits(self.model, self.val_data), self.val_data.labels)
+        self.scheduler.step()
+        elapsed = time.perf_counter() - start
+        self.epoch += 1
+        if val["val_loss"] < self.best_val_loss:
+            self.best_val_loss, self.best_epoch = val["val_loss"], self.epoch
+            self._best_state = _copy_state(self.model.state_dict())
+        metrics: dict[str, float | int] = {
+            "epoch": self.epoch,
+            "train_loss": train_loss,
+            **val,
+            "lr": float(lr),
+            "epoch_time_s": elapsed,
+            "samples_per_s": (len(self.train_data) + len(self.val_data)) / elapsed,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+        }
+        self.history.append(metrics)
+        return dict(metrics)
+
+    def best_model(self) -> nn.Module:
+        """A fresh model (eval mode, on the trainer's device) holding the best weights so far."""
+        model = self._new_model()
+        model.load_state_dict(self._best_state)
+        return model.eval()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly (tensors are live: save before
+        training on). Loads with torch.load(weights_only=True)."""
+        rng = {"torch": torch.get_rng_state(), "batch_order": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "best_model": self._best_state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+            "epoch": self.epoch,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "history": [dict(h) for h in self.history],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a state_dict() of a run with the same config."""
+        if state.get("config") != self.cfg.to_dict():
+            raise UserError(
+                f"checkpoint config {state.get('config')!r} differs from this run's "
+                f"{self.cfg.to_dict()!r}"
+            )
+        try:
+            self.model.load_state_dict(state["model"])
+            self._best_state = _copy_state(state["best_model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"]["torch"])
+            self.generator.set_state(state["rng"]["batch_order"])
+            if self.device.type == "cuda" and "cuda" in state["rng"]:
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+            self.epoch = int(state["epoch"])
+            self.best_val_loss = float(state["best_val_loss"])
+            self.best_epoch = int(state["best_epoch"])
+            self.history = [dict(h) for h in state["history"]]
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise UserError(f"checkpoint state is incomplete or mismatched: {exc}") from None
+
+
+def _copy_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def train(cfg: TrainConfig, data: CilpArrays, **kwargs: Any) -> Iterator[dict[str, float | int]]:
+    """Train ``cfg`` to the end, yielding each epoch's metrics (kwargs go to Trainer)."""
+    trainer = Trainer(cfg, data, **kwargs)
+    while not trainer.done:
+        yield trainer.run_epoch()
+
+
+@torch.inference_mode()
+def predict_proba(
+    model: nn.Module,
+    rgb_uint8: np.ndarray,
+    xyza: np.ndarray,
+    device: str | torch.device | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Probability of "spheres" for each scene: float32 (N,), in fp32, model in eval mode.
+
+    rgb_uint8 is (N, 4, 64, 64) uint8 as in CilpArrays, xyza (N, 4, 64, 64) float32.
+    """
+    if rgb_uint8.dtype != np.uint8 or rgb_uint8.ndim != 4 or rgb_uint8.shape[1:] != (4, 64, 64):
+        raise UserError(
+            f"rgb: expected uint8 (N, 4, 64, 64), got {rgb_uint8.dtype} {rgb_uint8.shape}"
+        )
+    if xyza.shape != rgb_uint8.shape:
+        raise UserError(f"xyza: expected shape {rgb_uint8.shape}, got {xyza.shape}")
+    if device is not None:
+        model = model.to(resolve_device(device))
+    target = next(model.parameters()).device
+    model.eval()
+    out = []
+    for start in range(0, len(rgb_uint8), batch_size):
+        rgb = torch.from_numpy(rgb_uint8[start : start + batch_size]).to(target).float() / 255
+        xyz = torch.from_numpy(np.asarray(xyza[start : start + batch_size], np.float32)).to(target)
+        out.append(torch.sigmoid(model(rgb, xyz)[:, 0].float()).cpu())
+    if not out:
+        return np.zeros(0, np.float32)
+    return torch.cat(out).numpy()
