@@ -1,0 +1,21 @@
+"""Every fusion strategy, each with maxpool and strided downsampling, on the seed protocol."""
+
+from ray import tune
+
+from search_spaces import SearchSpace
+
+SPACE = SearchSpace(
+    name="fusion",
+    description=(
+        "Fusion strategies late, concat, add, hadamard and early, each with maxpool and "
+        "strided downsampling (10 trials per seed), seed protocol."
+    ),
+    param_space={
+        "variant": tune.grid_search(["late", "concat", "add", "hadamard", "early"]),
+        "downsample": tune.grid_search(["maxpool", "stride"]),
+        "lr": 1e-3,
+        "eta_min": 1e-6,
+        "batch_size": 32,
+        "seed": 51,
+    },
+)

@@ -1,0 +1,41 @@
+"""Hyperparameter search over every fusion variant: Optuna TPE under ASHA early stopping."""
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import SearchSpace
+
+
+def _asha(epochs: int) -> ASHAScheduler:
+    # Rungs at 1, 2, 4, ... epochs; the worse half of trials at each rung stop there.
+    return ASHAScheduler(
+        time_attr="training_iteration", max_t=epochs, grace_period=1, reduction_factor=2
+    )
+
+
+def _tpe() -> OptunaSearch:
+    return OptunaSearch(seed=51)  # OptunaSearch's default sampler is TPE
+
+
+SPACE = SearchSpace(
+    name="hpo",
+    description=(
+        "Learning rate (log-uniform), batch size, weight decay and downsampling for each fusion "
+        "variant, sampled by Optuna TPE with ASHA stopping weak trials early on val_loss."
+    ),
+    param_space={
+        "variant": tune.choice(["late", "concat", "add", "hadamard", "early"]),
+        "downsample": tune.choice(["maxpool", "stride"]),
+        "lr": tune.loguniform(1e-4, 3e-3),
+        "batch_size": tune.choice([16, 32, 64]),
+        "weight_decay": tune.loguniform(1e-6, 1e-2),
+        "eta_min": 1e-6,
+        "seed": 51,
+    },
+    num_samples=20,
+    epochs=30,
+    make_scheduler=_asha,
+    make_search_alg=_tpe,
+    grid_seeds=False,
+)

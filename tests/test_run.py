@@ -1,0 +1,279 @@
+"""``python -m tune_cilp.run`` end to end with real Ray (local, 2 CPUs) on the tiny data."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+
+from tune_cilp.data import CilpArrays
+from tune_cilp.errors import run_cli
+from tune_cilp.run import META_FILE, main, smoke_subset
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
+
+EPOCH_METRICS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_balanced_accuracy",
+    "val_f1",
+    "lr",
+    "epoch_time_s",
+    "samples_per_s",
+    "best_val_loss",
+    "best_epoch",
+    "num_parameters",
+    "precision",
+    "device",
+    "node_id",
+    "pid",
+    "variant_key",
+)
+
+
+def histories(experiment: Path) -> dict[str, list[dict]]:
+    """Every trial's reported results (result.json, one JSON object per line), by trial dir."""
+    return {
+        path.parent.name: [json.loads(line) for line in path.read_text().splitlines()]
+        for path in sorted(experiment.glob("*/result.json"))
+    }
+
+
+@pytest.fixture
+def restore_env() -> Iterator[None]:
+    """main() sets W&B and Ray variables in os.environ; other tests must not see them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def local_ray(restore_env: None) -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def run_args(tiny_raw: Path, storage: Path, *extra: str) -> list[str]:
+    return ["--dataset", str(tiny_raw), "--storage-path", str(storage), *extra]
+
+
+@pytest.fixture(scope="module")
+def seed_ablation(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One 2-epoch seed-ablation run (W&B offline); its experiment path and printed output."""
+    storage = tmp_path_factory.mktemp("results")
+    saved = dict(os.environ)
+    os.environ["WANDB_API_KEY"] = FAKE_KEY  # offline runs must not carry it anywhere
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(run_args(tiny_raw, storage, "--epochs", "2"))
+    finally:
+        ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
+    assert code == 0, out.getvalue()
+    return storage / "seed-ablation", out.getvalue()
+
+
+def test_seed_ablation_reports_every_metric_every_epoch(seed_ablation: tuple[Path, str]) -> None:
+    experiment, output = seed_ablation
+    runs = histories(experiment)
+    assert len(runs) == 2
+    assert sorted(rows[0]["variant_key"] for rows in runs.values()) == [
+        "concat-maxpool",
+        "concat-stride",
+    ]
+    for name, rows in runs.items():
+        assert [row["epoch"] for row in rows] == [1, 2]
+        for row in rows:
+            assert all(row.get(key) is not None for key in EPOCH_METRICS), row
+            assert row["num_parameters"] == 2_094_501
+        assert len(list((experiment / name).glob("checkpoint_*/state.pt"))) == 2
+    meta = json.loads((experiment / META_FILE).read_text())
+    assert meta["space"] == "seed-ablation" and meta["smoke_test"] is False
+    assert output.count(f"experiment: {experiment}") == 2
+    assert "no GPU: running on CPU cores" in output
+    assert "concat-maxpool" in output.split("starting trials")[-1]  # the comparison table
+
+
+def test_wandb_offline_writes_one_run_per_trial(seed_ablation: tuple[Path, str]) -> None:
+    experiment, _ = seed_ablation
+    offline_runs = sorted((experiment / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 2
+    for run in offline_runs:
+        (log,) = run.glob("*.wandb")  # the run's records: project, config, per-epoch history
+        assert b"cilp-extended-assessment" in log.read_bytes() and b"val_loss" in log.read_bytes()
+    files = [path for path in experiment.rglob("*") if path.is_file()]
+    assert not [path for path in files if FAKE_KEY.encode() in path.read_bytes()]
+
+
+def test_fake_gpu_runs_four_trials_on_it_at_once(
+    tiny_raw: Path, tmp_path: Path, restore_env: None
+) -> None:
+    # Ray only counts the GPU; torch (CPU build) sees no CUDA, so the trials train on CPU.
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
+    try:
+        argv = run_args(
+            tiny_raw, tmp_path, "--seeds", "1,2", "--epochs", "2", "--wandb", "disabled"
+        )
+        assert main(argv) == 0
+    finally:
+        ray.shutdown()
+    runs = histories(tmp_path / "seed-ablation")
+    assert len(runs) == 4
+    spans = [
+        (rows[0]["timestamp"] - rows[0]["time_total_s"], rows[-1]["timestamp"])
+        for rows in runs.values()
+    ]
+    assert max(start for start, _ in spans) < min(end for _, end in spans)  # all four at once
+    assert all(
+        row["gpu_fraction"] == 0.25 and row["device"] == "cpu"
+        for rows in runs.values()
+        for row in rows
+    )
+
+
+def trial_statuses(experiment: Path) -> dict[str, str]:
+    """Trial id -> status in the latest experiment state Tune has synced to storage."""
+    states = sorted(experiment.glob("experiment_state-*.json"))  # one per session, timestamped
+    try:
+        state = json.loads(states[-1].read_text())
+    except (IndexError, OSError, json.JSONDecodeError):  # not there yet, or being rewritten
+        return {}
+    trials = (json.loads(trial_json) for trial_json, _ in state["trial_data"])
+    return {trial["trial_id"]: trial["status"] for trial in trials}
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials(
+    tiny_raw: Path, tmp_path: Path
+) -> None:
+    # Two CPUs per trial on a 2-CPU Ray: the trials run one after the other.
+    cmd = [sys.executable, "-m", "tune_cilp.run", "--cpus-per-trial", "2", "--epochs", "2"]
+    cmd += ["--wandb", "disabled", *run_args(tiny_raw, tmp_path)]
+    cmd += ["--max-failures", "0"]
+    experiment = tmp_path / "seed-ablation"
+    # Tune saves its experiment state every few seconds; every step here, so that the state on
+    # disk shows the first trial finished while the second still runs.
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    env.pop("RAY_ADDRESS", None)
+    driver = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 150
+        while "TERMINATED" not in trial_statuses(experiment).values():
+            assert driver.poll() is None and time.monotonic() < deadline, "no trial finished"
+            time.sleep(0.2)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    at_kill = trial_statuses(experiment)
+    assert sorted(at_kill.values()) != ["TERMINATED", "TERMINATED"], at_kill
+    finished = {t for t, status in at_kill.items() if status == "TERMINATED"}
+    before = {name: rows for name, rows in histories(experiment).items()}
+
+    resumed = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming experiment" in resumed.stdout
+    after = histories(experiment)
+    assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
+    for name, rows in after.items():
+        assert [row["epoch"] for row in rows] == [1, 2], name
+        if rows[0]["trial_id"] in finished:
+            assert rows == before[name]  # not rerun
+
+
+def test_hpo_asha_stops_some_trials_early(tiny_raw: Path, tmp_path: Path, local_ray: None) -> None:
+    argv = run_args(tiny_raw, tmp_path, "--space", "hpo", "--epochs", "4", "--num-samples", "8")
+    assert main([*argv, "--wandb", "disabled"]) == 0
+    runs = histories(tmp_path / "hpo")
+    assert len(runs) == 8
+    # The first trial to reach each rung always goes on; each later one stops when worse than
+    # the median so far, so with 8 trials some stop early (all beating it has odds < 1 %).
+    epochs_run = sorted(len(rows) for rows in runs.values())
+    assert epochs_run[0] < 4 and epochs_run[-1] == 4, epochs_run  # stopped early / ran to the end
+    assert len({rows[0]["lr"] for rows in runs.values()}) == 8  # Optuna sampled each trial
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--space", "nope"], "--space: unknown space 'nope'"),
+        (["--epochs", "0"], "--epochs: must be at least 1"),
+        (["--epochs", "-3"], "--epochs: must be at least 1"),
+        (["--gpus-per-trial", "1.5"], "--gpus-per-trial: must be a fraction in [0, 1]"),
+        (["--gpus-per-trial", "-0.1"], "--gpus-per-trial: must be a fraction in [0, 1]"),
+        (["--seeds", "1,x"], "--seeds: expected comma-separated integers"),
+        (["--address", "127.0.0.1:1"], "--address: cannot reach a Ray cluster at 127.0.0.1:1"),
+        (["--wandb", "loud"], "invalid choice: 'loud'"),
+        (["--space", "hpo", "--seeds", "1,2"], "--seeds: space 'hpo' samples"),
+        (["--dataset", "/no/such/dir"], "no/such/dir"),
+    ],
+)
+def test_bad_arguments_fail_before_anything_starts(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, ["--storage-path", str(tmp_path), *extra])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not ray.is_initialized()
+    assert not (tmp_path / "seed-ablation").exists()
+
+
+def test_non_writable_storage_path_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    cmd = [sys.executable, "-m", "tune_cilp.run", "--storage-path", str(tmp_path / "file/sub")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: --storage-path:") and proc.stderr.count("\n") == 1
+
+
+def test_gpu_request_on_a_cluster_without_gpu_is_one_line(
+    tiny_raw: Path, tmp_path: Path, local_ray: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, run_args(tiny_raw, tmp_path, "--gpus-per-trial", "0.5"))
+    assert exit_info.value.code == 2
+    assert (
+        "--gpus-per-trial: 0.5 requested but the Ray cluster has no GPU" in capsys.readouterr().err
+    )
+
+
+def test_smoke_subset_keeps_both_classes_on_both_sides(tiny_arrays: CilpArrays) -> None:
+    small = smoke_subset(tiny_arrays)
+    counts = small.counts()
+    assert all(n > 0 for split in counts.values() for n in split.values())
+    assert len(small.train) <= 32 and len(small.validation) <= 16
+
+
+def test_list_spaces_shows_each_with_its_description(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--list-spaces"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["fusion", "hpo", "seed-ablation"]
+    assert all(len(line.split()) > 3 for line in lines)

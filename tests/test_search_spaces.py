@@ -1,0 +1,66 @@
+"""The search-space registry and the named spaces resolve to valid training configs."""
+
+from __future__ import annotations
+
+import pytest
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search.variant_generator import generate_variants
+
+from search_spaces import SearchSpace, get_space, list_spaces
+from tune_cilp.errors import UserError
+from tune_cilp.run import param_space
+from tune_cilp.train import TrainConfig
+
+
+def _grid(space: SearchSpace, epochs: int = 2, seeds: list[int] | None = None) -> list[dict]:
+    return [config for _, config in generate_variants(param_space(space, epochs, seeds))]
+
+
+def test_registry_finds_every_space_module() -> None:
+    names = [space.name for space in list_spaces()]
+    assert names == ["fusion", "hpo", "seed-ablation"]
+    assert all(space.description for space in list_spaces())
+
+
+def test_unknown_space_lists_the_known_ones() -> None:
+    with pytest.raises(UserError, match="unknown space 'nope'.*fusion, hpo, seed-ablation"):
+        get_space("nope")
+
+
+def test_seed_ablation_is_the_seed_protocol() -> None:
+    configs = _grid(get_space("seed-ablation"))
+    assert sorted(c["downsample"] for c in configs) == ["maxpool", "stride"]
+    for config in configs:
+        cfg = TrainConfig.from_dict(config)
+        assert (cfg.variant, cfg.lr, cfg.batch_size, cfg.seed, cfg.epochs) == (
+            "concat",
+            1e-3,
+            32,
+            51,
+            2,
+        )
+
+
+def test_fusion_covers_every_variant_and_downsampling() -> None:
+    configs = _grid(get_space("fusion"))
+    pairs = {(c["variant"], c["downsample"]) for c in configs}
+    assert len(configs) == len(pairs) == 10
+    assert {v for v, _ in pairs} == {"late", "concat", "add", "hadamard", "early"}
+    for config in configs:
+        TrainConfig.from_dict(config)
+
+
+def test_seeds_repeat_every_configuration() -> None:
+    configs = _grid(get_space("fusion"), seeds=[51, 52, 53])
+    assert len(configs) == 30
+    assert sorted({c["seed"] for c in configs}) == [51, 52, 53]
+
+
+def test_hpo_uses_optuna_under_asha() -> None:
+    space = get_space("hpo")
+    assert isinstance(space.make_scheduler(8), ASHAScheduler)
+    assert isinstance(space.make_search_alg(), OptunaSearch)
+    assert (space.metric, space.mode) == ("val_loss", "min")
+    with pytest.raises(UserError, match="--seeds"):
+        param_space(space, 2, [51, 52])

@@ -1,0 +1,109 @@
+"""The Ray Tune function trainable: one trial = one Trainer, one report + checkpoint per epoch."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import wandb
+from ray import tune
+from ray.air.integrations.wandb import setup_wandb
+
+from tune_cilp.checkpoint import load_checkpoint, save_checkpoint
+from tune_cilp.data import CilpArrays
+from tune_cilp.train import TrainConfig, Trainer
+
+STATE_FILE = "state.pt"
+# Test hook: a trial on its first attempt (no checkpoint yet) kills its own process after training
+# this epoch, before reporting it, so tests can show a crashed trial resuming from its checkpoint.
+CRASH_ENV = "TUNE_CILP_TEST_CRASH_IN_EPOCH"
+# Test hook: a trial whose seed equals this value raises before training, so tests can show that
+# one failing configuration does not stop the others.
+RAISE_ENV = "TUNE_CILP_TEST_RAISE_ON_SEED"
+
+
+def variant_key(config: dict[str, Any]) -> str:
+    """The variant's display name, e.g. "concat-maxpool"."""
+    return f"{config['variant']}-{config['downsample']}"
+
+
+def _granted_resources() -> tuple[int, float]:
+    """(CPU threads, GPU fraction) this trial was granted by Tune."""
+    granted = tune.get_context().get_trial_resources().required_resources
+    return max(1, int(granted.get("CPU", 1))), float(granted.get("GPU", 0.0))
+
+
+def train_cilp(
+    config: dict[str, Any], data: CilpArrays, wandb_kwargs: dict[str, str] | None = None
+) -> None:
+    """Train one variant; report every epoch with a checkpoint holding the full Trainer state.
+
+    ``config`` holds TrainConfig fields only; ``data`` and ``wandb_kwargs`` (arguments for
+    ``setup_wandb``, None = no W&B) arrive through ``tune.with_parameters`` (Ray's object store),
+    so a trial needs no files or database on its node.
+    """
+    cfg = TrainConfig.from_dict(config)
+    if os.environ.get(RAISE_ENV) == str(cfg.seed):
+        raise RuntimeError(f"injected failure: {RAISE_ENV}={cfg.seed}")
+    threads, gpu_fraction = _granted_resources()
+    trainer = Trainer(cfg, data, threads=threads, gpu_fraction=gpu_fraction or None)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as ckpt_dir:
+            trainer.load_state_dict(load_checkpoint(Path(ckpt_dir) / STATE_FILE))
+    crash_in = int(os.environ.get(CRASH_ENV, "0")) if checkpoint is None else 0
+
+    static = {
+        "num_parameters": trainer.num_parameters,
+        "precision": trainer.precision,
+        "device": str(trainer.device),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "pid": os.getpid(),
+        "threads": threads,
+        "gpu_fraction": gpu_fraction,
+        "variant_key": variant_key(config),
+    }
+    # W&B gets the trial config (+ the run's constants) once and the numeric metrics per epoch.
+    run = _start_wandb({**config, **static}, wandb_kwargs) if wandb_kwargs else None
+    try:
+        while not trainer.done:
+            metrics = trainer.run_epoch()
+            if metrics["epoch"] == crash_in:
+                os._exit(1)
+            if run is not None:
+                run.log(metrics, step=int(metrics["epoch"]))
+                if trainer.done:  # before the last report: after it, Tune may end this process
+                    _finish_wandb(run)
+                    run = None
+            with tempfile.TemporaryDirectory() as tmp:
+                save_checkpoint(Path(tmp) / STATE_FILE, trainer.state_dict())
+                tune.report({**metrics, **static}, checkpoint=tune.Checkpoint.from_directory(tmp))
+    finally:  # a trial stopped early (ASHA) or failing still closes its W&B run
+        if run is not None:
+            _finish_wandb(run)
+
+
+def _start_wandb(config: dict[str, Any], wandb_kwargs: dict[str, str]) -> Any:
+    run = setup_wandb(config, **wandb_kwargs)  # id = trial id, group = experiment name
+    atexit.register(_teardown_quietly)  # runs before W&B's own exit hook (atexit is LIFO)
+    return run
+
+
+def _finish_wandb(run: Any) -> None:
+    run.finish()
+    wandb.teardown()  # now, not at exit, when Ray may already have ended W&B's service process
+    atexit.unregister(_teardown_quietly)
+
+
+def _teardown_quietly() -> None:
+    # A trial stopped early (ASHA) can reach process exit with its run still open after W&B's
+    # service process is gone; W&B's exit hook would then print a traceback for nothing lost
+    # (the run's records are already on disk).
+    with contextlib.suppress(Exception):
+        wandb.teardown()
