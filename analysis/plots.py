@@ -1,0 +1,110 @@
+"""PNG plots: per-epoch validation curves per variant (mean, min-max band across seeds) and the
+final metrics side by side (mean with std error bars).
+
+Plain matplotlib Figure objects (no pyplot), saved with the Agg canvas: no GUI backend is needed,
+and a notebook keeps its own backend.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no GUI backend, and notebooks keep theirs
+from matplotlib.ticker import MaxNLocator
+
+from analysis.stats import VariantSummary
+from tune_cilp.errors import UserError
+
+CURVES = (("val_loss", "Validation loss"), ("val_accuracy", "Validation accuracy"))
+FINAL = (("val_accuracy", "Accuracy"), ("val_balanced_accuracy", "Balanced acc."), ("val_f1", "F1"))
+
+
+def epoch_band(variant: VariantSummary, metric: str) -> tuple[np.ndarray, ...]:
+    """Epochs and the mean, min and max of `metric` across the variant's seeds at each epoch.
+
+    Seeds still running have fewer epochs: each epoch uses the seeds that reached it.
+    """
+    per_epoch: dict[int, list[float]] = {}
+    for trial in variant.trials:
+        for i, row in enumerate(trial.history):
+            value = row.get(metric)
+            if value is not None and math.isfinite(value):
+                per_epoch.setdefault(int(row.get("epoch", i + 1)), []).append(float(value))
+    epochs = np.array(sorted(per_epoch))
+    values = [per_epoch[e] for e in epochs]
+    return (
+        epochs,
+        np.array([np.mean(v) for v in values]),
+        np.array([np.min(v) for v in values]),
+        np.array([np.max(v) for v in values]),
+    )
+
+
+def _save(fig: Figure, out_dir: str, name: str) -> str:
+    path = os.path.join(out_dir, name)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def plot_curves(variants: Sequence[VariantSummary]) -> Figure:
+    """Validation loss and accuracy per epoch, one line per variant with a min-max seed band."""
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    axes = fig.subplots(1, len(CURVES))
+    for ax, (metric, title) in zip(axes, CURVES, strict=True):
+        for v in variants:
+            epochs, mean, low, high = epoch_band(v, metric)
+            (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=f"{v.name} (n={len(v.trials)})")
+            ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+        ax.set(title=title, xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Mean across seeds; band = min to max")
+    return fig
+
+
+def plot_final(variants: Sequence[VariantSummary]) -> Figure:
+    """Best-epoch metrics per variant as bars (mean) with std error bars across seeds."""
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_q, ax_l = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
+    width = 0.8 / len(variants)
+    x = np.arange(len(FINAL))
+    for i, v in enumerate(variants):
+        means = [v.metrics[m].mean for m, _ in FINAL]
+        stds = [np.nan_to_num(v.metrics[m].std) for m, _ in FINAL]
+        ax_q.bar(x + i * width, means, width, yerr=stds, capsize=3, label=v.name, color=f"C{i}")
+        loss = v.metrics["val_loss"]
+        ax_l.bar(i, loss.mean, yerr=np.nan_to_num(loss.std), capsize=3, color=f"C{i}")
+    ax_q.set_xticks(x + width * (len(variants) - 1) / 2, [label for _, label in FINAL])
+    ax_q.set(ylim=(0, 1.05), title="Validation metrics at the best epoch")
+    ax_q.legend(fontsize=8)
+    ax_l.set_xticks(range(len(variants)), [v.name for v in variants], rotation=30, ha="right")
+    ax_l.set(title="Min validation loss")
+    fig.suptitle("Mean ± std across seeds")
+    return fig
+
+
+def write_plots(variants: Sequence[VariantSummary], out_dir: str) -> list[str]:
+    """Write curves.png and final_metrics.png into `out_dir` (created if missing); their paths."""
+    if not variants:
+        raise UserError("--plots: no trial has reported results yet, nothing to plot")
+    out_dir = os.path.abspath(os.path.expanduser(out_dir))
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--plots {out_dir}: cannot create directory ({exc.strerror})") from exc
+    return [
+        _save(plot_curves(variants), out_dir, "curves.png"),
+        _save(plot_final(variants), out_dir, "final_metrics.png"),
+    ]

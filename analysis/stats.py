@@ -1,0 +1,217 @@
+"""Statistics on plain data: best epoch per trial, per-variant mean/std/count, two-variant test.
+
+Everything here takes lists and dicts (no Ray, no files) so it can be checked by hand.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+SELECT_METRIC = "val_loss"  # the best epoch of a trial and the best trial of a variant minimise it
+# Per-trial quantities the table aggregates (name -> meaning).
+METRICS = {
+    "val_loss": "minimum validation loss over epochs",
+    "params_m": "trainable parameters, millions",
+    "training_time_s": "sum of epoch times (train + validation) over all reported epochs",
+    "val_accuracy": "validation accuracy at the best epoch",
+    "val_balanced_accuracy": "validation balanced accuracy at the best epoch",
+    "val_f1": "validation F1 (spheres positive) at the best epoch",
+}
+SEED_KEY = "seed"
+NAME_KEYS = ("variant", "downsample")  # always in a variant's name
+
+
+@dataclass
+class TrialResult:
+    """One trial reduced to its best epoch (by val_loss) plus cost figures."""
+
+    trial_id: str
+    config: dict[str, Any]
+    status: str
+    epochs: int  # epochs reported so far
+    best_epoch: int
+    metrics: dict[str, float]  # keys of METRICS
+    history: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    checkpoint: Any = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, sample standard deviation (ddof=1, NaN for n=1), count, min and max of a metric."""
+
+    mean: float
+    std: float
+    n: int
+    min: float
+    max: float
+
+
+@dataclass
+class VariantSummary:
+    """All trials of one configuration (across seeds): per-metric summaries and the best trial."""
+
+    name: str
+    config: dict[str, Any]  # shared config without the seed
+    trials: list[TrialResult]
+    metrics: dict[str, Summary]
+    best: TrialResult
+
+    def values(self, metric: str) -> list[float]:
+        return [t.metrics[metric] for t in self.trials]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Second variant minus first on one metric, with Welch's t-test across seeds.
+
+    ci_low/ci_high: 95 % confidence interval of the difference of means (Welch-Satterthwaite
+    degrees of freedom); p_value: two-sided. Both NaN when a side has fewer than two seeds or
+    both sides have zero spread.
+    """
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_a: int
+    n_b: int
+
+    @property
+    def testable(self) -> bool:
+        return not math.isnan(self.p_value)
+
+
+def best_epoch(history: Sequence[Mapping[str, Any]], metric: str = SELECT_METRIC) -> dict | None:
+    """The epoch row with the smallest `metric` (the first on ties); None if none reported it."""
+    best = None
+    for row in history:
+        value = row.get(metric)
+        if value is None or not np.isfinite(value):
+            continue
+        if best is None or value < best[metric]:
+            best = row
+    return None if best is None else dict(best)
+
+
+def summarize_trial(
+    trial_id: str,
+    config: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
+    status: str = "TERMINATED",
+    checkpoint: Any = None,
+) -> TrialResult | None:
+    """Reduce one trial's per-epoch results to a TrialResult; None if it reported no val_loss."""
+    row = best_epoch(history)
+    if row is None:
+        return None
+    times = [r.get("epoch_time_s", r.get("time_this_iter_s", math.nan)) for r in history]
+    params = row.get("num_parameters", math.nan)
+    metrics = {
+        "val_loss": float(row["val_loss"]),
+        "params_m": float(params) / 1e6,
+        "training_time_s": float(np.sum(times)),
+        "val_accuracy": float(row.get("val_accuracy", math.nan)),
+        "val_balanced_accuracy": float(row.get("val_balanced_accuracy", math.nan)),
+        "val_f1": float(row.get("val_f1", math.nan)),
+    }
+    return TrialResult(
+        trial_id=trial_id,
+        config=dict(config),
+        status=status,
+        epochs=len(history),
+        best_epoch=int(row.get("epoch", history.index(row) + 1)),
+        metrics=metrics,
+        history=[dict(r) for r in history],
+        checkpoint=checkpoint,
+    )
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Mean, std (ddof=1; NaN for a single value), count, min and max."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return Summary(math.nan, math.nan, 0, math.nan, math.nan)
+    std = float(np.std(arr, ddof=1)) if arr.size > 1 else math.nan
+    return Summary(float(arr.mean()), std, int(arr.size), float(arr.min()), float(arr.max()))
+
+
+def _format_value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def variant_key(config: Mapping[str, Any]) -> tuple:
+    """Hashable identity of a configuration without its seed."""
+    return tuple(sorted((k, repr(v)) for k, v in config.items() if k != SEED_KEY))
+
+
+def variant_names(configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Name per config: "variant-downsample", plus "key=value" for every other key that differs."""
+    keys = sorted({k for c in configs for k in c} - {SEED_KEY, *NAME_KEYS})
+    differing = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    names = []
+    for c in configs:
+        base = "-".join(str(c[k]) for k in NAME_KEYS if k in c) or "trial"
+        extra = [f"{k}={_format_value(c.get(k))}" for k in differing]
+        names.append(" ".join([base, *extra]))
+    return names
+
+
+def group_variants(trials: Sequence[TrialResult]) -> dict[str, list[TrialResult]]:
+    """Trials grouped by config-without-seed, named by `variant_names`, in first-seen order."""
+    groups: dict[tuple, list[TrialResult]] = {}
+    for t in trials:
+        groups.setdefault(variant_key(t.config), []).append(t)
+    names = variant_names([g[0].config for g in groups.values()])
+    return dict(zip(names, groups.values(), strict=True))
+
+
+def summarize_variants(trials: Sequence[TrialResult]) -> list[VariantSummary]:
+    """One VariantSummary per configuration (trials equal except their seed)."""
+    out = []
+    for name, group in group_variants(trials).items():
+        metrics = {m: summarize([t.metrics[m] for t in group]) for m in METRICS}
+        config = {k: v for k, v in group[0].config.items() if k != SEED_KEY}
+        best = min(group, key=lambda t: t.metrics[SELECT_METRIC])
+        out.append(VariantSummary(name, config, list(group), metrics, best))
+    return out
+
+
+def compare(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Comparison:
+    """Difference of means b - a with Welch's t-test (unequal variances) and its CI."""
+    a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(b_arr.mean() - a_arr.mean())
+    nan = math.nan
+    spread = a_arr.size > 1 and b_arr.size > 1 and (a_arr.std() > 0 or b_arr.std() > 0)
+    if not spread:
+        return Comparison(diff, nan, nan, nan, int(a_arr.size), int(b_arr.size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = scipy_stats.ttest_ind(b_arr, a_arr, equal_var=False)
+        ci = res.confidence_interval(confidence)
+    return Comparison(
+        diff, float(ci.low), float(ci.high), float(res.pvalue), int(a_arr.size), int(b_arr.size)
+    )
+
+
+def verdict(
+    a: VariantSummary, b: VariantSummary, metric: str = SELECT_METRIC, alpha: float = 0.05
+) -> str:
+    """One line: is the difference in `metric` between two variants significant at `alpha`?"""
+    c = compare(a.values(metric), b.values(metric))
+    sizes = f"(n={c.n_a} vs {c.n_b})"
+    if min(c.n_a, c.n_b) < 2:
+        return f"no test possible for {metric}: a variant has a single seed {sizes}"
+    if not c.testable:
+        return f"no test possible for {metric}: no spread across seeds {sizes}"
+    significant = "is" if c.p_value < alpha else "is not"
+    return (
+        f"difference in {metric} ({b.name} - {a.name} = {c.difference:+.4g}) {significant} "
+        f"significant at {alpha:.0%} (Welch's t-test, p={c.p_value:.3g}) {sizes}"
+    )

@@ -1,0 +1,253 @@
+"""The comparison table in the seed notebook's shape, as text (tabulate), CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import textwrap
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tabulate import tabulate, tabulate_formats
+
+from analysis.experiment import Experiment, trial_results
+from analysis.stats import (
+    Comparison,
+    Summary,
+    VariantSummary,
+    compare,
+    summarize_variants,
+    verdict,
+)
+from tune_cilp.errors import UserError
+
+# (row label, metric key, number format): the seed's rows, then two that survive class imbalance.
+ROWS = (
+    ("Validation Loss", "val_loss", ".4g"),
+    ("Parameters (M)", "params_m", ".4f"),
+    ("Training Time (s)", "training_time_s", ".1f"),
+    ("Accuracy", "val_accuracy", ".3f"),
+    ("Balanced Accuracy", "val_balanced_accuracy", ".3f"),
+    ("F1", "val_f1", ".3f"),
+)
+FOOTER = (
+    "Validation Loss: minimum over epochs; Accuracy, Balanced Accuracy and F1 (spheres positive): "
+    "validation set at that epoch; Training Time: sum of epoch times. "
+    "Cells: mean ± std (number of seeds)."
+)
+
+
+@dataclass
+class ComparisonTable:
+    """Variants' summaries, the two-variant comparisons, and the footer lines."""
+
+    variants: list[VariantSummary]
+    comparisons: dict[str, Comparison] = field(default_factory=dict)  # metric -> b - a
+    notes: list[str] = field(default_factory=list)
+    verdict: str = ""
+
+    @property
+    def headers(self) -> list[str]:
+        names = [v.name for v in self.variants]
+        return ["Metric", *names, *(["Difference"] if self.comparisons else [])]
+
+    def rows(self) -> list[list[str]]:
+        """Formatted cells, one row per entry of ROWS."""
+        out = []
+        for label, metric, spec in ROWS:
+            row = [label] + [_cell(v.metrics[metric], spec) for v in self.variants]
+            if self.comparisons:
+                row.append(_difference_cell(self.comparisons[metric], spec))
+            out.append(row)
+        return out
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "n/a" if value is None or math.isnan(value) else format(value, spec)
+
+
+def _cell(summary: Summary, spec: str) -> str:
+    if summary.n == 0:
+        return "n/a"
+    if summary.n == 1:
+        return _fmt(summary.mean, spec)
+    return f"{_fmt(summary.mean, spec)} ± {_fmt(summary.std, spec)} ({summary.n})"
+
+
+def _difference_cell(c: Comparison, spec: str) -> str:
+    diff = format(c.difference, "+" + spec) if not math.isnan(c.difference) else "n/a"
+    if not c.testable:
+        return diff
+    return f"{diff} [{_fmt(c.ci_low, spec)}, {_fmt(c.ci_high, spec)}] p={c.p_value:.2g}"
+
+
+def comparison_table(
+    variants: list[VariantSummary], notes: list[str] | None = None
+) -> ComparisonTable:
+    """Build the table; with exactly two variants add the Difference column and the verdict."""
+    table = ComparisonTable(list(variants), notes=list(notes or []))
+    if len(variants) == 2:
+        a, b = variants
+        table.comparisons = {m: compare(a.values(m), b.values(m)) for _, m, _ in ROWS}
+        table.verdict = verdict(a, b)
+        table.notes.append(
+            f"Difference = {b.name} - {a.name}; [95% CI of the difference] and two-sided p "
+            "from Welch's t-test across seeds (shown only when both sides have 2+ seeds)."
+        )
+    return table
+
+
+def experiment_table(experiment: Experiment) -> ComparisonTable:
+    """The comparison table of a loaded experiment; notes trials unfinished or without results."""
+    results = trial_results(experiment)
+    notes = []
+    failed = [t for t in experiment.trials if t.status == "ERROR"]
+    if failed:
+        notes.append(
+            f"{len(failed)} trial(s) failed (ERROR): "
+            + ", ".join(f"{t.trial_id} {_trial_label(t.config)}" for t in failed)
+            + "; the traceback is in error.txt in each trial's directory."
+        )
+    reported = {r.trial_id for r in results}
+    missing = [t for t in experiment.trials if t.trial_id not in reported and t.status != "ERROR"]
+    if missing:
+        notes.append(
+            f"{len(missing)} trial(s) have not reported a validation loss yet and are left out."
+        )
+    unfinished = [t for t in results if t.status != "TERMINATED"]
+    if unfinished:
+        states = ", ".join(sorted({t.status for t in unfinished}))
+        notes.append(f"{len(unfinished)} trial(s) not finished ({states}): partial results.")
+    return comparison_table(summarize_variants(results), notes)
+
+
+def _trial_label(config: dict[str, Any]) -> str:
+    """ "(concat-maxpool seed=52)": enough to find a failed trial's configuration."""
+    name = f"{config.get('variant', '?')}-{config.get('downsample', '?')}"
+    return f"({name} seed={config.get('seed', '?')})"
+
+
+def check_format(fmt: str) -> str:
+    """Return `fmt` if tabulate knows it, else raise UserError listing the choices."""
+    if fmt not in tabulate_formats:
+        raise UserError(
+            f"--format {fmt!r}: unknown table format (choose from {', '.join(tabulate_formats)})"
+        )
+    return fmt
+
+
+def format_table(table: ComparisonTable, fmt: str = "grid") -> str:
+    """The table in a tabulate format, then the footer notes and the verdict line."""
+    if not table.variants:
+        return "no trial has reported a validation loss yet"
+    # disable_numparse: keep our number formats ("0.500", not tabulate's "0.5")
+    text = tabulate(
+        table.rows(), headers=table.headers, tablefmt=check_format(fmt), disable_numparse=True
+    )
+    notes = [FOOTER, *table.notes] + (["Verdict: " + table.verdict] if table.verdict else [])
+    return "\n".join([text, *(textwrap.fill(n, 100) for n in notes)])
+
+
+def to_records(table: ComparisonTable) -> list[dict[str, Any]]:
+    """One flat dict per metric: per-variant mean/std/n and, for two variants, the difference."""
+    records = []
+    for label, metric, _ in ROWS:
+        rec: dict[str, Any] = {"metric": label, "key": metric}
+        for v in table.variants:
+            s = v.metrics[metric]
+            rec.update({f"{v.name} mean": s.mean, f"{v.name} std": s.std, f"{v.name} n": s.n})
+        if table.comparisons:
+            c = table.comparisons[metric]
+            rec.update(
+                {
+                    "difference": c.difference,
+                    "ci_low": c.ci_low,
+                    "ci_high": c.ci_high,
+                    "p_value": c.p_value,
+                }
+            )
+        records.append(rec)
+    return records
+
+
+def to_json_dict(table: ComparisonTable, experiment_path: str = "") -> dict[str, Any]:
+    """Everything behind the table, JSON-ready (NaN becomes null)."""
+    variants = []
+    for v in table.variants:
+        variants.append(
+            {
+                "name": v.name,
+                "config": v.config,
+                "metrics": {m: asdict(s) for m, s in v.metrics.items()},
+                "best_trial": v.best.trial_id,
+                "trials": [
+                    {
+                        "trial_id": t.trial_id,
+                        "seed": t.config.get("seed"),
+                        "status": t.status,
+                        "epochs": t.epochs,
+                        "best_epoch": t.best_epoch,
+                        "metrics": t.metrics,
+                    }
+                    for t in v.trials
+                ],
+            }
+        )
+    return _nan_to_none(
+        {
+            "experiment": experiment_path,
+            "rows": to_records(table),
+            "variants": variants,
+            "comparison": {m: asdict(c) for m, c in table.comparisons.items()},
+            "test": "Welch's t-test, two-sided, 95% CI of the difference"
+            if table.comparisons
+            else None,
+            "verdict": table.verdict or None,
+            "notes": table.notes,
+        }
+    )
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write via a temp file in the same directory, then rename: never a half-written file."""
+    path = os.path.abspath(os.path.expanduser(path))
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise UserError(f"{path}: directory {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_csv(table: ComparisonTable, path: str) -> None:
+    """The table's numbers (unformatted) as CSV, one row per metric."""
+    records = to_records(table)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(records[0]))
+    writer.writeheader()
+    writer.writerows(records)
+    _write_atomic(path, buf.getvalue())
+
+
+def write_json(table: ComparisonTable, path: str, experiment_path: str = "") -> None:
+    """Everything behind the table as JSON (see to_json_dict)."""
+    _write_atomic(path, json.dumps(to_json_dict(table, experiment_path), indent=2) + "\n")

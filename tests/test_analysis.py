@@ -1,0 +1,370 @@
+"""The analysis package on a real tiny experiment made by the real runner (2 variants x 3 seeds,
+2 epochs on 48 scenes), plus the statistics on small hand-computed inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis import experiment_table, format_table, load_experiment, report
+from analysis.__main__ import main as cli_main
+from analysis.stats import (
+    compare,
+    summarize,
+    summarize_trial,
+    summarize_variants,
+    variant_names,
+    verdict,
+)
+from analysis.table import ROWS, comparison_table
+from tune_cilp.errors import UserError, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = (51, 52, 53)
+VARIANTS = ("concat-maxpool", "concat-stride")  # the seed-ablation space, in its order
+
+
+def _env() -> dict[str, str]:
+    # Subprocesses (runner, notebook kernel) import the checkout and share the private test env.
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+@pytest.fixture(scope="module")
+def run_output(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(experiment directory, runner stdout) of a real tiny seed-ablation run."""
+    storage = tmp_path_factory.mktemp("ray_results")
+    argv = ["--dataset", str(tiny_raw), "--epochs", "2", "--seeds", ",".join(map(str, SEEDS))]
+    argv += ["--storage-path", str(storage), "--name", "x", "--wandb", "disabled"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tune_cilp.run", *argv],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return storage / "x", proc.stdout
+
+
+@pytest.fixture(scope="module")
+def experiment_dir(run_output: tuple[Path, str]) -> Path:
+    return run_output[0]
+
+
+def _own_results(experiment_dir: Path) -> dict[tuple[str, int], list[dict]]:
+    """Each trial's result.json, read directly: the independent record the table must match."""
+    out = {}
+    for result_file in experiment_dir.glob("*/result.json"):
+        rows = [json.loads(line) for line in result_file.read_text().splitlines() if line]
+        cfg = rows[0]["config"]
+        out[(f"{cfg['variant']}-{cfg['downsample']}", cfg["seed"])] = rows
+    return out
+
+
+# --- the real experiment ---------------------------------------------------------------------
+
+
+def test_runner_prints_the_table(run_output: tuple[Path, str]) -> None:
+    _, stdout = run_output
+    assert "Validation Loss" in stdout and "Verdict: " in stdout
+
+
+def test_table_has_every_row_and_column(experiment_dir: Path) -> None:
+    table = experiment_table(load_experiment(experiment_dir))
+    assert table.headers == ["Metric", *VARIANTS, "Difference"]
+    rows = table.rows()
+    assert [r[0] for r in rows] == [label for label, _, _ in ROWS]
+    for row in rows:
+        assert all(cell.endswith("(3)") for cell in row[1:3]), row
+    text = format_table(table, "grid")
+    assert "Welch's t-test" in text
+    assert "is significant" in text or "is not significant" in text
+    assert "(n=3 vs 3)" in text
+
+
+def test_numbers_equal_best_epochs_of_trials(experiment_dir: Path) -> None:
+    own = _own_results(experiment_dir)
+    assert sorted(own) == sorted((v, s) for v in VARIANTS for s in SEEDS)
+    table = experiment_table(load_experiment(experiment_dir))
+    for variant in table.variants:
+        assert sorted(t.config["seed"] for t in variant.trials) == list(SEEDS)
+        for trial in variant.trials:
+            rows = own[(variant.name, trial.config["seed"])]
+            assert len(rows) == 2 == trial.epochs
+            best = min(rows, key=lambda r: r["val_loss"])
+            assert trial.best_epoch == best["epoch"]
+            assert trial.metrics["val_loss"] == pytest.approx(best["val_loss"])
+            assert trial.metrics["val_accuracy"] == pytest.approx(best["val_accuracy"])
+            assert trial.metrics["val_balanced_accuracy"] == pytest.approx(
+                best["val_balanced_accuracy"]
+            )
+            assert trial.metrics["val_f1"] == pytest.approx(best["val_f1"])
+            assert trial.metrics["params_m"] == pytest.approx(best["num_parameters"] / 1e6)
+            assert trial.metrics["training_time_s"] == pytest.approx(
+                sum(r["epoch_time_s"] for r in rows)
+            )
+        losses = [min(r["val_loss"] for r in own[(variant.name, s)]) for s in SEEDS]
+        mean = sum(losses) / 3
+        std = math.sqrt(sum((x - mean) ** 2 for x in losses) / 2)
+        assert variant.metrics["val_loss"].mean == pytest.approx(mean)
+        assert variant.metrics["val_loss"].std == pytest.approx(std)
+        assert variant.best.metrics["val_loss"] == pytest.approx(min(losses))
+    cell = table.rows()[0][1]
+    assert cell.startswith(format(table.variants[0].metrics["val_loss"].mean, ".4g"))
+
+
+def test_works_after_moving_the_directory(experiment_dir: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "elsewhere" / "renamed"
+    shutil.copytree(experiment_dir, moved)
+    original = report(str(experiment_dir), fmt="github")
+    assert report(str(moved), fmt="github") == original
+    assert report(f"file://{moved}", fmt="github") == original
+    experiment = load_experiment(moved)
+    assert experiment.meta["dataset"] is not None
+    for trial in experiment.trials:
+        assert Path(trial.checkpoint.path).is_relative_to(moved)
+        assert (Path(trial.checkpoint.path) / "state.pt").is_file()
+
+
+def test_partial_results_of_unfinished_trials(experiment_dir: Path, tmp_path: Path) -> None:
+    # A copy in which one trial has reported only its first epoch so far.
+    partial = tmp_path / "partial"
+    shutil.copytree(experiment_dir, partial)
+    result_file = sorted(partial.glob("*/result.json"))[0]
+    first = result_file.read_text().splitlines()[0]
+    result_file.write_text(first + "\n")
+    (partial / "tune_cilp.json").unlink()  # an experiment not made by our runner still loads
+    experiment = load_experiment(partial)
+    short = [t for t in experiment.trials if len(t.history) == 1]
+    assert len(short) == 1 and experiment.meta == {}
+    table = experiment_table(experiment)
+    assert sum(len(v.trials) for v in table.variants) == 6
+    trial = next(t for v in table.variants for t in v.trials if t.trial_id == short[0].trial_id)
+    assert trial.metrics["val_loss"] == pytest.approx(json.loads(first)["val_loss"])
+
+
+def test_cli_writes_table_files_and_plots(experiment_dir: Path, tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    out_csv, out_json, plots = tmp_path / "t.csv", tmp_path / "t.json", tmp_path / "plots"
+    argv = [
+        str(experiment_dir),
+        "--format",
+        "latex",
+        "--csv",
+        str(out_csv),
+        "--json",
+        str(out_json),
+    ]
+    assert cli_main([*argv, "--plots", str(plots)]) == 0
+    printed = capsys.readouterr().out
+    assert "\\begin{tabular}" in printed and "Verdict: " in printed
+
+    with out_csv.open() as f:
+        records = list(csv.DictReader(f))
+    assert [r["metric"] for r in records] == [label for label, _, _ in ROWS]
+    assert {"concat-maxpool mean", "concat-stride std", "difference", "p_value"} <= set(records[0])
+    data = json.loads(out_json.read_text())
+    assert [v["name"] for v in data["variants"]] == list(VARIANTS)
+    assert len(data["variants"][0]["trials"]) == 3 and data["verdict"]
+
+    pngs = sorted(plots.glob("*.png"))
+    assert [p.name for p in pngs] == ["curves.png", "final_metrics.png"]
+    for png in pngs:
+        with Image.open(png) as img:
+            img.verify()
+        with Image.open(png) as img:
+            assert img.format == "PNG" and img.width >= 600 and img.height >= 300
+    assert not list(plots.glob(".tmp-*")) and not list(tmp_path.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["{missing}"], "no such directory"),
+        (["{empty}"], "not a Ray Tune experiment"),
+        (["{exp}", "--format", "nope"], "unknown table format"),
+        (["{exp}", "--csv", "{missing}/t.csv"], "does not exist"),
+    ],
+)
+def test_cli_errors_are_one_line(experiment_dir, tmp_path, capsys, argv, message) -> None:
+    paths = {"missing": tmp_path / "missing", "empty": tmp_path, "exp": experiment_dir}
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(cli_main, [a.format(**paths) for a in argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_predictions_land_on_fiftyone_samples(experiment_dir: Path, capsys) -> None:
+    from analysis.review import misclassified_view, to_fiftyone
+    from tune_cilp.data import LABELS
+    from tune_cilp.fiftyone_env import import_fiftyone
+
+    fo = import_fiftyone()
+    experiment = load_experiment(experiment_dir)
+    table = experiment_table(experiment)
+    wrong = to_fiftyone(experiment, table.variants)  # raw-dir source: ingested as dataset "x"
+    assert sorted(wrong) == ["pred_concat_maxpool", "pred_concat_stride"]
+    assert "launch_app" in capsys.readouterr().out
+
+    dataset = fo.load_dataset("x")
+    for slice_name in dataset.group_slices:
+        view = dataset.select_group_slices(slice_name)
+        assert len(view) == 48
+        for field in wrong:
+            labels, confidences = view.values([f"{field}.label", f"{field}.confidence"])
+            assert set(labels) <= set(LABELS) and None not in labels
+            assert all(0.5 <= c <= 1.0 for c in confidences)
+    for field, count in wrong.items():
+        assert len(misclassified_view("x", field)) == count
+
+    # A second review reuses the dataset and overwrites the fields with the same predictions.
+    assert to_fiftyone(experiment, table.variants) == wrong
+    assert len(fo.load_dataset("x").select_group_slices("rgb")) == 48
+
+
+def test_fiftyone_source_is_used_in_place(experiment_dir: Path, tmp_path: Path, capsys) -> None:
+    from analysis.review import prepare_dataset, to_fiftyone
+    from tune_cilp.data import ingest_raw
+    from tune_cilp.fiftyone_env import import_fiftyone
+
+    # An experiment whose data source was the FiftyOne dataset "cilp_src": no second ingestion.
+    experiment = load_experiment(experiment_dir)
+    ingest_raw(experiment.meta["dataset"], "cilp_src", progress=False)
+    experiment.meta["dataset"] = "cilp_src"
+    wrong = to_fiftyone(experiment, experiment_table(experiment).variants)
+    assert "ingesting" not in capsys.readouterr().out
+    dataset = import_fiftyone().load_dataset("cilp_src")
+    for field in wrong:
+        assert None not in dataset.select_group_slices("rgb").values(f"{field}.label")
+    experiment.meta.clear()  # not made by the runner: the data is unknown
+    with pytest.raises(UserError, match="tune_cilp.json: missing"):
+        prepare_dataset(experiment)
+
+
+def test_notebook_executes(experiment_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    for key, value in _env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("TUNE_CILP_EXPERIMENT", str(experiment_dir))
+    nb = nbformat.read(ROOT / "notebooks" / "analysis.ipynb", as_version=4)
+    # jupyter_client runs kernel argv "python" as sys.executable: this venv's interpreter.
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "| Validation Loss" in text and "concat-stride" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
+
+
+# --- statistics on known small inputs ---------------------------------------------------------
+
+
+def _history(losses: list[float], acc: list[float], seconds: float = 1.0) -> list[dict]:
+    return [
+        {
+            "epoch": e + 1,
+            "val_loss": vl,
+            "val_accuracy": a,
+            "val_balanced_accuracy": a / 2,
+            "val_f1": a / 4,
+            "epoch_time_s": seconds,
+            "num_parameters": 2_000_000,
+        }
+        for e, (vl, a) in enumerate(zip(losses, acc, strict=True))
+    ]
+
+
+def test_statistics_across_three_seeds_by_hand() -> None:
+    s = summarize([1.0, 2.0, 3.0])
+    assert (s.mean, s.std, s.n, s.min, s.max) == (2.0, 1.0, 3, 1.0, 3.0)
+    one = summarize([4.0])
+    assert one.mean == 4.0 and one.n == 1 and math.isnan(one.std)
+
+    # Best epoch = smallest val_loss (epoch 2 here), metrics taken from that epoch.
+    cfg = {"variant": "concat", "downsample": "maxpool", "lr": 0.001}
+    trials = [
+        summarize_trial("a0", {**cfg, "seed": 51}, _history([0.5, 0.2, 0.3], [0.6, 0.9, 0.8], 2.0)),
+        summarize_trial("a1", {**cfg, "seed": 52}, _history([0.4, 0.3, 0.1], [0.7, 0.8, 1.0], 2.0)),
+        summarize_trial("a2", {**cfg, "seed": 53}, _history([0.6, 0.5, 0.6], [0.5, 0.6, 0.7], 2.0)),
+        summarize_trial("b0", {**cfg, "downsample": "stride", "seed": 51}, _history([0.9], [0.5])),
+    ]
+    assert [t.best_epoch for t in trials] == [2, 3, 2, 1]
+    assert trials[0].metrics["training_time_s"] == 6.0
+    a, b = summarize_variants(trials)
+    assert (a.name, b.name) == ("concat-maxpool", "concat-stride")
+    assert [t.trial_id for t in a.trials] == ["a0", "a1", "a2"] and a.best.trial_id == "a1"
+    # val_loss 0.2, 0.1, 0.5: mean 0.8/3; squared deviations sum to 0.26/3, / (n - 1) = 0.13/3
+    assert a.metrics["val_loss"].mean == pytest.approx(0.8 / 3)
+    assert a.metrics["val_loss"].std == pytest.approx(math.sqrt(0.13 / 3))
+    assert a.metrics["val_accuracy"].mean == pytest.approx((0.9 + 1.0 + 0.6) / 3)
+    assert a.metrics["params_m"].std == 0.0 and b.metrics["val_loss"].n == 1
+    assert summarize_trial("c", cfg, [{"epoch": 1, "train_loss": 0.3}]) is None
+
+    # One side has a single seed: the difference, but no test.
+    table = comparison_table([a, b])
+    assert table.headers[-1] == "Difference"
+    assert table.rows()[0][-1] == format(0.9 - 0.8 / 3, "+.4g")
+    assert table.verdict.startswith("no test possible") and "(n=3 vs 1)" in table.verdict
+
+
+def test_welch_test_by_hand() -> None:
+    from scipy.stats import t as student_t
+
+    # a: mean 2, var 1; b: mean 4, var 4; n = 3 each.
+    c = compare([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])
+    se = math.sqrt(1 / 3 + 4 / 3)
+    df = (5 / 3) ** 2 / ((1 / 3) ** 2 / 2 + (4 / 3) ** 2 / 2)  # Welch-Satterthwaite = 50/17
+    assert df == pytest.approx(50 / 17)
+    assert c.difference == 2.0 and (c.n_a, c.n_b) == (3, 3)
+    assert c.p_value == pytest.approx(2 * student_t.sf(2.0 / se, df))
+    half = student_t.ppf(0.975, df) * se
+    assert (c.ci_low, c.ci_high) == (pytest.approx(2.0 - half), pytest.approx(2.0 + half))
+    assert c.p_value > 0.05 and c.ci_low < 0 < c.ci_high  # consistent: CI covers 0, p > 5 %
+
+    same = compare([2.0, 2.0], [2.0, 2.0])
+    assert same.difference == 0.0 and not same.testable
+
+
+def test_verdict_and_variant_names() -> None:
+    def variant(name_cfg: dict, losses: list[float]):
+        trials = [
+            summarize_trial(f"t{i}", {**name_cfg, "seed": i}, _history([vl], [0.5]))
+            for i, vl in enumerate(losses)
+        ]
+        return summarize_variants(trials)[0]
+
+    a = variant({"variant": "late", "downsample": "maxpool"}, [1.0, 1.1, 0.9])
+    b = variant({"variant": "late", "downsample": "stride"}, [2.0, 2.1, 1.9])
+    line = verdict(a, b)
+    assert "is significant at 5%" in line and "(n=3 vs 3)" in line
+    assert "is not significant" in verdict(
+        a, variant({"variant": "add", "downsample": "x"}, [0.8, 1.2, 1.0])
+    )
+
+    configs = [
+        {"variant": "concat", "downsample": "maxpool", "lr": 0.001, "epochs": 2, "seed": 1},
+        {"variant": "concat", "downsample": "maxpool", "lr": 0.01, "epochs": 2, "seed": 1},
+    ]
+    assert variant_names(configs) == ["concat-maxpool lr=0.001", "concat-maxpool lr=0.01"]
+
+
+def test_report_rejects_bad_format(experiment_dir: Path) -> None:
+    with pytest.raises(UserError, match="unknown table format"):
+        report(str(experiment_dir), fmt="nope")
