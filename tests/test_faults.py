@@ -1,0 +1,301 @@
+"""Fault injection with real processes: a worker killed mid-training, a driver killed
+mid-experiment, a trial that raises. Each interrupted run is compared with one uninterrupted run
+of the same command and seed (on CPU the same seed gives the same numbers).
+
+The uninterrupted run also carries the raising configuration (seed 52 raises, seed 51 is the
+reference), so one Ray run serves both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from analysis import experiment_table, load_experiment
+from tune_cilp.trainable import RAISE_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 4  # long enough to kill a trial between its first and last epoch
+RUN_TIMEOUT_S = 300
+EXPERIMENT = "seed-ablation"
+
+
+def run_command(tiny_raw: Path, storage: Path, *extra: str) -> list[str]:
+    # Two CPUs per trial on the local 2-CPU Ray: the two trials run one after the other, with
+    # the same thread count in every run (so the numbers match between runs).
+    return [
+        *(sys.executable, "-m", "tune_cilp.run", "--dataset", str(tiny_raw)),
+        *("--storage-path", str(storage), "--epochs", str(EPOCHS), "--cpus-per-trial", "2"),
+        *("--wandb", "disabled", *extra),
+    ]
+
+
+class RayEnv:
+    """Environment for runner subprocesses with a private Ray temp dir, so every Ray process a
+    run starts can be found (by that dir in its command line) and stopped afterwards."""
+
+    def __init__(self, **extra: str) -> None:
+        # Short path: Ray's unix sockets live under it (107-byte limit).
+        self.tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        self.env.update(RAY_TMPDIR=self.tmp, **extra)
+
+    def leftovers(self) -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            if any(self.tmp in arg for arg in proc.info["cmdline"] or ()):
+                found.append(proc)
+        return found
+
+    def close(self) -> None:
+        for proc in self.leftovers():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_env() -> Iterator[RayEnv]:
+    env = RayEnv()
+    yield env
+    env.close()
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """result.json rows; a last line still being written is skipped."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def histories(experiment: Path) -> dict[str, list[dict[str, Any]]]:
+    """Trial directory name -> every row the trial reported (result.json), in order."""
+    return {p.parent.name: read_rows(p) for p in sorted(experiment.glob("*/result.json"))}
+
+
+def progress_epochs(trial_dir: Path) -> list[int]:
+    with open(trial_dir / "progress.csv", newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def trial_statuses(experiment: Path) -> dict[str, str]:
+    """Trial id -> status in the latest experiment state Tune has written."""
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    try:
+        state = json.loads(states[-1].read_text())
+    except (IndexError, OSError, json.JSONDecodeError):  # not there yet, or being rewritten
+        return {}
+    trials = (json.loads(trial_json) for trial_json, _ in state["trial_data"])
+    return {trial["trial_id"]: trial["status"] for trial in trials}
+
+
+def by_downsample(runs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The seed-51 trials' rows by downsampling (the runs' common configurations)."""
+    return {
+        rows[0]["config"]["downsample"]: rows
+        for rows in runs.values()
+        if rows and rows[0]["config"]["seed"] == 51
+    }
+
+
+def numbers_table(experiment: Path) -> list[list[str]]:
+    """The comparison table's rows without the timing row (timings differ between runs)."""
+    rows = experiment_table(load_experiment(experiment)).rows()
+    return [row for row in rows if row[0] != "Training Time (s)"]
+
+
+def finish(proc: subprocess.Popen, log: Path) -> str:
+    try:
+        proc.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return log.read_text()
+
+
+def start(cmd: list[str], env: RayEnv, log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            cmd, cwd=ROOT, env=env.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The uninterrupted run: both variants with seeds 51 and 52, where every seed-52 trial
+    raises at its start; then `python -m analysis` on it."""
+    storage = tmp_path_factory.mktemp("baseline")
+    env = RayEnv(**{RAISE_ENV: "52"})
+    try:
+        cmd = run_command(tiny_raw, storage, "--seeds", "51,52", "--max-failures", "0")
+        log = storage / "run.log"
+        run = start(cmd, env, log)
+        output = finish(run, log)
+    finally:
+        env.close()
+    experiment = storage / EXPERIMENT
+    analysis = subprocess.run(
+        [sys.executable, "-m", "analysis", str(experiment)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return {"code": run.returncode, "output": output, "analysis": analysis, "path": experiment}
+
+
+@pytest.fixture(scope="module")
+def worker_kill(
+    tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory, ray_env: RayEnv
+) -> dict[str, Any]:
+    """A run whose first trial to report gets its worker process killed (SIGKILL) before its
+    last epoch."""
+    storage = tmp_path_factory.mktemp("worker_kill")
+    experiment = storage / EXPERIMENT
+    log = storage / "run.log"
+    driver = start(run_command(tiny_raw, storage, "--max-failures", "2"), ray_env, log)
+    killed: dict[str, Any] = {}
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    try:
+        while not killed:
+            assert driver.poll() is None, "run ended before a trial could be killed"
+            assert time.monotonic() < deadline, "no trial reported"
+            for name, rows in histories(experiment).items():
+                if rows and rows[-1]["epoch"] < EPOCHS:
+                    worker = psutil.Process(rows[-1]["pid"])
+                    assert driver.pid in [p.pid for p in worker.parents()]  # ours, not another's
+                    worker.send_signal(signal.SIGKILL)
+                    killed = {"trial": name, "epoch": rows[-1]["epoch"], "pid": worker.pid}
+                    break
+            time.sleep(0.05)
+    finally:
+        output = finish(driver, log)
+    assert driver.returncode == 0, output[-3000:]
+    return {**killed, "experiment": experiment, "output": output}
+
+
+def test_killed_worker_resumes_from_checkpoint_with_every_epoch_once(
+    worker_kill: dict[str, Any], baseline: dict[str, Any]
+) -> None:
+    experiment = worker_kill["experiment"]
+    runs = histories(experiment)
+    assert len(runs) == 2
+    for name, rows in runs.items():
+        assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 1)), name
+        assert progress_epochs(experiment / name) == list(range(1, EPOCHS + 1)), name
+    rows = runs[worker_kill["trial"]]
+    pids = [row["pid"] for row in rows]
+    killed_at = worker_kill["epoch"]
+    # Epochs up to the kill in the killed process; the rest in a new one, continuing from the
+    # checkpoint (a restart from scratch would report epoch 1 again).
+    assert set(pids[:killed_at]) == {worker_kill["pid"]}
+    assert worker_kill["pid"] not in pids[killed_at + 1 :] and len(set(pids)) == 2, pids
+    assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
+    # The resumed trial computes exactly what the uninterrupted one did.
+    expected = by_downsample(histories(baseline["path"]))
+    for downsample, rows in by_downsample(runs).items():
+        assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in expected[downsample]]
+        assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in expected[downsample]]
+
+
+@pytest.fixture(scope="module")
+def driver_kill(
+    tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory, ray_env: RayEnv
+) -> dict[str, Any]:
+    """A run whose driver (and its process group) gets SIGKILL once the first trial finished,
+    then the same command again."""
+    storage = tmp_path_factory.mktemp("driver_kill")
+    experiment = storage / EXPERIMENT
+    cmd = run_command(tiny_raw, storage)
+    log = storage / "first.log"
+    driver = start(cmd, ray_env, log)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while "TERMINATED" not in trial_statuses(experiment).values():
+            assert driver.poll() is None, "run ended before it could be killed"
+            assert time.monotonic() < deadline, "no trial finished"
+            time.sleep(0.1)
+        os.killpg(driver.pid, signal.SIGKILL)
+        t_kill = time.monotonic()
+    finally:
+        finish(driver, log)
+    at_kill = trial_statuses(experiment)
+    before = histories(experiment)
+    for proc in ray_env.leftovers():  # Ray processes the killed driver started
+        proc.kill()
+    log = storage / "resumed.log"
+    resumed = start(cmd, ray_env, log)
+    output = finish(resumed, log)
+    assert resumed.returncode == 0, output[-3000:]
+    return {
+        "experiment": experiment,
+        "at_kill": at_kill,
+        "before": before,
+        "output": output,
+        "resume_s": time.monotonic() - t_kill,
+    }
+
+
+def test_killed_driver_resumes_and_matches_an_uninterrupted_run(
+    driver_kill: dict[str, Any], baseline: dict[str, Any]
+) -> None:
+    experiment = driver_kill["experiment"]
+    at_kill = driver_kill["at_kill"]
+    assert "resuming experiment" in driver_kill["output"]
+    assert sorted(at_kill.values()) != ["TERMINATED", "TERMINATED"], at_kill  # killed mid-way
+    finished = {t for t, status in at_kill.items() if status == "TERMINATED"}
+    assert finished
+    after = histories(experiment)
+    assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
+    for name, rows in after.items():
+        assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 1)), name
+        if rows[0]["trial_id"] in finished:
+            assert rows == driver_kill["before"][name]  # not rerun
+    assert numbers_table(experiment) == numbers_table(baseline["path"])
+    expected = by_downsample(histories(baseline["path"]))
+    for downsample, rows in by_downsample(after).items():
+        assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in expected[downsample]]
+
+
+def test_a_raising_trial_does_not_sink_the_others(baseline: dict[str, Any]) -> None:
+    assert baseline["code"] == 1  # the runner says some trials failed
+    experiment = load_experiment(baseline["path"])
+    status = {(t.config["downsample"], t.config["seed"]): t.status for t in experiment.trials}
+    assert status == {
+        ("maxpool", 51): "TERMINATED",
+        ("stride", 51): "TERMINATED",
+        ("maxpool", 52): "ERROR",
+        ("stride", 52): "ERROR",
+    }
+    for trial in experiment.trials:
+        if trial.status == "TERMINATED":
+            assert [row["epoch"] for row in trial.history] == list(range(1, EPOCHS + 1))
+    errors = list(baseline["path"].glob("*/error.txt"))
+    assert len(errors) == 2 and all(f"{RAISE_ENV}=52" in p.read_text() for p in errors)
+
+
+def test_analysis_reports_the_failed_trials(baseline: dict[str, Any]) -> None:
+    analysis = baseline["analysis"]
+    assert analysis.returncode == 0, analysis.stderr[-2000:]
+    out = analysis.stdout
+    assert "concat-maxpool" in out and "concat-stride" in out  # the finished trials' table
+    assert "2 trial(s) failed (ERROR)" in out, out
