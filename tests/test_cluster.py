@@ -207,7 +207,9 @@ def test_dashboard_listens_on_loopback_only(cluster: Cluster) -> None:
 def test_experiment_completes_when_the_second_node_dies(
     cluster: Cluster, tiny_raw: Path, tmp_path: Path
 ) -> None:
-    epochs = 6  # a window of several epochs to kill the node in, even on a busy machine
+    # Results reach the storage a little after the trial computed them, and tiny-data epochs are
+    # short: kill only a trial seen in its first quarter, so it is surely still running.
+    epochs = 20
     experiment = tmp_path / "seed-ablation"
     cmd = runner(cluster, tiny_raw, tmp_path, "--epochs", str(epochs), "--seeds", "51,52")
     log = tmp_path / "run.log"
@@ -228,7 +230,7 @@ def test_experiment_completes_when_the_second_node_dies(
             assert time.monotonic() < deadline, "no trial reported on the second node"
             for name, rows in histories(experiment).items():
                 running_there = rows and rows[-1]["node_id"] == cluster.worker_node
-                if running_there and rows[-1]["epoch"] < epochs:
+                if running_there and rows[-1]["epoch"] <= epochs // 4:
                     os.killpg(cluster.worker.pid, signal.SIGKILL)  # the whole node at once
                     cluster.worker.wait()
                     killed = name

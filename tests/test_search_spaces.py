@@ -13,8 +13,14 @@ from tune_cilp.run import param_space
 from tune_cilp.train import TrainConfig
 
 
-def _grid(space: SearchSpace, epochs: int = 2, seeds: list[int] | None = None) -> list[dict]:
-    return [config for _, config in generate_variants(param_space(space, epochs, seeds))]
+def _grid(
+    space: SearchSpace,
+    epochs: int = 2,
+    seeds: list[int] | None = None,
+    precision: str | None = None,
+) -> list[dict]:
+    params = param_space(space, epochs, seeds, precision)
+    return [config for _, config in generate_variants(params)]
 
 
 def test_registry_finds_every_space_module() -> None:
@@ -64,3 +70,9 @@ def test_hpo_uses_optuna_under_asha() -> None:
     assert (space.metric, space.mode) == ("val_loss", "min")
     with pytest.raises(UserError, match="--seeds"):
         param_space(space, 2, [51, 52])
+
+
+def test_precision_option_reaches_every_configuration() -> None:
+    configs = _grid(get_space("seed-ablation"), seeds=None, precision="fp32")
+    assert [c["precision"] for c in configs] == ["fp32", "fp32"]
+    assert "precision" not in param_space(get_space("seed-ablation"), 2, None)  # space default

@@ -56,9 +56,13 @@ def smoke_subset(data: CilpArrays) -> CilpArrays:
     return data.subset(np.sort(np.concatenate(picks)))
 
 
-def param_space(space: SearchSpace, epochs: int, seeds: list[int] | None) -> dict[str, Any]:
-    """The space's param space with the run's epochs and seeds (a grid over seeds)."""
+def param_space(
+    space: SearchSpace, epochs: int, seeds: list[int] | None, precision: str | None = None
+) -> dict[str, Any]:
+    """The space's param space with the run's epochs, precision and seeds (a grid over seeds)."""
     params = {**space.param_space, "epochs": epochs}
+    if precision is not None:
+        params["precision"] = precision
     if seeds is not None:
         if not space.grid_seeds:
             raise UserError(
@@ -168,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.name = args.name or space.name
     check_numbers(args)
     epochs = args.epochs or (1 if args.smoke_test else space.epochs)
-    params = param_space(space, epochs, parse_seeds(args.seeds))
+    params = param_space(space, epochs, parse_seeds(args.seeds), args.precision)
     check_address(args.address)
     local = not is_uri(args.storage_path)
     storage = str(local_storage(args.storage_path)) if local else args.storage_path

@@ -34,6 +34,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, default=None, help="GPU fraction per trial")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPU cores per trial")
     p.add_argument("--max-failures", type=int, default=0, help="retries of a crashed trial")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default=None,
+        help="training precision (default: the space's; auto = bf16 where the hardware has it)",
+    )
     p.add_argument("--wandb", choices=["offline", "online", "disabled"], default="offline")
     p.add_argument("--smoke-test", action="store_true", help="a few samples, one epoch")
     return p

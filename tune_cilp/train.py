@@ -57,11 +57,12 @@ METRIC_KEYS: tuple[str, ...] = (
 class TrainConfig:
     """One training run. Defaults are the seed notebook's protocol.
 
-    precision: "fp32" (default, the seed's), "bf16" (autocast) or "auto" = bf16 where the hardware
-    computes it natively (CPUs with AVX512-BF16/AMX, CUDA GPUs with bf16 tensor cores), else fp32.
-    fp32 is the default because it is the faithful one: bf16 trains ~1.9x faster on 2 Zen 4
-    cores, but over 10 epochs of concat-maxpool on the default set it stayed behind fp32
-    (validation loss 0.44 vs 0.36, benchmarks/README.md).
+    precision: "auto" (default) = bf16 autocast where the hardware computes bf16 natively (CPUs
+    with AVX512-BF16/AMX, CUDA GPUs with bf16 tensor cores), else fp32; "fp32" (the seed's) or
+    "bf16" to force. auto is the default because the default experiment must be fast as well as
+    faithful: on 2 Zen 4 cores bf16 trains ~1.9x faster, which takes the 50-epoch seed ablation
+    under 10 minutes, and weights, optimiser and loss stay fp32 (autocast covers convolutions
+    and matmuls only). Every trial records the precision it used (Trainer.precision).
     channels_last: None = where faster (measured: always, on CPU in fp32 and bf16; on CUDA the
     tensor cores want NHWC); True/False to force.
     pos_weight: weight of the positive class (spheres) in the training loss, for imbalanced data.
@@ -76,7 +77,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     pos_weight: float | None = None
     seed: int = 51
-    precision: str = "fp32"
+    precision: str = "auto"
     channels_last: bool | None = None
 
     def __post_init__(self) -> None:
