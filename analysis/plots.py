@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +16,7 @@ from matplotlib.figure import Figure  # no pyplot: no GUI backend, and notebooks
 from matplotlib.ticker import MaxNLocator
 
 from analysis.stats import VariantSummary
+from tune_cilp.atomic import atomic_output
 from tune_cilp.errors import UserError
 
 CURVES = (("val_loss", "Validation loss"), ("val_accuracy", "Validation accuracy"))
@@ -46,14 +46,8 @@ def epoch_band(variant: VariantSummary, metric: str) -> tuple[np.ndarray, ...]:
 
 def _save(fig: Figure, out_dir: str, name: str) -> str:
     path = os.path.join(out_dir, name)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_output(path) as f:
+        fig.savefig(f, format="png", dpi=120)
     return path
 
 

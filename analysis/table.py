@@ -7,7 +7,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import textwrap
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from analysis.stats import (
     summarize_variants,
     verdict,
 )
+from tune_cilp.atomic import atomic_output
 from tune_cilp.errors import UserError
 
 # (row label, metric key, number format): the seed's rows, then two that survive class imbalance.
@@ -228,14 +228,8 @@ def _write_atomic(path: str, text: str) -> None:
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise UserError(f"{path}: directory {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_output(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def write_csv(table: ComparisonTable, path: str) -> None:

@@ -19,6 +19,7 @@ import ray
 from ray import tune
 
 from search_spaces import DEFAULT_SPACE, SearchSpace, get_space, list_spaces
+from tune_cilp.atomic import atomic_output
 from tune_cilp.data import CilpArrays, default_data_dir, load_arrays
 from tune_cilp.errors import UserError, run_cli
 from tune_cilp.run_args import (
@@ -80,9 +81,8 @@ def write_meta(experiment: str, local: bool, meta: dict[str, Any]) -> None:
     text = json.dumps(meta, indent=2)
     if local:
         Path(experiment).mkdir(parents=True, exist_ok=True)
-        tmp = Path(experiment) / f".{META_FILE}.tmp"
-        tmp.write_text(text)
-        tmp.replace(Path(experiment) / META_FILE)
+        with atomic_output(Path(experiment) / META_FILE, "w") as f:
+            f.write(text)
         return
     fs, path = pyarrow.fs.FileSystem.from_uri(experiment)
     fs.create_dir(path, recursive=True)

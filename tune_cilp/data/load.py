@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tune_cilp.atomic import atomic_output
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.data.raw import is_raw_layout, read_raw
 from tune_cilp.data.split import (
@@ -79,13 +80,8 @@ def ensure_default_raw(data_dir: str | Path | None = None, *, progress: bool = T
 
 
 def _save_npz(path: Path, arrays: CilpArrays) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{k: getattr(arrays, k) for k in ARRAY_FIELDS})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as fh:
+        np.savez(fh, **{k: getattr(arrays, k) for k in ARRAY_FIELDS})
 
 
 def _load_npz(path: Path) -> CilpArrays | None:
