@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 # Set before anything imports fiftyone or wandb: both read their environment at import time.
@@ -40,3 +41,12 @@ def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_arrays(tiny_raw: Path) -> CilpArrays:
     """The tiny raw set loaded for training (seeded train/validation split)."""
     return load_arrays(tiny_raw)
+
+
+@pytest.fixture
+def restore_env() -> Iterator[None]:
+    """The runner sets W&B and Ray variables in os.environ; later tests must not see them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

@@ -5,7 +5,6 @@ nodes, and survives the loss of the second node mid-experiment."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -18,10 +17,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
+from tune_results import histories
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
@@ -33,20 +32,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line still being written
-            break
-    return rows
-
-
-def histories(experiment: Path) -> dict[str, list[dict[str, Any]]]:
-    return {p.parent.name: read_rows(p) for p in sorted(experiment.glob("*/result.json"))}
 
 
 def statuses(experiment: Path) -> list[str]:

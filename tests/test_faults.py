@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import os
 import shutil
 import signal
@@ -24,6 +23,7 @@ from typing import Any
 
 import psutil
 import pytest
+from tune_results import histories, trial_statuses
 
 from analysis import experiment_table, load_experiment
 from tune_cilp.trainable import RAISE_ENV
@@ -75,36 +75,9 @@ def ray_env() -> Iterator[RayEnv]:
     env.close()
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """result.json rows; a last line still being written is skipped."""
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
-
-
-def histories(experiment: Path) -> dict[str, list[dict[str, Any]]]:
-    """Trial directory name -> every row the trial reported (result.json), in order."""
-    return {p.parent.name: read_rows(p) for p in sorted(experiment.glob("*/result.json"))}
-
-
 def progress_epochs(trial_dir: Path) -> list[int]:
     with open(trial_dir / "progress.csv", newline="") as f:
         return [int(row["epoch"]) for row in csv.DictReader(f)]
-
-
-def trial_statuses(experiment: Path) -> dict[str, str]:
-    """Trial id -> status in the latest experiment state Tune has written."""
-    states = sorted(experiment.glob("experiment_state-*.json"))
-    try:
-        state = json.loads(states[-1].read_text())
-    except (IndexError, OSError, json.JSONDecodeError):  # not there yet, or being rewritten
-        return {}
-    trials = (json.loads(trial_json) for trial_json, _ in state["trial_data"])
-    return {trial["trial_id"]: trial["status"] for trial in trials}
 
 
 def by_downsample(runs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:

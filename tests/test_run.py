@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from tune_results import histories, trial_statuses
 
 from tune_cilp.data import CilpArrays
 from tune_cilp.errors import run_cli
@@ -42,23 +43,6 @@ EPOCH_METRICS = (
     "pid",
     "variant_key",
 )
-
-
-def histories(experiment: Path) -> dict[str, list[dict]]:
-    """Every trial's reported results (result.json, one JSON object per line), by trial dir."""
-    return {
-        path.parent.name: [json.loads(line) for line in path.read_text().splitlines()]
-        for path in sorted(experiment.glob("*/result.json"))
-    }
-
-
-@pytest.fixture
-def restore_env() -> Iterator[None]:
-    """main() sets W&B and Ray variables in os.environ; other tests must not see them."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.fixture
@@ -147,17 +131,6 @@ def test_fake_gpu_runs_four_trials_on_it_at_once(
         for rows in runs.values()
         for row in rows
     )
-
-
-def trial_statuses(experiment: Path) -> dict[str, str]:
-    """Trial id -> status in the latest experiment state Tune has synced to storage."""
-    states = sorted(experiment.glob("experiment_state-*.json"))  # one per session, timestamped
-    try:
-        state = json.loads(states[-1].read_text())
-    except (IndexError, OSError, json.JSONDecodeError):  # not there yet, or being rewritten
-        return {}
-    trials = (json.loads(trial_json) for trial_json, _ in state["trial_data"])
-    return {trial["trial_id"]: trial["status"] for trial in trials}
 
 
 def test_killed_driver_resumes_without_rerunning_finished_trials(

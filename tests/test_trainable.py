@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import ray
 
 from tune_cilp.run import main
 from tune_cilp.trainable import CRASH_ENV, variant_key
-
-
-@pytest.fixture
-def restore_env() -> Iterator[None]:
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def test_variant_key() -> None:
