@@ -15,6 +15,8 @@ from typing import Any
 from tune_cilp.errors import UserError
 
 DEFAULT_SPACE = "seed-ablation"
+# The seed notebook's protocol (experiments.md section 2), shared by the spaces that keep it.
+SEED_PROTOCOL: dict[str, Any] = {"lr": 1e-3, "eta_min": 1e-6, "batch_size": 32, "seed": 51}
 
 
 def _no_scheduler(epochs: int) -> Any:

@@ -2,7 +2,7 @@
 
 from ray import tune
 
-from search_spaces import SearchSpace
+from search_spaces import SEED_PROTOCOL, SearchSpace
 
 SPACE = SearchSpace(
     name="seed-ablation",
@@ -13,9 +13,6 @@ SPACE = SearchSpace(
     param_space={
         "variant": "concat",
         "downsample": tune.grid_search(["maxpool", "stride"]),
-        "lr": 1e-3,
-        "eta_min": 1e-6,
-        "batch_size": 32,
-        "seed": 51,
+        **SEED_PROTOCOL,
     },
 )
