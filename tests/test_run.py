@@ -19,7 +19,8 @@ from tune_results import histories, trial_statuses
 
 from tune_cilp.data import CilpArrays
 from tune_cilp.errors import run_cli
-from tune_cilp.run import META_FILE, main, smoke_subset
+from tune_cilp.experiment_meta import META_FILE
+from tune_cilp.run import main, smoke_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
@@ -196,8 +197,10 @@ def test_hpo_asha_stops_some_trials_early(tiny_raw: Path, tmp_path: Path, local_
     ("extra", "message"),
     [
         (["--space", "nope"], "--space: unknown space 'nope'"),
-        (["--epochs", "0"], "--epochs: must be at least 1"),
-        (["--epochs", "-3"], "--epochs: must be at least 1"),
+        (["--epochs", "0"], "--epochs: must be between 1 and 10,000"),
+        (["--epochs", "-3"], "--epochs: must be between 1 and 10,000"),
+        (["--epochs", "100000000000000000000"], "--epochs: must be between 1 and 10,000"),
+        (["--name", ""], "--name: must be a plain directory name, got ''"),
         (["--gpus-per-trial", "1.5"], "--gpus-per-trial: must be a fraction in [0, 1]"),
         (["--gpus-per-trial", "-0.1"], "--gpus-per-trial: must be a fraction in [0, 1]"),
         (["--seeds", "1,x"], "--seeds: expected comma-separated integers"),

@@ -6,7 +6,6 @@ Checks every argument first (one-line error, exit 2), loads the data once on the
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -19,9 +18,21 @@ import ray
 from ray import tune
 
 from search_spaces import DEFAULT_SPACE, SearchSpace, get_space, list_spaces
-from tune_cilp.atomic import atomic_output
+from tune_cilp import graceful_stop
 from tune_cilp.data import CilpArrays, default_data_dir, load_arrays
+from tune_cilp.driver_lock import hold_experiment
 from tune_cilp.errors import UserError, run_cli
+from tune_cilp.experiment_meta import (
+    META_FILE,
+    ExperimentMeta,
+    check_same,
+    fingerprint,
+    now,
+    read_meta,
+    write_meta,
+)
+from tune_cilp.graceful_stop import remove_empty_records, storage_message
+from tune_cilp.ray_session import forget_session, reap_dead_session, start_ray
 from tune_cilp.run_args import (
     build_parser,
     check_address,
@@ -33,9 +44,9 @@ from tune_cilp.run_args import (
 from tune_cilp.trainable import train_cilp
 from tune_cilp.wandb_setup import resolve_mode, wandb_env, wandb_init_kwargs
 
-META_FILE = "tune_cilp.json"
 SMOKE_PER_CLASS = {True: 16, False: 8}  # train / validation scenes per class: 32 + 16
 DEFAULT_GPU_FRACTION = 0.25
+INTERRUPTED = "interrupted: re-run the same command to resume"
 CHECKPOINTS_TO_KEEP = 2  # the latest two: enough to resume, bounded disk
 METRIC_COLUMNS = {
     "training_iteration": "epoch",
@@ -74,43 +85,31 @@ def param_space(
     return params
 
 
-def write_meta(experiment: str, local: bool, meta: dict[str, Any]) -> None:
-    """tune_cilp.json in the experiment directory (atomic), so the analysis finds the data."""
-    import pyarrow.fs
-
-    text = json.dumps(meta, indent=2)
-    if local:
-        Path(experiment).mkdir(parents=True, exist_ok=True)
-        with atomic_output(Path(experiment) / META_FILE, "w") as f:
-            f.write(text)
-        return
-    fs, path = pyarrow.fs.FileSystem.from_uri(experiment)
-    fs.create_dir(path, recursive=True)
-    with fs.open_output_stream(f"{path}/{META_FILE}") as out:
-        out.write(text.encode())
-
-
 def new_tuner(
-    trainable: Any, args: Any, space: SearchSpace, params: dict[str, Any], storage: str
+    trainable: Any,
+    args: Any,
+    space: SearchSpace,
+    params: dict[str, Any],
+    experiment: str,
+    callbacks: list[Any],
 ) -> Any:
-    """A Tuner for a new experiment: the space's scheduler and searcher, W&B, checkpoints."""
-    num_samples = args.num_samples or (
-        min(space.num_samples, 2) if args.smoke_test else space.num_samples
-    )
+    """A Tuner for a new experiment: the space's scheduler and searcher, checkpoints, callbacks."""
+    storage, _, name = experiment.rpartition("/")
     return tune.Tuner(
         trainable,
         param_space=params,
         tune_config=tune.TuneConfig(
             metric=space.metric,
             mode=space.mode,
-            num_samples=num_samples,
+            num_samples=num_samples(args, space),
             scheduler=space.make_scheduler(params["epochs"]),
             search_alg=space.make_search_alg(),
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=args.name,
+            name=name,
             storage_path=storage,
+            callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=args.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
             verbose=1,  # the status table only; every result is in the experiment directory
@@ -122,21 +121,6 @@ def new_tuner(
             ),
         ),
     )
-
-
-def start_ray(address: str | None, env: dict[str, str]) -> bool:
-    """Connect to (or start) Ray; True if this call started it. An initialised Ray is reused."""
-    if ray.is_initialized():
-        return False
-    # Ray's runtime-env agent logs every runtime env at INFO, env_vars included: Tune puts the
-    # AWS_* credentials there for each trial, the W&B callback the API key. At "warning" a local
-    # Ray writes neither to its session logs.
-    os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")
-    try:
-        ray.init(address=address, runtime_env={"env_vars": env}, include_dashboard=False)
-    except ConnectionError as exc:
-        raise UserError(f"--address: cannot connect to Ray at {address} ({exc})") from None
-    return True
 
 
 def trial_resources(args: Any) -> dict[str, float]:
@@ -158,6 +142,13 @@ def trial_resources(args: Any) -> dict[str, float]:
     return {"cpu": args.cpus_per_trial, "gpu": gpus}
 
 
+def num_samples(args: Any, space: SearchSpace) -> int:
+    """Tune's num_samples: --num-samples, else the space's (at most 2 in a smoke test)."""
+    if args.num_samples:
+        return args.num_samples
+    return min(space.num_samples, 2) if args.smoke_test else space.num_samples
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run (or resume) an experiment and print the comparison table; returns the exit code."""
     t_start = time.time()
@@ -169,10 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Every check before anything starts.
     space = get_space(args.space or DEFAULT_SPACE)
-    args.name = args.name or space.name
     check_numbers(args)
+    args.name = args.name or space.name
     epochs = args.epochs or (1 if args.smoke_test else space.epochs)
-    params = param_space(space, epochs, parse_seeds(args.seeds), args.precision)
+    seeds = parse_seeds(args.seeds)
+    params = param_space(space, epochs, seeds, args.precision)
     check_address(args.address)
     local = not is_uri(args.storage_path)
     storage = str(local_storage(args.storage_path)) if local else args.storage_path
@@ -181,43 +173,115 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.smoke_test:
         data = smoke_subset(data)
     args.wandb = resolve_mode(args.wandb)
-    meta = {
-        "space": space.name,
-        "dataset": args.dataset,
-        "data_dir": str(default_data_dir(args.data_dir).resolve()),
-        "smoke_test": args.smoke_test,
-        "argv": list(sys.argv[1:] if argv is None else argv),
-    }
+    meta = ExperimentMeta(
+        space=space.name,
+        dataset=args.dataset,
+        data_fingerprint=fingerprint(data),
+        data_dir=str(default_data_dir(args.data_dir).resolve()) if args.dataset is None else None,
+        smoke_test=args.smoke_test,
+        epochs=epochs,
+        seeds=seeds,
+        num_samples=num_samples(args, space),
+        precision=args.precision,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        argv=list(sys.argv[1:] if argv is None else argv),
+        created_at=now(),
+    )
 
+    print(f"experiment: {experiment}")
+    with hold_experiment(experiment, local):
+        stored = read_meta(experiment)
+        restoring = tune.Tuner.can_restore(experiment)
+        if stored is not None:
+            check_same(experiment, stored, meta)
+            meta = stored
+        elif restoring:
+            raise UserError(
+                f"{experiment}: a Ray Tune experiment without {META_FILE} (not made by "
+                "python -m tune_cilp.run); use a new --name for a new experiment"
+            )
+        if restoring and meta.finished_at:
+            from analysis import report  # here: the analysis imports are not needed before
+
+            print(f"experiment {experiment} is finished ({meta.finished_at}); its table:")
+            print(report(experiment, fmt="grid"))
+            return 0
+        try:
+            return run_experiment(args, space, params, data, experiment, meta, restoring, t_start)
+        except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, from the last checkpoints
+            print(INTERRUPTED, file=sys.stderr)
+            return 130
+
+
+def run_experiment(
+    args: Any,
+    space: SearchSpace,
+    params: dict[str, Any],
+    data: CilpArrays,
+    experiment: str,
+    meta: ExperimentMeta,
+    restoring: bool,
+    t_start: float,
+) -> int:
+    """Start Ray, run or resume the Tuner, and end with the table (the driver lock is held)."""
+    local = not is_uri(experiment)
+    record_dir = experiment if local else None
+    if record_dir is not None:
+        reaped = reap_dead_session(record_dir)
+        if reaped:
+            print(f"stopped {reaped} leftover Ray process(es) of this experiment's dead driver")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic status table (CLIReporter)
     # Tune snapshots its state each num_to_keep checkpoints (what makes resume exact); short
     # epochs make it warn about that on every snapshot.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    print(f"experiment: {experiment}")
-    started = start_ray(args.address, wandb_env(args.wandb))
-    try:
-        wandb_dir = Path(experiment) if local else None
-        trainable = tune.with_resources(
-            tune.with_parameters(
-                train_cilp, data=data, wandb_kwargs=wandb_init_kwargs(args.wandb, wandb_dir)
-            ),
-            trial_resources(args),
-        )
-        if tune.Tuner.can_restore(experiment):
-            print(f"resuming experiment {experiment} (its original settings apply)")
-            tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
-        else:
-            write_meta(experiment, local, meta)
-            tuner = new_tuner(trainable, args, space, params, storage)
-        print(f"setup took {time.time() - t_start:.1f} s; starting trials")
-        results = tuner.fit()
-    finally:
-        if started:
-            ray.shutdown()
+    stop = graceful_stop.fresh()
+    results = None
+    started = start_ray(args.address, wandb_env(args.wandb), record_dir)
+    # Installed after ray.init (Ray's core worker sets a SIGTERM handler of its own) and kept
+    # until after ray.shutdown() (Ray logs late errors then).
+    with stop.installed():
+        try:
+            wandb_dir = Path(experiment) if local else None
+            trainable = tune.with_resources(
+                tune.with_parameters(
+                    train_cilp, data=data, wandb_kwargs=wandb_init_kwargs(args.wandb, wandb_dir)
+                ),
+                trial_resources(args),
+            )
+            if restoring:
+                print(f"resuming experiment {experiment}")
+                tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
+            else:
+                write_meta(experiment, meta)
+                tuner = new_tuner(trainable, args, space, params, experiment, [stop])
+            print(f"setup took {time.time() - t_start:.1f} s; starting trials")
+            try:
+                results = tuner.fit()
+            except Exception as exc:  # Tune's own writes failing, or reading what they left
+                stop.note(exc)
+                if stop.storage_error is None:
+                    raise
+        finally:
+            if started:
+                ray.shutdown()
+                forget_session(record_dir)
 
-    from analysis import report  # here: its plotting imports are not needed before this point
+    if stop.storage_error is not None:
+        if local:
+            remove_empty_records(experiment)
+        print(f"error: {storage_message(stop.storage_error, experiment)}", file=sys.stderr)
+        return 1
+    if stop.interrupted:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    from analysis import experiment_table, format_table, load_experiment
 
-    print(report(experiment, fmt="grid"))
+    loaded = load_experiment(experiment)
+    if not results.errors and all(t.status == "TERMINATED" for t in loaded.trials):
+        meta.finished_at = now()
+        write_meta(experiment, meta)
+    print(format_table(experiment_table(loaded), "grid"))
     print(f"experiment: {experiment}")
     return 1 if results.errors else 0
 

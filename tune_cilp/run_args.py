@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from tune_cilp.errors import ArgumentParser, UserError
+from tune_cilp.train import MAX_EPOCHS
 
 DEFAULT_STORAGE = "~/ray_results"
 DEFAULT_GCS_PORT = 6379
@@ -62,8 +63,8 @@ def parse_seeds(text: str | None) -> list[int] | None:
 
 def check_numbers(args: argparse.Namespace) -> None:
     """Range checks on the numeric arguments."""
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError(f"--epochs: must be at least 1, got {args.epochs}")
+    if args.epochs is not None and not 1 <= args.epochs <= MAX_EPOCHS:
+        raise UserError(f"--epochs: must be between 1 and {MAX_EPOCHS:,}, got {args.epochs}")
     if args.num_samples is not None and args.num_samples < 1:
         raise UserError(f"--num-samples: must be at least 1, got {args.num_samples}")
     if args.gpus_per_trial is not None and not 0.0 <= args.gpus_per_trial <= 1.0:

@@ -34,6 +34,7 @@ from tune_cilp.errors import UserError
 from tune_cilp.models import DOWNSAMPLES, ModelConfig, build_model, list_variants
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+MAX_EPOCHS = 10_000  # far past any schedule here; a typo of extra zeros would run for ever
 # Evaluation batch per device type. On CPU, batches beyond ~32 fall out of cache: 256 was 3x
 # slower per sample than 32 (2 Zen 4 cores, benchmarks/README.md); GPUs want big batches.
 EVAL_BATCH = {"cpu": 32, "cuda": 1024}
@@ -91,6 +92,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise bad(name, "an integer >= 1")
+        if self.epochs > MAX_EPOCHS:
+            raise bad("epochs", f"at most {MAX_EPOCHS:,}")
         if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
             raise bad("seed", "an integer in [0, 2**63)")
         if not _is_real(self.lr) or not 0 < self.lr < math.inf:

@@ -1,0 +1,82 @@
+"""Runner subprocesses for the tests: a private Ray temp dir per run, start, wait, leftovers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT_S = 300
+
+
+def run_command(dataset: Path, storage: Path, *extra: str) -> list[str]:
+    """`python -m tune_cilp.run` on `dataset` into `storage`, W&B off."""
+    return [
+        *(sys.executable, "-m", "tune_cilp.run", "--dataset", str(dataset)),
+        *("--storage-path", str(storage), "--wandb", "disabled", *extra),
+    ]
+
+
+class RayEnv:
+    """Environment for runner subprocesses with a private Ray temp dir, so every Ray process a
+    run starts can be found (by that dir in its command line) and stopped afterwards."""
+
+    def __init__(self, **extra: str) -> None:
+        # Short path: Ray's unix sockets live under it (107-byte limit).
+        self.tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        self.env.update(RAY_TMPDIR=self.tmp, **extra)
+
+    def leftovers(self) -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if any(self.tmp in arg for arg in proc.info["cmdline"] or ()):
+                    found.append(proc)
+        return found
+
+    def close(self) -> None:
+        for proc in self.leftovers():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def start(cmd: list[str], env: RayEnv, log: Path) -> subprocess.Popen:
+    """Start `cmd` in its own session, stdout and stderr into `log`."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            cmd, cwd=ROOT, env=env.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def finish(proc: subprocess.Popen, log: Path, timeout: float = RUN_TIMEOUT_S) -> str:
+    """Wait for `proc` (killing its process group on timeout); the log's text."""
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return log.read_text()
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = RUN_TIMEOUT_S):
+    """Poll `condition()` until it is truthy (its value); fail if `proc` ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert proc.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
