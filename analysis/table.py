@@ -13,7 +13,7 @@ from typing import Any
 
 from tabulate import tabulate, tabulate_formats
 
-from analysis.experiment import Experiment, trial_results
+from analysis.experiment import Experiment, TrialRecord, trial_results
 from analysis.stats import (
     Comparison,
     Summary,
@@ -102,22 +102,26 @@ def comparison_table(
 
 
 def experiment_table(experiment: Experiment) -> ComparisonTable:
-    """The comparison table of a loaded experiment; notes trials unfinished or without results."""
+    """The comparison table of a loaded experiment. Its notes name every trial that failed, has
+    damaged result files, is left out (and why), or has not finished."""
     results = trial_results(experiment)
     notes = []
     failed = [t for t in experiment.trials if t.status == "ERROR"]
     if failed:
         notes.append(
             f"{len(failed)} trial(s) failed (ERROR): "
-            + ", ".join(f"{t.trial_id} {_trial_label(t.config)}" for t in failed)
+            + ", ".join(_trial_name(t) for t in failed)
             + "; the traceback is in error.txt in each trial's directory."
         )
+    notes += [f"trial {_trial_name(t)}: {t.damage}" for t in experiment.trials if t.damage]
     reported = {r.trial_id for r in results}
-    missing = [t for t in experiment.trials if t.trial_id not in reported and t.status != "ERROR"]
-    if missing:
-        notes.append(
-            f"{len(missing)} trial(s) have not reported a validation loss yet and are left out."
-        )
+    left_out: dict[str, list[TrialRecord]] = {}
+    for t in experiment.trials:
+        if t.trial_id not in reported:
+            left_out.setdefault(_left_out_reason(t), []).append(t)
+    for reason, trials in left_out.items():
+        names = ", ".join(_trial_name(t) for t in trials)
+        notes.append(f"{len(trials)} trial(s) {reason} and are left out: {names}.")
     unfinished = [t for t in results if t.status != "TERMINATED"]
     if unfinished:
         states = ", ".join(sorted({t.status for t in unfinished}))
@@ -125,10 +129,24 @@ def experiment_table(experiment: Experiment) -> ComparisonTable:
     return comparison_table(summarize_variants(results), notes)
 
 
-def _trial_label(config: dict[str, Any]) -> str:
-    """ "(concat-maxpool seed=52)": enough to find a failed trial's configuration."""
+def _left_out_reason(trial: TrialRecord) -> str:
+    """Why a trial has no finite validation loss to show."""
+    if trial.history:
+        return "reported no finite validation loss"
+    if trial.damage:
+        return "have no intact epoch in their result files"
+    if trial.status == "ERROR":
+        return "failed before reporting"
+    if trial.status == "TERMINATED":
+        return "finished without reporting a result"
+    return "have not reported a validation loss yet"
+
+
+def _trial_name(trial: TrialRecord) -> str:
+    """ "3f2a1_00001 (concat-maxpool seed=52)": enough to find a trial's configuration."""
+    config = trial.config
     name = f"{config.get('variant', '?')}-{config.get('downsample', '?')}"
-    return f"({name} seed={config.get('seed', '?')})"
+    return f"{trial.trial_id} ({name} seed={config.get('seed', '?')})"
 
 
 def check_format(fmt: str) -> str:
@@ -141,15 +159,19 @@ def check_format(fmt: str) -> str:
 
 
 def format_table(table: ComparisonTable, fmt: str = "grid") -> str:
-    """The table in a tabulate format, then the footer notes and the verdict line."""
+    """The table in a tabulate format, then the footer notes and the verdict line; with no
+    variant to show, a line saying so and the notes that say why."""
     if not table.variants:
-        return "no trial has reported a validation loss yet"
-    # disable_numparse: keep our number formats ("0.500", not tabulate's "0.5")
-    text = tabulate(
-        table.rows(), headers=table.headers, tablefmt=check_format(fmt), disable_numparse=True
-    )
-    notes = [FOOTER, *table.notes] + (["Verdict: " + table.verdict] if table.verdict else [])
-    return "\n".join([text, *(textwrap.fill(n, 100) for n in notes)])
+        # The notes say why: not reported yet, failed, damaged result files.
+        text, notes = "no trial has a validation loss to show yet", table.notes
+    else:
+        # disable_numparse: keep our number formats ("0.500", not tabulate's "0.5")
+        text = tabulate(
+            table.rows(), headers=table.headers, tablefmt=check_format(fmt), disable_numparse=True
+        )
+        notes = [FOOTER, *table.notes] + (["Verdict: " + table.verdict] if table.verdict else [])
+    # Wrapped at spaces only: a variant name such as "concat-stride" stays in one piece.
+    return "\n".join([text, *(textwrap.fill(n, 100, break_on_hyphens=False) for n in notes)])
 
 
 def to_records(table: ComparisonTable) -> list[dict[str, Any]]:

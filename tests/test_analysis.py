@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -13,8 +14,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from tune_results import histories
 
-from analysis import experiment_table, format_table, load_experiment, report
+from analysis import (
+    Experiment,
+    TrialRecord,
+    experiment_table,
+    format_table,
+    load_experiment,
+    report,
+)
 from analysis.__main__ import main as cli_main
 from analysis.stats import (
     compare,
@@ -153,6 +162,174 @@ def test_partial_results_of_unfinished_trials(experiment_dir: Path, tmp_path: Pa
     assert sum(len(v.trials) for v in table.variants) == 6
     trial = next(t for v in table.variants for t in v.trials if t.trial_id == short[0].trial_id)
     assert trial.metrics["val_loss"] == pytest.approx(json.loads(first)["val_loss"])
+
+
+# --- damaged result files (what a crash or a full disk leaves) ----------------------------------
+
+
+def _append_cut_line(trial_dir: Path) -> None:
+    # A crash while Ray wrote a third epoch's result: a line without its end.
+    with (trial_dir / "result.json").open("ab") as f:
+        f.write(b'{"epoch": 3, "train_loss": 0.7')
+
+
+def _cut_both_files(trial_dir: Path) -> None:
+    # A crash while Ray wrote the second epoch to both files: each last line cut short.
+    for name in ("result.json", "progress.csv"):
+        data = (trial_dir / name).read_bytes().rstrip(b"\r\n")
+        (trial_dir / name).write_bytes(data[:-40])
+
+
+def _insert_garbage_line(trial_dir: Path) -> None:
+    first, rest = (trial_dir / "result.json").read_bytes().split(b"\n", 1)
+    (trial_dir / "result.json").write_bytes(first + b"\n\xff\x00garbage\n" + rest)
+
+
+def _zero_first_line(trial_dir: Path) -> None:
+    # After a power loss a block of the file can read back as zeros.
+    first, rest = (trial_dir / "result.json").read_bytes().split(b"\n", 1)
+    (trial_dir / "result.json").write_bytes(b"\x00" * len(first) + b"\n" + rest)
+
+
+def _empty_result_json(trial_dir: Path) -> None:
+    (trial_dir / "result.json").write_bytes(b"")
+
+
+def _delete_result_json(trial_dir: Path) -> None:
+    (trial_dir / "result.json").unlink()
+
+
+def _nothing_intact(trial_dir: Path) -> None:
+    (trial_dir / "result.json").write_bytes((trial_dir / "result.json").read_bytes()[:100])
+    (trial_dir / "progress.csv").unlink()
+
+
+CUT_NOTE = "result.json has a damaged line 3; recovered 2 intact epochs"
+NOTHING_NOTE = "result.json has a damaged line 1; recovered 0 intact epochs"
+# case: (damaged trials by index in trial order, damage, epochs still intact, note after the trial)
+DAMAGE_CASES = {
+    "last line cut": ((1,), _append_cut_line, (1, 2), CUT_NOTE),
+    "every last line cut": (range(6), _append_cut_line, (1, 2), CUT_NOTE),
+    "both files cut": (
+        (1,),
+        _cut_both_files,
+        (1,),
+        "result.json has a damaged line 2; progress.csv has a damaged line 3; "
+        "recovered 1 intact epoch",
+    ),
+    "garbage line in the middle": (
+        (1,),
+        _insert_garbage_line,
+        (1, 2),
+        "result.json has a damaged line 2; recovered 2 intact epochs",
+    ),
+    "first line zeroed": (
+        (1,),
+        _zero_first_line,
+        (1, 2),
+        "result.json has a damaged line 1; recovered 2 intact epochs (1 from progress.csv)",
+    ),
+    "result.json empty": (
+        (1,),
+        _empty_result_json,
+        (1, 2),
+        "result.json is empty; recovered 2 intact epochs (2 from progress.csv)",
+    ),
+    "result.json missing": (
+        (1, 4),
+        _delete_result_json,
+        (1, 2),
+        "result.json is missing; recovered 2 intact epochs (2 from progress.csv)",
+    ),
+    "nothing intact": ((1,), _nothing_intact, (), NOTHING_NOTE),
+    "nothing intact anywhere": (range(6), _nothing_intact, (), NOTHING_NOTE),
+}
+
+
+def _damaged_copy(experiment_dir: Path, tmp_path: Path, damage, trials) -> list[Path]:
+    """Trial directories, in trial order, of a copy of the experiment with `trials` damaged."""
+    copy = tmp_path / "crashed"
+    # Checkpoints are not read for the table: leaving them out saves copying ~400 MB.
+    shutil.copytree(experiment_dir, copy, ignore=shutil.ignore_patterns("checkpoint_*"))
+    trial_dirs = sorted(p.parent for p in copy.glob("*/params.json"))
+    assert len(trial_dirs) == 6
+    for i in trials:
+        damage(trial_dirs[i])
+    return trial_dirs
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _trial_name(rows: list[dict]) -> str:
+    cfg = rows[0]["config"]
+    return f"{rows[0]['trial_id']} ({cfg['variant']}-{cfg['downsample']} seed={cfg['seed']})"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", DAMAGE_CASES)
+def test_damaged_result_files_are_recovered_and_noted(
+    experiment_dir: Path, tmp_path: Path, case: str
+) -> None:
+    damaged, damage, intact, note = DAMAGE_CASES[case]
+    trial_dirs = _damaged_copy(experiment_dir, tmp_path, damage, damaged)
+    before = _checksums(tmp_path / "crashed")
+    table = experiment_table(load_experiment(tmp_path / "crashed"))
+    text = " ".join(format_table(table).split())  # the notes as printed, without line wrapping
+    assert _checksums(tmp_path / "crashed") == before
+
+    undamaged = histories(experiment_dir)  # each trial's rows, read from the intact original
+    shown = {t.trial_id: t for v in table.variants for t in v.trials}
+    left_out = []
+    for i, trial_dir in enumerate(trial_dirs):
+        rows = undamaged[trial_dir.name]
+        trial_id, name = rows[0]["trial_id"], _trial_name(rows)
+        kept = [r for r in rows if i not in damaged or r["epoch"] in intact]
+        if i in damaged:
+            assert f"trial {name}: {note}" in table.notes and f"trial {name}: {note}" in text
+        if not kept:
+            assert trial_id not in shown
+            left_out.append(name)
+            continue
+        expected = summarize_trial(trial_id, rows[0]["config"], kept)
+        trial = shown[trial_id]
+        assert (trial.epochs, trial.best_epoch) == (len(kept), expected.best_epoch)
+        assert trial.metrics == pytest.approx(expected.metrics, nan_ok=True)
+    assert sum(n.startswith("trial ") for n in table.notes) == len(damaged)  # only those
+    if left_out:
+        reason = "have no intact epoch in their result files and are left out"
+        assert f"{len(left_out)} trial(s) {reason}: {', '.join(left_out)}." in table.notes
+    assert "not reported" not in text  # a damaged trial has reported
+    if intact == (1, 2):
+        assert table.rows() == experiment_table(load_experiment(experiment_dir)).rows()
+    if not table.variants:
+        assert text.startswith("no trial has a validation loss to show yet")
+
+
+@pytest.mark.slow
+def test_cli_reads_a_crashed_experiment(experiment_dir: Path, tmp_path: Path) -> None:
+    trial_dirs = _damaged_copy(experiment_dir, tmp_path, _append_cut_line, range(6))
+    before = _checksums(tmp_path / "crashed")
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis", str(tmp_path / "crashed")],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = " ".join(proc.stdout.split())
+    assert all(v in out for v in VARIANTS) and "(3)" in out and "Verdict: " in out
+    undamaged = histories(experiment_dir)
+    for trial_dir in trial_dirs:
+        assert f"trial {_trial_name(undamaged[trial_dir.name])}: {CUT_NOTE}" in out
+    assert _checksums(tmp_path / "crashed") == before
 
 
 def test_cli_writes_table_files_and_plots(experiment_dir: Path, tmp_path: Path, capsys) -> None:
@@ -363,6 +540,42 @@ def test_verdict_and_variant_names() -> None:
         {"variant": "concat", "downsample": "maxpool", "lr": 0.01, "epochs": 2, "seed": 1},
     ]
     assert variant_names(configs) == ["concat-maxpool lr=0.001", "concat-maxpool lr=0.01"]
+
+
+def test_every_left_out_trial_is_named_with_its_reason() -> None:
+    def trial(i: int, status: str, history: list[dict], damage: str = "") -> TrialRecord:
+        config = {"variant": "concat", "downsample": "maxpool", "seed": i}
+        return TrialRecord(f"t{i}", config, status, history, damage=damage)
+
+    lost = "result.json has a damaged line 1; recovered 0 intact epochs"
+    trials = [
+        trial(0, "TERMINATED", _history([0.5], [0.6])),
+        trial(1, "RUNNING", []),
+        trial(2, "PENDING", []),
+        trial(3, "ERROR", []),
+        trial(4, "TERMINATED", [{"epoch": 1, "val_loss": math.nan, "train_loss": 0.3}]),
+        trial(5, "TERMINATED", []),
+        trial(6, "RUNNING", [], damage=lost),
+        trial(7, "ERROR", _history([0.4], [0.5])),
+    ]
+    table = experiment_table(Experiment("/x", trials))
+    assert [t.trial_id for t in table.variants[0].trials] == ["t0", "t7"]
+    name = "t{} (concat-maxpool seed={})".format
+    assert table.notes == [
+        f"2 trial(s) failed (ERROR): {name(3, 3)}, {name(7, 7)}; the traceback is in error.txt in "
+        "each trial's directory.",
+        f"trial {name(6, 6)}: {lost}",
+        f"2 trial(s) have not reported a validation loss yet and are left out: {name(1, 1)}, "
+        f"{name(2, 2)}.",
+        f"1 trial(s) failed before reporting and are left out: {name(3, 3)}.",
+        f"1 trial(s) reported no finite validation loss and are left out: {name(4, 4)}.",
+        f"1 trial(s) finished without reporting a result and are left out: {name(5, 5)}.",
+        f"1 trial(s) have no intact epoch in their result files and are left out: {name(6, 6)}.",
+        "1 trial(s) not finished (ERROR): partial results.",
+    ]
+    empty = format_table(experiment_table(Experiment("/x", trials[1:7])))
+    assert empty.startswith("no trial has a validation loss to show yet\n")
+    assert name(4, 4) in empty and name(6, 6) in empty
 
 
 def test_report_rejects_bad_format(experiment_dir: Path) -> None:
