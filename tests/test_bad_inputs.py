@@ -95,6 +95,8 @@ def store(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "bad_npy" / "spheres" / "lidar" / "0002.npy").write_bytes(os.urandom(100))
     np.save(root / "bad_angles" / "cubes" / "azimuth.npy", np.zeros((3, 3)))
     (root / "file.txt").write_text("a file, not a directory\n")
+    shutil.copytree(tiny_raw, root / "folder_png")
+    (root / "folder_png" / "cubes" / "rgb" / "extra").mkdir()
 
     copy_with_checkpoints(experiment, root / "garbage_ckpt" / "seed-ablation", b"\0" * 64)
     payload = root / "payload.pt"
@@ -134,7 +136,12 @@ def catalogue(store: Path) -> list[tuple[str, list[str], str]]:
         (
             "storage path under a file",
             [*RUN, "--storage-path", str(store / "file.txt" / "sub")],
-            "--storage-path:",
+            f"--storage-path: {store / 'file.txt'} is a file, not a directory",
+        ),
+        (
+            "storage path that is a file",
+            [*RUN, "--storage-path", str(store / "file.txt")],
+            f"--storage-path: {store / 'file.txt'} is a file, not a directory",
         ),
         (
             "storage URI with an unknown scheme",
@@ -179,6 +186,24 @@ def catalogue(store: Path) -> list[tuple[str, list[str], str]]:
             "split fractions",
         ),
         ("inspect a file", [*DATA, "inspect", str(store / "file.txt")], "not a directory"),
+        (
+            "folder in place of a PNG",
+            [*DATA, "inspect", str(store / "folder_png")],
+            f"{store / 'folder_png' / 'cubes' / 'rgb' / 'extra'}: unexpected folder (expected NNNN",
+        ),
+        (
+            "media directory under a file",
+            [
+                *DATA,
+                "ingest",
+                str(store / "raw"),
+                "--name",
+                "zz_media",
+                "--data-dir",
+                str(store / "file.txt"),
+            ],
+            f"{store / 'file.txt' / 'fiftyone' / 'zz_media'}: cannot write lidar media (Not a",
+        ),
         # python -m analysis: results directories and checkpoints
         (
             "results directory that is not an experiment",

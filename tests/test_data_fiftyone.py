@@ -5,11 +5,14 @@ One module so the MongoDB start-up (seconds) is paid once; every dataset made he
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from data_fakes import make_raw
+from test_data_cli import run_cli
 
 from tune_cilp.data import (
     LABELS,
@@ -20,6 +23,7 @@ from tune_cilp.data import (
     load_arrays,
 )
 from tune_cilp.data import fiftyone_io as fio
+from tune_cilp.data.fiftyone_load import TMP_PREFIX
 from tune_cilp.data.media import read_pcd_points
 from tune_cilp.errors import UserError
 from tune_cilp.fiftyone_env import import_fiftyone
@@ -181,6 +185,7 @@ def test_failed_ingestion_leaves_nothing(
         ingest_raw(raw, "test_data_broken", data_dir=media_root, progress=False)
     assert not fo.dataset_exists("test_data_broken")
     assert not fio.media_dir("test_data_broken", media_root).exists()
+    assert not temporary_datasets(fo)
 
 
 def test_bad_datasets_are_user_errors(fo, dataset) -> None:
@@ -209,3 +214,145 @@ def test_unreadable_export_is_a_user_error(fo, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="samples.json: cannot import"):
         load_arrays(tmp_path)
     assert not [n for n in fo.list_datasets() if n.startswith("tune_cilp-tmp-")]
+
+
+# --- replacing a dataset (--overwrite) ---------------------------------------------------------
+
+KEEP = "test_data_keep"  # the dataset every failed overwrite must leave exactly as it was
+
+
+def stored_state(fo, name: str) -> dict:
+    """What dataset `name` holds: per slice its samples' values (ids included, so a rebuild
+    shows) and the SHA-256 of each media file, plus its info and every file of its media folder."""
+    dataset = fo.load_dataset(name)
+    dataset.reload()  # another process may have written to the database
+    state: dict = {"info": dict(dataset.info), "persistent": dataset.persistent}
+    fields = ["id", "filepath", "scene_id", "ground_truth.label", "tags", "group.id"]
+    for slice_name in dataset.group_slices:
+        view = dataset.select_group_slices(slice_name)
+        rows = list(zip(*view.values(fields), strict=True))
+        if slice_name == "lidar_img":
+            rows = [
+                (*r, hashlib.sha256(x.tobytes()).hexdigest())
+                for r, x in zip(rows, view.values("xyza"), strict=True)
+            ]
+        media = {
+            p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in view.values("filepath")
+        }
+        state[slice_name] = (sorted(rows), media)
+    root = Path(dataset.info[fio.MEDIA_INFO_KEY]).parent
+    state["media folder"] = sorted(
+        (str(p), p.read_bytes() if p.is_file() else b"dir") for p in root.rglob("*")
+    )
+    return state
+
+
+def temporary_datasets(fo) -> list[str]:
+    return [n for n in fo.list_datasets() if n.startswith(TMP_PREFIX)]
+
+
+@pytest.fixture(scope="module")
+def keep(fo, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The dataset KEEP, ingested from a tiny raw layout, and its stored state."""
+    data_dir = tmp_path_factory.mktemp("keep_data")
+    raw = make_raw(tmp_path_factory.mktemp("keep_raw") / "raw", per_class=3)
+    ingest_raw(raw, KEEP, data_dir=data_dir, progress=False)
+    return {"raw": raw, "data_dir": data_dir, "state": stored_state(fo, KEEP)}
+
+
+def _file_at(rel: str) -> Callable[[Path], tuple[list[str], str]]:
+    """A regular file where the media must go: a real fault even for root, unlike chmod."""
+
+    def fault(tmp: Path) -> tuple[list[str], str]:
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_text("in the way\n")
+        media = tmp / "data" / "fiftyone" / KEEP
+        return [
+            "--data-dir",
+            str(tmp / "data"),
+        ], f"{media}: cannot write lidar media (Not a directory)"
+
+    return fault
+
+
+def _corrupt_png(tmp: Path) -> tuple[list[str], str]:
+    raw = make_raw(tmp / "bad_raw", per_class=2)
+    (raw / "cubes" / "rgb" / "0001.png").write_bytes(b"not a png")
+    return [], f"{raw / 'cubes' / 'rgb' / '0001.png'}: corrupt or unreadable PNG"
+
+
+# (case, fault under tmp_path -> (extra ingest args, the start of the one error line))
+OVERWRITE_FAULTS = [
+    ("data dir is a file", _file_at("data")),
+    ("media parent is a file", _file_at("data/fiftyone")),
+    ("media folder is a file", _file_at(f"data/fiftyone/{KEEP}")),
+    ("corrupt raw file", _corrupt_png),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "fault", [c[1] for c in OVERWRITE_FAULTS], ids=[c[0] for c in OVERWRITE_FAULTS]
+)
+def test_failed_overwrite_keeps_the_old_dataset(fo, keep: dict, tmp_path: Path, fault) -> None:
+    extra, expected = fault(tmp_path)
+    raw = tmp_path / "bad_raw" if (tmp_path / "bad_raw").is_dir() else keep["raw"]
+    in_the_way = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    result = run_cli("ingest", raw, "--name", KEEP, "--overwrite", *extra)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), result.stderr
+    assert stored_state(fo, KEEP) == keep["state"]
+    assert not temporary_datasets(fo)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == in_the_way
+
+
+def test_failure_after_writing_media_keeps_the_old_dataset(
+    fo, keep: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_add_samples(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fo.Dataset, "add_samples", broken_add_samples)
+    with pytest.raises(OSError, match="disk full"):  # same data dir: media were written first
+        ingest_raw(keep["raw"], KEEP, overwrite=True, data_dir=keep["data_dir"], progress=False)
+    assert stored_state(fo, KEEP) == keep["state"]
+    assert not temporary_datasets(fo)
+
+
+def test_failed_import_overwrite_keeps_the_old_dataset(fo, keep: dict, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "metadata.json").write_text('{"name": "x", "media_type": "group"}')
+    (tmp_path / "samples.json").write_text("not json")
+    with pytest.raises(UserError, match="samples.json: cannot import"):
+        import_export(tmp_path, KEEP, overwrite=True)
+    assert stored_state(fo, KEEP) == keep["state"]
+    assert not temporary_datasets(fo)
+
+
+@pytest.mark.slow
+def test_overwrite_replaces_contents_and_media(fo, tmp_path: Path) -> None:
+    name, data_dir = "test_data_replace", tmp_path / "data"
+    small = make_raw(tmp_path / "small", per_class=2, seed=1)
+    ingest_raw(small, name, data_dir=data_dir, progress=False)
+    before = stored_state(fo, name)
+    old_build = Path(before["info"][fio.MEDIA_INFO_KEY])
+
+    large = make_raw(tmp_path / "large", per_class=3, seed=2)
+    result = run_cli("ingest", large, "--name", name, "--overwrite", "--data-dir", data_dir)
+    assert result.returncode == 0, result.stderr
+    after = stored_state(fo, name)
+    assert len(after["rgb"][0]) == 6 and after["info"]["raw_dir"] == str(large.resolve())
+    assert after["persistent"] and not temporary_datasets(fo)
+    assert not {r[0] for r in after["lidar_img"][0]} & {r[0] for r in before["lidar_img"][0]}
+    assert_same(load_arrays(name), load_arrays(large))
+    assert not old_build.exists()  # the replaced dataset's media went with it
+    new_build = Path(after["info"][fio.MEDIA_INFO_KEY])
+    assert [p.name for p in new_build.parent.iterdir()] == [new_build.name]
+    assert set(after["lidar_pcd"][1]) == {str(p) for p in new_build.glob("*.pcd")}
+
+    export = export_dataset(name, tmp_path / "export", progress=False)
+    import_export(export, name, overwrite=True)  # an import keeps its media in the export
+    assert not new_build.exists() and not new_build.parent.exists()
+    assert_same(load_arrays(name), load_arrays(large))
+    assert not temporary_datasets(fo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +127,95 @@ def test_data_dir_comes_from_the_environment(
     monkeypatch.setenv("TUNE_CILP_DATA_DIR", str(tmp_path))
     assert load_module.default_data_dir() == tmp_path
     assert load_module.default_data_dir(tmp_path / "x") == tmp_path / "x"
+
+
+def test_os_files_are_ignored_like_dot_files(tmp_path: Path) -> None:
+    clean = load_arrays(make_raw(tmp_path / "clean", per_class=3))
+    raw = make_raw(tmp_path / "raw", per_class=3)
+    for folder in (raw, raw / "cubes", raw / "cubes" / "rgb", raw / "spheres" / "lidar"):
+        for name in ("Thumbs.db", "desktop.ini", "THUMBS.DB", ".DS_Store"):
+            (folder / name).write_bytes(b"\0\1 os file")
+    (raw / "cubes" / "lidar" / ".thumbnails").mkdir()
+    arrays = load_arrays(raw)
+    for field in ("ids", "rgb", "xyza", "labels", "is_train"):
+        np.testing.assert_array_equal(getattr(arrays, field), getattr(clean, field))
+
+
+def _folder(rel: str):
+    return lambda raw: (raw / rel).mkdir()
+
+
+def _file_for_folder(rel: str):
+    def mutate(raw: Path) -> None:
+        shutil.rmtree(raw / rel)
+        (raw / rel).write_text("a file\n")
+
+    return mutate
+
+
+def _folder_for_file(rel: str):
+    def mutate(raw: Path) -> None:
+        (raw / rel).unlink()
+        (raw / rel).mkdir()
+
+    return mutate
+
+
+# (case, change to a valid raw layout, path the error names, the rest of the one-line message)
+WRONG_KIND = [
+    (
+        "folder among the PNGs",
+        _folder("cubes/rgb/extra"),
+        "cubes/rgb/extra",
+        "unexpected folder (expected NNNN.png)",
+    ),
+    (
+        "folder named like a PNG",
+        _folder_for_file("spheres/rgb/0001.png"),
+        "spheres/rgb/0001.png",
+        "unexpected folder (expected NNNN.png)",
+    ),
+    (
+        "folder among the depth maps",
+        _folder("spheres/lidar/0009.npy"),
+        "spheres/lidar/0009.npy",
+        "unexpected folder (expected NNNN.npy)",
+    ),
+    (
+        "folder for the angles",
+        _folder_for_file("cubes/azimuth.npy"),
+        "cubes/azimuth.npy",
+        "unexpected folder (expected a .npy file)",
+    ),
+    (
+        "file among the PNGs",
+        lambda raw: (raw / "cubes/rgb/notes.txt").write_text("x"),
+        "cubes/rgb/notes.txt",
+        "unexpected file (expected NNNN.png)",
+    ),
+    (
+        "file for the rgb folder",
+        _file_for_folder("cubes/rgb"),
+        "cubes/rgb",
+        "a file, but a folder is expected here",
+    ),
+    (
+        "file for a class folder",
+        _file_for_folder("spheres"),
+        "spheres",
+        "a file, but a class folder is expected here",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "rel", "problem"), [c[1:] for c in WRONG_KIND], ids=[c[0] for c in WRONG_KIND]
+)
+def test_a_folder_or_file_in_the_wrong_place_is_named(
+    tmp_path: Path, mutate, rel: str, problem: str
+) -> None:
+    raw = make_raw(tmp_path / "raw", per_class=2)
+    mutate(raw)
+    with pytest.raises(UserError) as info:
+        load_arrays(raw)
+    assert str(info.value) == f"{raw / rel}: {problem}"

@@ -120,6 +120,11 @@ def is_uri(storage_path: str) -> bool:
 def local_storage(storage_path: str) -> Path:
     """A local storage path (or file:// URI), absolute, created and checked writable."""
     path = Path(os.path.expanduser(storage_path.removeprefix("file://"))).resolve()
+    # os.path, not Path: it answers False instead of raising where a parent is unreadable
+    existing = next(p for p in (path, *path.parents) if os.path.exists(p))  # "/" exists
+    if not os.path.isdir(existing):
+        under = "" if existing == path else f" (so {path} cannot be created)"
+        raise UserError(f"--storage-path: {existing} is a file, not a directory{under}")
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test_"):

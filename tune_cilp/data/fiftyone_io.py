@@ -1,27 +1,34 @@
-"""FiftyOne side of the data layer (data.md section 4): ingest, export, import, predictions.
+"""FiftyOne side of the data layer: ingest, export, import, predictions.
 
 A CILP dataset is a persistent grouped dataset (group field "group", default slice "rgb") with the
 slices rgb (the PNG), lidar_img (uint8 JPG of the depth, array field ``xyza``) and lidar_pcd (the
 4,096 XYZ points); every sample has ``ground_truth``, ``scene_id`` ("cubes/0042") and a
 train/validation tag. Reading such a dataset back is fiftyone_load.py. FiftyOne is imported
 inside the functions: training never pays for it.
+
+Replacing a dataset (overwrite) never touches the old one until the new one is complete: the new
+one is built under a temporary name with its media in a folder of its own, then takes over the
+name (a one-document rename), and only then are the old dataset and its media deleted. Media
+folders are never moved, so every dataset always has all of its media, even after a crash.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tune_cilp.data.arrays import LABELS
-from tune_cilp.data.fiftyone_load import import_dir, open_dataset, scene_keys
+from tune_cilp.data.fiftyone_load import TMP_PREFIX, import_dir, open_dataset, scene_keys
 from tune_cilp.data.load import default_data_dir
 from tune_cilp.data.media import write_lidar_jpg, write_pcd
-from tune_cilp.data.raw import progress_bar, read_raw
+from tune_cilp.data.raw import RawScenes, one_line, progress_bar, read_raw
 from tune_cilp.data.split import (
     DEFAULT_SEED,
     DEFAULT_SPLIT,
@@ -36,6 +43,7 @@ from tune_cilp.fiftyone_env import import_fiftyone
 
 SLICES = ("rgb", "lidar_img", "lidar_pcd")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+MEDIA_INFO_KEY = "media_dir"  # dataset.info entry: the build folder ingestion wrote the media to
 
 
 def _check_name(name: str) -> None:
@@ -44,8 +52,13 @@ def _check_name(name: str) -> None:
         raise UserError(f"dataset name {name!r}: use letters, digits, '_', '-' and '.'")
 
 
+def _check_free(fo: Any, name: str, overwrite: bool) -> None:
+    if fo.dataset_exists(name) and not overwrite:
+        raise UserError(f"dataset {name!r} already exists (use --overwrite to replace it)")
+
+
 def media_dir(name: str, data_dir: str | Path | None = None) -> Path:
-    """Where ingestion writes a dataset's lidar_img and lidar_pcd files."""
+    """The folder of dataset `name`'s lidar_img and lidar_pcd files, one sub-folder per build."""
     return default_data_dir(data_dir) / "fiftyone" / name
 
 
@@ -62,8 +75,8 @@ def ingest_raw(
 ) -> str:
     """Build the persistent grouped dataset `name` from a raw layout; return the name.
 
-    Every file is validated before anything is created; on any failure the half-built dataset
-    and its media folder are removed again.
+    Every file is validated before anything is created. On any failure the half-built dataset
+    and its media are removed again and an existing dataset `name` is left as it was.
     """
     _check_name(name)
     check_split(split or DEFAULT_SPLIT)
@@ -76,50 +89,115 @@ def ingest_raw(
     is_train = split_mask(len(index), split, seed)
     check_not_empty(is_train, str(raw_dir))
     fo = import_fiftyone()
-    if fo.dataset_exists(name) and not overwrite:
-        raise UserError(f"dataset {name!r} already exists (use --overwrite to replace it)")
+    _check_free(fo, name, overwrite)
 
-    out = media_dir(name, data_dir)
-    if fo.dataset_exists(name):
-        fo.delete_dataset(name)
-    shutil.rmtree(out, ignore_errors=True)
+    token = uuid.uuid4().hex[:12]
+    root = media_dir(name, data_dir)
+    build = root / token
+    dataset = None
     try:
-        samples = []
-        for j, i in enumerate(progress_bar(index, "writing lidar media", progress)):
-            scene_id = str(scenes.ids[i])
-            stem = out / scene_id.replace("/", "_")
-            stem.parent.mkdir(parents=True, exist_ok=True)
-            write_lidar_jpg(stem.with_suffix(".jpg"), scenes.depth[i])
-            write_pcd(stem.with_suffix(".pcd"), scenes.xyza[i])
-            group = fo.Group()
-            files = (
-                scenes.rgb_paths[i].resolve(),
-                stem.with_suffix(".jpg"),
-                stem.with_suffix(".pcd"),
-            )
-            for slice_name, filepath in zip(SLICES, files, strict=True):
-                sample = fo.Sample(
-                    filepath=str(filepath),
-                    group=group.element(slice_name),
-                    ground_truth=fo.Classification(label=LABELS[scenes.labels[i]]),
-                    scene_id=scene_id,
-                    tags=["train" if is_train[j] else "validation"],
-                )
-                if slice_name == "lidar_img":
-                    sample["xyza"] = scenes.xyza[i]
-                samples.append(sample)
-        dataset = fo.Dataset(name)
-        dataset.persistent = True
+        files = _write_media(scenes, index, build, root, progress)
+        # Not persistent until complete: FiftyOne deletes it on its next start if we crash.
+        dataset = fo.Dataset(f"{TMP_PREFIX}{name}-{token}")
         dataset.add_group_field("group", default="rgb")
-        dataset.add_samples(samples, progress=progress)
-        dataset.info = {"raw_dir": str(Path(raw_dir).resolve()), "subset": subset, "seed": seed}
+        dataset.add_samples(_samples(fo, scenes, index, is_train, files), progress=progress)
+        dataset.info = {
+            "raw_dir": str(Path(raw_dir).resolve()),
+            "subset": subset,
+            "seed": seed,
+            MEDIA_INFO_KEY: str(build),
+        }
         dataset.save()
+        old = _take_name(fo, dataset, name, overwrite)
     except BaseException:
-        if fo.dataset_exists(name):
-            fo.delete_dataset(name)
-        shutil.rmtree(out, ignore_errors=True)
+        if dataset is not None:
+            dataset.delete()
+        _remove_media(build)
         raise
+    if old is not None:
+        _delete_old(old, name)
     return name
+
+
+def _write_media(
+    scenes: RawScenes, index: np.ndarray, build: Path, root: Path, progress: bool
+) -> list[tuple[Path, Path, Path]]:
+    """Write each scene's lidar JPG and PCD into build; (rgb, jpg, pcd) paths per scene."""
+    files = []
+    try:
+        build.mkdir(parents=True)
+        for i in progress_bar(index, "writing lidar media", progress):
+            stem = build / str(scenes.ids[i]).replace("/", "_")
+            jpg, pcd = stem.with_suffix(".jpg"), stem.with_suffix(".pcd")
+            write_lidar_jpg(jpg, scenes.depth[i])
+            write_pcd(pcd, scenes.xyza[i])
+            files.append((scenes.rgb_paths[i].resolve(), jpg, pcd))
+    except OSError as exc:
+        raise UserError(
+            f"{root}: cannot write lidar media ({exc.strerror or one_line(exc)})"
+        ) from None
+    return files
+
+
+def _samples(
+    fo: Any,
+    scenes: RawScenes,
+    index: np.ndarray,
+    is_train: np.ndarray,
+    files: list[tuple[Path, Path, Path]],
+) -> list[Any]:
+    samples = []
+    for j, i in enumerate(index):
+        group = fo.Group()
+        for slice_name, filepath in zip(SLICES, files[j], strict=True):
+            sample = fo.Sample(
+                filepath=str(filepath),
+                group=group.element(slice_name),
+                ground_truth=fo.Classification(label=LABELS[scenes.labels[i]]),
+                scene_id=str(scenes.ids[i]),
+                tags=["train" if is_train[j] else "validation"],
+            )
+            if slice_name == "lidar_img":
+                sample["xyza"] = scenes.xyza[i]
+            samples.append(sample)
+    return samples
+
+
+def _take_name(fo: Any, new: Any, name: str, overwrite: bool) -> Any | None:
+    """Make the complete dataset `new` the persistent dataset `name`; return the one it displaced.
+
+    The displaced dataset keeps a temporary name until the caller deletes it; if `new` cannot take
+    the name, the old one gets its name back.
+    """
+    new.persistent = True
+    old = None
+    if fo.dataset_exists(name):
+        _check_free(fo, name, overwrite)  # again: another process may have made it meanwhile
+        old = fo.load_dataset(name)
+        old.name = f"{TMP_PREFIX}old-{new.name.removeprefix(TMP_PREFIX)}"
+    try:
+        new.name = name
+    except BaseException:
+        if old is not None:
+            old.name = name
+        raise
+    return old
+
+
+def _delete_old(old: Any, name: str) -> None:
+    """Delete a replaced dataset and the media ingestion wrote for it (never media it shares)."""
+    media = old.info.get(MEDIA_INFO_KEY)
+    old.delete()
+    # A clone carries its source's info: a folder named after another dataset is not ours.
+    if media and Path(media).parent.name == name:
+        _remove_media(Path(media))
+
+
+def _remove_media(build: Path) -> None:
+    shutil.rmtree(build, ignore_errors=True)
+    # The dataset's media folder goes with its last build (not if it is not empty or a file).
+    with contextlib.suppress(OSError):
+        build.parent.rmdir()
 
 
 def export_dataset(name: str, out_dir: str | Path, *, progress: bool = True) -> Path:
@@ -143,17 +221,28 @@ def export_dataset(name: str, out_dir: str | Path, *, progress: bool = True) -> 
 
 
 def import_export(export_dir: str | Path, name: str, *, overwrite: bool = False) -> str:
-    """Import a FiftyOneDataset export directory as the persistent dataset `name`."""
+    """Import a FiftyOneDataset export directory as the persistent dataset `name`.
+
+    The media stay in the export directory. With overwrite, an existing `name` is replaced only
+    once the import is complete; a failed import leaves it as it was.
+    """
     fo = import_fiftyone()
     _check_name(name)
     path = Path(export_dir).expanduser()
     if not (path / "samples.json").is_file():
         raise UserError(f"{path / 'samples.json'}: missing, so {path} is no FiftyOne export")
-    if fo.dataset_exists(name):
-        if not overwrite:
-            raise UserError(f"dataset {name!r} already exists (use --overwrite to replace it)")
-        fo.delete_dataset(name)
-    import_dir(path, name, persistent=True)
+    _check_free(fo, name, overwrite)
+    dataset = import_dir(path, f"{TMP_PREFIX}{name}-{uuid.uuid4().hex[:12]}", persistent=False)
+    try:
+        # The export's info names the media folder of the dataset it came from: not ours.
+        dataset.info = {k: v for k, v in dataset.info.items() if k != MEDIA_INFO_KEY}
+        dataset.save()
+        old = _take_name(fo, dataset, name, overwrite)
+    except BaseException:
+        dataset.delete()
+        raise
+    if old is not None:
+        _delete_old(old, name)
     return name
 
 

@@ -1,4 +1,4 @@
-"""Read a CILP FiftyOne dataset or FiftyOneDataset export into CilpArrays (data.md section 4).
+"""Read a CILP FiftyOne dataset or FiftyOneDataset export into CilpArrays.
 
 Vectorised: one values() call per field and slice, never a query per sample. Scenes are keyed
 by the samples' scene_id; datasets without it (the real seed export) get keys from the rgb file
@@ -22,6 +22,8 @@ from tune_cilp.errors import UserError
 from tune_cilp.fiftyone_env import import_fiftyone
 
 _RGB_PATH = re.compile(r"(cubes|spheres)/rgb/(\d+)\.png$")
+# Names of datasets that exist only while this package builds or replaces one.
+TMP_PREFIX = "tune_cilp-tmp-"
 
 
 def open_dataset(name: str) -> Any:
@@ -53,7 +55,7 @@ def import_dir(export_dir: Path, name: str, *, persistent: bool, progress: bool 
 def load_export(export_dir: str | Path, *, progress: bool = False) -> CilpArrays:
     """Arrays of a FiftyOneDataset export, through a temporary (non-persistent) import."""
     path = Path(export_dir).expanduser()
-    name = f"tune_cilp-tmp-{uuid.uuid4().hex}"
+    name = f"{TMP_PREFIX}{uuid.uuid4().hex}"
     dataset = import_dir(path, name, persistent=False, progress=progress)
     try:
         return dataset_arrays(dataset, str(path))

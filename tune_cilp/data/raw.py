@@ -1,4 +1,4 @@
-"""Read and validate the raw course layout (data.md section 1).
+"""Read and validate the raw course layout (docs/ARCHITECTURE.md, Data).
 
 <root>/{cubes,spheres}/rgb/NNNN.png, lidar/NNNN.npy, azimuth.npy, zenith.npy. Everything is read
 and checked before anything is returned, so callers never build half a dataset from bad files.
@@ -18,6 +18,9 @@ from tune_cilp.data.xyza import depth_to_xyza
 from tune_cilp.errors import UserError
 
 GRID = (IMAGE_SIZE, IMAGE_SIZE)
+# Files operating systems drop into folders they show (besides dot-files such as .DS_Store):
+# Windows' thumbnail cache and folder settings. Compared in lower case, as Windows does.
+OS_FILES = frozenset({"thumbs.db", "desktop.ini"})
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,19 @@ def progress_bar(items, desc: str, progress: bool):
     return tqdm(items, desc=desc, disable=None if progress else True)
 
 
+def is_os_file(path: Path) -> bool:
+    """True for what an operating system puts into folders: dot-files, Thumbs.db, desktop.ini."""
+    return path.name.startswith(".") or path.name.lower() in OS_FILES
+
+
+def _check_folder(folder: Path, what: str = "folder") -> None:
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise UserError(f"{folder}: a file, but a {what} is expected here")
+    raise UserError(f"{folder}: {what} missing")
+
+
 def is_raw_layout(root: Path) -> bool:
     """True if root looks like a raw layout: it has at least one class folder."""
     return any((root / label).is_dir() for label in LABELS) or bool(_class_like_dirs(root))
@@ -55,20 +71,19 @@ def _class_like_dirs(root: Path) -> list[Path]:
     return sorted(
         d
         for d in root.iterdir()
-        if d.is_dir()
-        and not d.name.startswith(".")
-        and ((d / "rgb").is_dir() or (d / "lidar").is_dir())
+        if d.is_dir() and not is_os_file(d) and ((d / "rgb").is_dir() or (d / "lidar").is_dir())
     )
 
 
 def _indexed_files(folder: Path, suffix: str) -> dict[int, Path]:
-    """Map index -> file for folder/NNNN<suffix>; any other visible file is an error."""
-    if not folder.is_dir():
-        raise UserError(f"{folder}: folder missing")
+    """Map index -> file for folder/NNNN<suffix>; anything else but OS files is an error."""
+    _check_folder(folder)
     files: dict[int, Path] = {}
-    for path in folder.iterdir():
-        if path.name.startswith("."):
+    for path in sorted(folder.iterdir()):  # sorted: the same first bad entry on every system
+        if is_os_file(path):
             continue
+        if path.is_dir():
+            raise UserError(f"{path}: unexpected folder (expected NNNN{suffix})")
         if path.suffix != suffix or not path.stem.isdigit():
             raise UserError(f"{path}: unexpected file (expected NNNN{suffix})")
         files[int(path.stem)] = path
@@ -76,6 +91,8 @@ def _indexed_files(folder: Path, suffix: str) -> dict[int, Path]:
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    if path.is_dir():
+        raise UserError(f"{path}: unexpected folder (expected a .npy file)")
     if not path.is_file():
         raise UserError(f"{path}: file missing")
     try:
@@ -154,10 +171,11 @@ def read_raw(root: str | Path, *, progress: bool = False) -> RawScenes:
         if d.name not in LABELS:
             raise UserError(f"{d}: label {d.name!r} is not one of {', '.join(LABELS)}")
     for label in LABELS:
-        if not (root / label).is_dir():
+        if not (root / label).exists():
             raise UserError(
                 f"{root / label}: class folder missing (a raw layout has cubes/ and spheres/)"
             )
+        _check_folder(root / label, "class folder")
 
     ids, labels, rgbs, depths, xyzas, rgb_paths = [], [], [], [], [], []
     for k, label in enumerate(LABELS):
