@@ -12,6 +12,7 @@ import numpy as np
 from analysis.experiment import Experiment
 from analysis.stats import VariantSummary
 from tune_cilp.errors import UserError
+from tune_cilp.experiment_meta import META_FILE
 from tune_cilp.fiftyone_env import import_fiftyone
 
 
@@ -39,13 +40,13 @@ def prepare_dataset(experiment: Experiment, name: str | None = None) -> str:
     from tune_cilp.data.load import ensure_default_raw
 
     fo = import_fiftyone()
-    if "dataset" not in experiment.meta:
+    if experiment.meta is None:
         raise UserError(
-            f"{experiment.path}/tune_cilp.json: missing, so the experiment's data is unknown "
+            f"{experiment.path}/{META_FILE}: missing, so the experiment's data is unknown "
             "(was it made by python -m tune_cilp.run?)"
         )
-    source = experiment.meta["dataset"]
-    data_dir = experiment.meta.get("data_dir")
+    source = experiment.meta.dataset
+    data_dir = experiment.meta.data_dir
     kind = "default" if source is None else detect_source(source)
     if kind == "fiftyone" and name in (None, source):
         return source
