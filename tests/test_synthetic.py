@@ -1,4 +1,7 @@
-"""The synthetic generator: layout, determinism, atomic output, and the geometry of data.md 1-3."""
+"""The synthetic generator: layout, determinism, atomic output, and the geometry of the scenes.
+
+The geometry is that of docs/DATA.md (Raw layout, XYZA, Scenes).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tune_cilp.data import synthetic
+from tune_cilp.data import LABELS, MAX_RANGE, synthetic
 from tune_cilp.data.synthetic import (
     AZIMUTH,
-    MAX_RANGE,
-    SHAPES,
     ZENITH,
     camera_directions,
     cast,
@@ -40,11 +41,11 @@ def scenes() -> synthetic.Scenes:
 
 @pytest.fixture(scope="module")
 def depth(scenes: synthetic.Scenes) -> dict[str, np.ndarray]:
-    return {shape: render_lidar(shape, scenes) for shape in SHAPES}
+    return {shape: render_lidar(shape, scenes) for shape in LABELS}
 
 
 def _xyz(depth: np.ndarray) -> np.ndarray:
-    """data.md section 2, written out independently of the package: (..., 64, 64, 3)."""
+    """docs/DATA.md (XYZA), written out independently of the package: (..., 64, 64, 3)."""
     az = AZIMUTH[:, None].astype(np.float64)
     ze = ZENITH[None, :].astype(np.float64)
     d = depth.astype(np.float64)
@@ -70,7 +71,7 @@ def _centroids(mask: np.ndarray, weight: np.ndarray | None = None) -> tuple[np.n
 
 def test_layout_shapes_and_dtypes(raw: Path) -> None:
     grid = np.deg2rad(np.arange(-16, 16, 0.5)).astype(np.float32)
-    for shape in SHAPES:
+    for shape in LABELS:
         folder = raw / shape
         contents = sorted(p.name for p in folder.iterdir())
         assert contents == ["azimuth.npy", "lidar", "rgb", "zenith.npy"]
@@ -126,7 +127,7 @@ def test_index_i_shares_the_position_across_classes(raw: Path) -> None:
 def test_xyza_of_hits_lies_on_the_object_surface(raw: Path) -> None:
     truth = sample_scenes(N_RAW // 2, SEED)
     for i in range(N_RAW // 2):
-        for shape in SHAPES:
+        for shape in LABELS:
             depth = np.load(raw / shape / "lidar" / f"{i:04d}.npy")
             points = _xyz(depth)[depth < MAX_RANGE] - truth.centers[i]
             if shape == "spheres":
@@ -206,11 +207,11 @@ def test_progress_bar_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "scene" in capsys.readouterr().err
 
 
-# --- geometry of data.md sections 2-3 ----------------------------------------------------------
+# --- geometry of docs/DATA.md, XYZA and Scenes -------------------------------------------------
 
 
 def test_misses_are_exactly_max_range_and_hits_are_in_range(depth: dict[str, np.ndarray]) -> None:
-    for shape in SHAPES:
+    for shape in LABELS:
         d = depth[shape]
         assert d.dtype == np.float32 and d.shape == (N_STATS, 64, 64)
         hit = d < MAX_RANGE
@@ -224,7 +225,7 @@ def test_windowed_rendering_equals_casting_the_whole_grid(
 ) -> None:
     # The renderers cast rays only near each object; the full grid must give the same pictures.
     few = scenes[:12]
-    for shape in SHAPES:
+    for shape in LABELS:
         t, _ = cast(shape, few, synthetic.lidar_directions().reshape(-1, 3))
         full = np.minimum(t, MAX_RANGE).astype(np.float32).reshape(-1, 64, 64)
         np.testing.assert_allclose(depth[shape][:12], full, atol=1e-4)
