@@ -14,8 +14,8 @@ from PIL import Image
 from tune_cilp.data import LABELS, MAX_RANGE, synthetic
 from tune_cilp.data.synthetic import (
     AZIMUTH,
+    CAMERA_FOV_DEG,
     ZENITH,
-    camera_directions,
     cast,
     generate_raw,
     render_camera,
@@ -52,6 +52,19 @@ def _xyz(depth: np.ndarray) -> np.ndarray:
     return np.stack(
         [d * np.sin(-az) * np.cos(-ze), d * np.cos(-az) * np.cos(-ze), d * np.sin(-ze)], axis=-1
     )
+
+
+def _lidar_rays() -> np.ndarray:
+    """Unit directions (4096, 3) of every LiDAR beam: the XYZA formulas at depth 1."""
+    return _xyz(np.ones((64, 64))).reshape(-1, 3)
+
+
+def _camera_rays() -> np.ndarray:
+    """Unit pinhole rays (4096, 3) through the pixel centres: columns +x, rows -z, axis +y."""
+    focal = 32 / np.tan(np.radians(CAMERA_FOV_DEG) / 2)
+    v, u = np.meshgrid(np.arange(64) + 0.5 - 32, np.arange(64) + 0.5 - 32, indexing="ij")
+    rays = np.stack([u, np.full_like(u, focal), -v], axis=-1).reshape(-1, 3)
+    return rays / np.linalg.norm(rays, axis=1, keepdims=True)
 
 
 def _spans(mask: np.ndarray) -> np.ndarray:
@@ -226,10 +239,10 @@ def test_windowed_rendering_equals_casting_the_whole_grid(
     # The renderers cast rays only near each object; the full grid must give the same pictures.
     few = scenes[:12]
     for shape in LABELS:
-        t, _ = cast(shape, few, synthetic.lidar_directions().reshape(-1, 3))
+        t, _ = cast(shape, few, _lidar_rays())
         full = np.minimum(t, MAX_RANGE).astype(np.float32).reshape(-1, 64, 64)
         np.testing.assert_allclose(depth[shape][:12], full, atol=1e-4)
-        _, lit = cast(shape, few, camera_directions(supersample=1).reshape(-1, 3))
+        _, lit = cast(shape, few, _camera_rays())
         image = render_camera(shape, few, supersample=1)
         shown = image[..., :3].any(axis=-1)
         np.testing.assert_array_equal(shown, lit.reshape(-1, 64, 64) > 1e-3)
@@ -248,7 +261,7 @@ def test_camera_is_the_lidar_grid_rotated_by_90_degrees(
 ) -> None:
     # Silhouette centroids: camera right -> smaller LiDAR row, camera down -> larger LiDAR column,
     # one camera pixel ~ 1.57 beams near the centre.
-    t, _ = cast("spheres", scenes, camera_directions(supersample=1).reshape(-1, 3))
+    t, _ = cast("spheres", scenes, _camera_rays())
     cam_rows, cam_cols = _centroids(np.isfinite(t).reshape(-1, 64, 64))
     lidar_rows, lidar_cols = _centroids(depth["spheres"] < MAX_RANGE)
     np.testing.assert_allclose(lidar_rows, 32 - 1.57 * (cam_cols + 0.5 - 32), atol=1.5)
@@ -261,7 +274,7 @@ def test_camera_is_the_lidar_grid_rotated_by_90_degrees(
 
 
 def test_spheres_show_only_a_lit_cap_towards_the_upper_left(scenes: synthetic.Scenes) -> None:
-    t, _ = cast("spheres", scenes, camera_directions(supersample=1).reshape(-1, 3))
+    t, _ = cast("spheres", scenes, _camera_rays())
     silhouette = np.isfinite(t).reshape(-1, 64, 64)
     rgba = render_camera("spheres", scenes)
     assert rgba.dtype == np.uint8 and rgba.shape == (N_STATS, 64, 64, 4)

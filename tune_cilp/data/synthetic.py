@@ -36,6 +36,7 @@ CUBE_SIDE = 3.0
 FORWARD_RANGE = (21.0, 29.0)  # object centre: y (distance ahead of the sensor)
 OFFSET_RANGE = 4.0  # object centre: |x|, |z| at most this
 CAMERA_FOV_DEG = 47.0  # horizontal (and vertical: the image is square)
+CAMERA_FOCAL = (IMAGE_SIZE / 2) / math.tan(math.radians(CAMERA_FOV_DEG) / 2)  # in pixels
 SUPERSAMPLE = 3  # camera rays per pixel side; averaging them gives the soft edges of the real PNGs
 # Direction towards the light in world coordinates (x right, y ahead, z up): 45 degrees up, from
 # the left and a little behind the object. Fitted to the real sphere images (lit cap towards the
@@ -115,37 +116,22 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     return v[:, None] - v[:, None] * s[:, None] * np.clip(np.minimum(k, 4 - k), 0, 1)
 
 
-def lidar_directions() -> np.ndarray:
-    """Unit beam directions (64, 64, 3): row i = azimuth[i], column j = zenith[j] (XYZA)."""
-    return _lidar_dirs(AZIMUTH[None, :], ZENITH[None, :])[0]
-
-
 def _lidar_dirs(az: np.ndarray, ze: np.ndarray) -> np.ndarray:
-    """Beam directions (N, H, W, 3) for per-scene azimuths (N, H) and zeniths (N, W)."""
+    """Unit beam directions (N, H, W, 3) for per-scene azimuths (N, H) and zeniths (N, W).
+
+    Row i = azimuth[i], column j = zenith[j], as in docs/DATA.md, XYZA.
+    """
     az = az.astype(np.float64)[:, :, None]
     ze = ze.astype(np.float64)[:, None, :]
     x, y, z = np.sin(-az) * np.cos(-ze), np.cos(-az) * np.cos(-ze), np.sin(-ze)
     return np.stack(np.broadcast_arrays(x, y, z), axis=-1)
 
 
-def camera_focal(size: int = IMAGE_SIZE) -> float:
-    """Focal length of the pinhole camera in pixels."""
-    return (size / 2) / math.tan(math.radians(CAMERA_FOV_DEG) / 2)
-
-
-def camera_directions(size: int = IMAGE_SIZE, supersample: int = SUPERSAMPLE) -> np.ndarray:
-    """Unit pinhole-camera ray directions (size*s, size*s, 3), s = supersample.
-
-    Image columns go right (+x), rows go down (-z), the optical axis is +y.
-    """
-    offsets = (np.arange(size * supersample) + 0.5) / supersample - size / 2
-    return _camera_dirs(offsets[None, :], offsets[None, :], camera_focal(size))[0]
-
-
 def _camera_dirs(u: np.ndarray, v: np.ndarray, focal: float) -> np.ndarray:
-    """Ray directions (N, H, W, 3) through per-scene pixel offsets u (N, W), v (N, H).
+    """Unit pinhole-camera rays (N, H, W, 3) through per-scene pixel offsets u (N, W), v (N, H).
 
-    Offsets are in pixels from the image centre, u to the right and v downwards.
+    Offsets are in pixels from the image centre, u to the right (+x) and v downwards (-z); the
+    optical axis is +y.
     """
     u, v = np.broadcast_arrays(u[:, None, :], v[:, :, None])
     dirs = np.stack([u, np.full_like(u, focal), -v], axis=-1)
@@ -269,7 +255,7 @@ def render_lidar(shape: str, scenes: Scenes) -> np.ndarray:
 
 def render_camera(shape: str, scenes: Scenes, supersample: int = SUPERSAMPLE) -> np.ndarray:
     """Camera images uint8 (N, 64, 64, 4) RGBA: lit colour on black, alpha 255 everywhere."""
-    s, focal, half = supersample, camera_focal(), IMAGE_SIZE / 2
+    s, focal, half = supersample, CAMERA_FOCAL, IMAGE_SIZE / 2
     angles = _angles(scenes, shape)
     # Pixel c spans offsets [c - 32, c - 31] from the image centre; rows run downwards.
     col_lo, col_hi = (focal * np.tan(a) + half for a in angles["azimuth"])
