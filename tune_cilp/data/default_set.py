@@ -7,6 +7,7 @@ loads take a fraction of a second (docs/DATA.md, Sources).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from tune_cilp.errors import UserError
 
 DEFAULT_SCENES = 1074  # the seed notebook's 1,074 groups
 CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
-ARRAY_FIELDS = ("rgb", "xyza", "labels", "is_train", "ids")
+ARRAY_FIELDS = tuple(f.name for f in dataclasses.fields(CilpArrays))
 
 
 def default_data_dir(data_dir: str | Path | None = None) -> Path:

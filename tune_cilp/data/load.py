@@ -67,7 +67,7 @@ def load_arrays(
         elif kind == "export":
             arrays = read_export(source, progress=progress)
         else:
-            arrays = read_dataset(label)
+            arrays = read_dataset(str(source))
     if subset is not None:
         arrays = arrays.subset(subset_index(len(arrays), subset, seed))
     if split is not None:
