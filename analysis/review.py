@@ -36,8 +36,7 @@ def prepare_dataset(experiment: Experiment, name: str | None = None) -> str:
     and no other name is asked for; a raw directory, an export or the default synthetic set
     (null) is ingested into `name` (default: named after the experiment) unless that exists.
     """
-    from tune_cilp.data import detect_source, import_export, ingest_raw
-    from tune_cilp.data.load import ensure_default_raw
+    from tune_cilp.data import detect_source, ensure_default_raw, import_export, ingest_raw
 
     fo = import_fiftyone()
     if experiment.meta is None:

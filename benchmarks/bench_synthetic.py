@@ -11,8 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tune_cilp.data.constants import LABELS
 from tune_cilp.data.synthetic import (
-    SHAPES,
+    DEFAULT_SPHERE_FRACTION,
     class_counts,
     generate_raw,
     render_camera,
@@ -23,9 +24,9 @@ from tune_cilp.errors import ArgumentParser, run_cli
 
 
 def render_only(scenes: int, seed: int) -> None:
-    counts = class_counts(scenes, 0.5)
+    counts = class_counts(scenes, DEFAULT_SPHERE_FRACTION)
     scene_list = sample_scenes(max(counts.values()), seed)
-    for shape in SHAPES:
+    for shape in LABELS:
         render_lidar(shape, scene_list[: counts[shape]])
         render_camera(shape, scene_list[: counts[shape]])
 

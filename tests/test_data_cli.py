@@ -1,4 +1,4 @@
-"""`python -m tune_cilp.data` as a user runs it: the happy path and every bad input of issue 2.
+"""`python -m tune_cilp.data` as a user runs it: the happy path and every bad raw input.
 
 Each bad input must end with exit code 2, one stderr line naming the file and the problem, and
 no FiftyOne dataset or media folder left behind.
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from data_fakes import ANGLES, make_raw
 
-from tune_cilp.data.fiftyone_io import media_dir
+from tune_cilp.data.fiftyone_data import media_dir
 from tune_cilp.fiftyone_env import import_fiftyone
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,9 +22,8 @@ from tune_cilp.data import (
     ingest_raw,
     load_arrays,
 )
-from tune_cilp.data import fiftyone_io as fio
-from tune_cilp.data.fiftyone_load import TMP_PREFIX
-from tune_cilp.data.media import read_pcd_points
+from tune_cilp.data import fiftyone_data as fio
+from tune_cilp.data.fiftyone_data import TMP_PREFIX
 from tune_cilp.errors import UserError
 from tune_cilp.fiftyone_env import import_fiftyone
 
@@ -49,6 +48,17 @@ def media_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def dataset(fo, tiny_raw: Path, media_root: Path):
     ingest_raw(tiny_raw, NAME, data_dir=media_root, progress=False)
     return fo.load_dataset(NAME)
+
+
+def read_pcd_points(path: Path) -> np.ndarray:
+    """The XYZ points of a binary PCD file with fields x y z, float32 (N, 3)."""
+    data = path.read_bytes()
+    end = data.index(b"DATA binary\n") + len(b"DATA binary\n")
+    header = data[:end].decode("ascii").splitlines()
+    assert "FIELDS x y z" in header and "TYPE F F F" in header
+    points = np.frombuffer(data[end:], dtype="<f4").reshape(-1, 3)
+    assert f"POINTS {len(points)}" in header
+    return points
 
 
 def assert_same(a, b) -> None:

@@ -10,9 +10,8 @@ import pytest
 from data_fakes import ANGLES, make_raw
 from PIL import Image
 
-from tune_cilp.data import DEFAULT_SPLIT, depth_to_xyza, detect_source, load_arrays, split_mask
-from tune_cilp.data import load as load_module
-from tune_cilp.data.split import parse_split, subset_index
+from tune_cilp.data import default_set, depth_to_xyza, detect_source, load_arrays
+from tune_cilp.data.split import DEFAULT_SPLIT, parse_split, split_mask, subset_index
 from tune_cilp.errors import UserError
 
 
@@ -100,23 +99,23 @@ def test_detect_source(tmp_path: Path) -> None:
 def test_default_set_is_generated_once_and_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(load_module, "DEFAULT_SCENES", 24)  # the real 1,074 are for benchmarks
+    monkeypatch.setattr(default_set, "DEFAULT_SCENES", 24)  # the real 1,074 are for benchmarks
     first = load_arrays(data_dir=tmp_path)
-    raw = load_module.default_raw_dir(tmp_path)
+    raw = default_set.default_raw_dir(tmp_path)
     assert raw.is_dir() and len(first) == 24
-    cache = raw.parent / f"{raw.name}.arrays-v{load_module.CACHE_VERSION}.npz"
+    cache = raw.parent / f"{raw.name}.arrays-v{default_set.CACHE_VERSION}.npz"
     assert cache.is_file()
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the cached arrays were not used")
 
-    monkeypatch.setattr(load_module, "read_raw", must_not_run)
+    monkeypatch.setattr(default_set, "read_raw", must_not_run)
     second = load_arrays(data_dir=tmp_path)
     for field in ("rgb", "xyza", "labels", "is_train", "ids"):
         np.testing.assert_array_equal(getattr(first, field), getattr(second, field))
 
     monkeypatch.undo()
-    monkeypatch.setattr(load_module, "DEFAULT_SCENES", 24)
+    monkeypatch.setattr(default_set, "DEFAULT_SCENES", 24)
     cache.write_bytes(b"not an npz")  # a damaged cache is rebuilt, not an error
     np.testing.assert_array_equal(load_arrays(data_dir=tmp_path).xyza, first.xyza)
 
@@ -125,8 +124,8 @@ def test_data_dir_comes_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TUNE_CILP_DATA_DIR", str(tmp_path))
-    assert load_module.default_data_dir() == tmp_path
-    assert load_module.default_data_dir(tmp_path / "x") == tmp_path / "x"
+    assert default_set.default_data_dir() == tmp_path
+    assert default_set.default_data_dir(tmp_path / "x") == tmp_path / "x"
 
 
 def test_os_files_are_ignored_like_dot_files(tmp_path: Path) -> None:

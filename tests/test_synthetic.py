@@ -1,4 +1,7 @@
-"""The synthetic generator: layout, determinism, atomic output, and the geometry of data.md 1-3."""
+"""The synthetic generator: layout, determinism, atomic output, and the geometry of the scenes.
+
+The geometry is that of docs/DATA.md (Raw layout, XYZA, Scenes).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tune_cilp.data import synthetic
+from tune_cilp.data import LABELS, MAX_RANGE, synthetic
 from tune_cilp.data.synthetic import (
     AZIMUTH,
-    MAX_RANGE,
-    SHAPES,
+    CAMERA_FOV_DEG,
     ZENITH,
-    camera_directions,
     cast,
     generate_raw,
     render_camera,
@@ -40,17 +41,30 @@ def scenes() -> synthetic.Scenes:
 
 @pytest.fixture(scope="module")
 def depth(scenes: synthetic.Scenes) -> dict[str, np.ndarray]:
-    return {shape: render_lidar(shape, scenes) for shape in SHAPES}
+    return {shape: render_lidar(shape, scenes) for shape in LABELS}
 
 
 def _xyz(depth: np.ndarray) -> np.ndarray:
-    """data.md section 2, written out independently of the package: (..., 64, 64, 3)."""
+    """docs/DATA.md (XYZA), written out independently of the package: (..., 64, 64, 3)."""
     az = AZIMUTH[:, None].astype(np.float64)
     ze = ZENITH[None, :].astype(np.float64)
     d = depth.astype(np.float64)
     return np.stack(
         [d * np.sin(-az) * np.cos(-ze), d * np.cos(-az) * np.cos(-ze), d * np.sin(-ze)], axis=-1
     )
+
+
+def _lidar_rays() -> np.ndarray:
+    """Unit directions (4096, 3) of every LiDAR beam: the XYZA formulas at depth 1."""
+    return _xyz(np.ones((64, 64))).reshape(-1, 3)
+
+
+def _camera_rays() -> np.ndarray:
+    """Unit pinhole rays (4096, 3) through the pixel centres: columns +x, rows -z, axis +y."""
+    focal = 32 / np.tan(np.radians(CAMERA_FOV_DEG) / 2)
+    v, u = np.meshgrid(np.arange(64) + 0.5 - 32, np.arange(64) + 0.5 - 32, indexing="ij")
+    rays = np.stack([u, np.full_like(u, focal), -v], axis=-1).reshape(-1, 3)
+    return rays / np.linalg.norm(rays, axis=1, keepdims=True)
 
 
 def _spans(mask: np.ndarray) -> np.ndarray:
@@ -70,7 +84,7 @@ def _centroids(mask: np.ndarray, weight: np.ndarray | None = None) -> tuple[np.n
 
 def test_layout_shapes_and_dtypes(raw: Path) -> None:
     grid = np.deg2rad(np.arange(-16, 16, 0.5)).astype(np.float32)
-    for shape in SHAPES:
+    for shape in LABELS:
         folder = raw / shape
         contents = sorted(p.name for p in folder.iterdir())
         assert contents == ["azimuth.npy", "lidar", "rgb", "zenith.npy"]
@@ -126,7 +140,7 @@ def test_index_i_shares_the_position_across_classes(raw: Path) -> None:
 def test_xyza_of_hits_lies_on_the_object_surface(raw: Path) -> None:
     truth = sample_scenes(N_RAW // 2, SEED)
     for i in range(N_RAW // 2):
-        for shape in SHAPES:
+        for shape in LABELS:
             depth = np.load(raw / shape / "lidar" / f"{i:04d}.npy")
             points = _xyz(depth)[depth < MAX_RANGE] - truth.centers[i]
             if shape == "spheres":
@@ -206,11 +220,11 @@ def test_progress_bar_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "scene" in capsys.readouterr().err
 
 
-# --- geometry of data.md sections 2-3 ----------------------------------------------------------
+# --- geometry of docs/DATA.md, XYZA and Scenes -------------------------------------------------
 
 
 def test_misses_are_exactly_max_range_and_hits_are_in_range(depth: dict[str, np.ndarray]) -> None:
-    for shape in SHAPES:
+    for shape in LABELS:
         d = depth[shape]
         assert d.dtype == np.float32 and d.shape == (N_STATS, 64, 64)
         hit = d < MAX_RANGE
@@ -224,11 +238,11 @@ def test_windowed_rendering_equals_casting_the_whole_grid(
 ) -> None:
     # The renderers cast rays only near each object; the full grid must give the same pictures.
     few = scenes[:12]
-    for shape in SHAPES:
-        t, _ = cast(shape, few, synthetic.lidar_directions().reshape(-1, 3))
+    for shape in LABELS:
+        t, _ = cast(shape, few, _lidar_rays())
         full = np.minimum(t, MAX_RANGE).astype(np.float32).reshape(-1, 64, 64)
         np.testing.assert_allclose(depth[shape][:12], full, atol=1e-4)
-        _, lit = cast(shape, few, camera_directions(supersample=1).reshape(-1, 3))
+        _, lit = cast(shape, few, _camera_rays())
         image = render_camera(shape, few, supersample=1)
         shown = image[..., :3].any(axis=-1)
         np.testing.assert_array_equal(shown, lit.reshape(-1, 64, 64) > 1e-3)
@@ -247,7 +261,7 @@ def test_camera_is_the_lidar_grid_rotated_by_90_degrees(
 ) -> None:
     # Silhouette centroids: camera right -> smaller LiDAR row, camera down -> larger LiDAR column,
     # one camera pixel ~ 1.57 beams near the centre.
-    t, _ = cast("spheres", scenes, camera_directions(supersample=1).reshape(-1, 3))
+    t, _ = cast("spheres", scenes, _camera_rays())
     cam_rows, cam_cols = _centroids(np.isfinite(t).reshape(-1, 64, 64))
     lidar_rows, lidar_cols = _centroids(depth["spheres"] < MAX_RANGE)
     np.testing.assert_allclose(lidar_rows, 32 - 1.57 * (cam_cols + 0.5 - 32), atol=1.5)
@@ -260,7 +274,7 @@ def test_camera_is_the_lidar_grid_rotated_by_90_degrees(
 
 
 def test_spheres_show_only_a_lit_cap_towards_the_upper_left(scenes: synthetic.Scenes) -> None:
-    t, _ = cast("spheres", scenes, camera_directions(supersample=1).reshape(-1, 3))
+    t, _ = cast("spheres", scenes, _camera_rays())
     silhouette = np.isfinite(t).reshape(-1, 64, 64)
     rgba = render_camera("spheres", scenes)
     assert rgba.dtype == np.uint8 and rgba.shape == (N_STATS, 64, 64, 4)

@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tune_cilp.data import IMAGE_SIZE
 from tune_cilp.errors import UserError
 
 IN_CHANNELS = 4  # RGBA and XYZA
-IMAGE_SIZE = 64
 DOWNSAMPLES: tuple[str, ...] = ("maxpool", "stride")
 
 

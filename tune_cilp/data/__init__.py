@@ -1,26 +1,36 @@
-"""Data layer: raw course files, the synthetic generator, FiftyOne, and arrays for training."""
+"""Data layer: raw files, the synthetic generator, FiftyOne, and arrays for training.
 
-from tune_cilp.data.arrays import LABELS, CilpArrays
-from tune_cilp.data.fiftyone_io import add_predictions, export_dataset, import_export, ingest_raw
-from tune_cilp.data.fiftyone_load import load_dataset_arrays
-from tune_cilp.data.load import (
-    default_data_dir,
-    default_raw_dir,
-    detect_source,
-    ensure_default_raw,
-    load_arrays,
-)
-from tune_cilp.data.split import DEFAULT_SPLIT, split_mask
+The formats, the XYZA conversion and the FiftyOne layout are described in docs/DATA.md.
+
+Public surface (what the other layers use):
+- ``load_arrays(source=None, ...)``: the one loading function; any source -> CilpArrays.
+- ``CilpArrays`` and the facts ``LABELS``, ``IMAGE_SIZE``, ``MAX_RANGE``, ``DEFAULT_SEED``.
+- ``generate_raw``: the synthetic generator; ``ensure_default_raw``, ``default_data_dir``: the
+  default synthetic set and where it lives.
+- ``detect_source``: which kind a source is ("raw", "export", "fiftyone").
+- FiftyOne: ``ingest_raw``, ``import_export``, ``export_dataset``, ``add_predictions``.
+- ``depth_to_xyza``: the XYZA conversion.
+
+Everything else (the per-source readers ``read_raw``, ``read_export``, ``read_dataset``,
+``read_default``, the split helpers) is internal to the package.
+"""
+
+from tune_cilp.data.arrays import CilpArrays
+from tune_cilp.data.constants import DEFAULT_SEED, IMAGE_SIZE, LABELS, MAX_RANGE
+from tune_cilp.data.default_set import default_data_dir, ensure_default_raw
+from tune_cilp.data.fiftyone_data import add_predictions, export_dataset, import_export, ingest_raw
+from tune_cilp.data.load import detect_source, load_arrays
 from tune_cilp.data.synthetic import generate_raw
 from tune_cilp.data.xyza import depth_to_xyza
 
 __all__ = [
-    "DEFAULT_SPLIT",
+    "DEFAULT_SEED",
+    "IMAGE_SIZE",
     "LABELS",
+    "MAX_RANGE",
     "CilpArrays",
     "add_predictions",
     "default_data_dir",
-    "default_raw_dir",
     "depth_to_xyza",
     "detect_source",
     "ensure_default_raw",
@@ -29,6 +39,4 @@ __all__ = [
     "import_export",
     "ingest_raw",
     "load_arrays",
-    "load_dataset_arrays",
-    "split_mask",
 ]

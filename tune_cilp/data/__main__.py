@@ -13,8 +13,12 @@ from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from tune_cilp.data.load import DEFAULT_SCENES, detect_source, load_arrays
-from tune_cilp.data.split import DEFAULT_SEED, parse_split
+from tune_cilp.data.constants import DEFAULT_SEED
+from tune_cilp.data.default_set import DEFAULT_SCENES
+from tune_cilp.data.fiftyone_data import export_dataset, ingest_raw
+from tune_cilp.data.load import detect_source, load_arrays
+from tune_cilp.data.split import parse_split
+from tune_cilp.data.synthetic import DEFAULT_SPHERE_FRACTION, generate_raw
 from tune_cilp.errors import ArgumentParser, run_cli
 
 
@@ -22,11 +26,11 @@ def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m tune_cilp.data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="render synthetic scenes into the raw course layout")
+    gen = sub.add_parser("generate", help="render synthetic scenes into the raw layout")
     gen.add_argument("--out", required=True, help="new output directory")
     gen.add_argument("--scenes", type=int, default=DEFAULT_SCENES, help="scenes in all classes")
     gen.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    gen.add_argument("--sphere-fraction", type=float, default=0.5)
+    gen.add_argument("--sphere-fraction", type=float, default=DEFAULT_SPHERE_FRACTION)
 
     ing = sub.add_parser("ingest", help="raw layout -> persistent FiftyOne grouped dataset")
     ing.add_argument("raw_dir")
@@ -52,13 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     start = time.perf_counter()
     if args.command == "generate":
-        from tune_cilp.data.synthetic import generate_raw
-
         out = generate_raw(args.out, args.scenes, args.seed, args.sphere_fraction, progress=True)
         print(f"wrote {args.scenes} scenes to {out} in {time.perf_counter() - start:.1f} s")
     elif args.command == "ingest":
-        from tune_cilp.data.fiftyone_io import ingest_raw
-
         name = ingest_raw(
             args.raw_dir,
             args.name,
@@ -71,8 +71,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         took = time.perf_counter() - start
         print(f"ingested {args.raw_dir} as FiftyOne dataset {name!r} in {took:.1f} s")
     elif args.command == "export":
-        from tune_cilp.data.fiftyone_io import export_dataset
-
         out = export_dataset(args.name, args.out)
         print(f"exported {args.name!r} to {out} in {time.perf_counter() - start:.1f} s")
     else:

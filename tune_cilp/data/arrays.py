@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LABELS: tuple[str, ...] = ("cubes", "spheres")  # sorted folder names: cubes = 0, spheres = 1
-IMAGE_SIZE = 64
+from tune_cilp.data.constants import IMAGE_SIZE, LABELS
 
 
 @dataclass(frozen=True)
@@ -15,7 +14,7 @@ class CilpArrays:
     """One dataset as NumPy arrays, aligned by scene.
 
     rgb:      uint8   (N, 4, 64, 64)  RGBA camera image, channels first (divide by 255 to train)
-    xyza:     float32 (N, 4, 64, 64)  LiDAR x, y, z and validity mask (data.md section 2)
+    xyza:     float32 (N, 4, 64, 64)  LiDAR x, y, z and validity mask (docs/DATA.md, XYZA)
     labels:   int64   (N,)            0 = cubes, 1 = spheres
     is_train: bool    (N,)            True for the train split, False for validation
     ids:      str     (N,)            stable scene key, "cubes/0042" (class folder / index)

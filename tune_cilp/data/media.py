@@ -9,7 +9,7 @@ from PIL import Image
 
 
 def write_lidar_jpg(path: Path, depth: np.ndarray) -> None:
-    """The depth map cast with astype(uint8), as the course did (for viewing only)."""
+    """The depth map cast with astype(uint8), as the real dataset has it (for viewing only)."""
     Image.fromarray(depth.astype(np.uint8), mode="L").save(path, format="JPEG", quality=95)
 
 
@@ -25,10 +25,3 @@ def write_pcd(path: Path, xyza: np.ndarray) -> None:
     with open(path, "wb") as fh:
         fh.write(header.encode("ascii"))
         fh.write(points.tobytes())
-
-
-def read_pcd_points(path: Path) -> np.ndarray:
-    """Read back a file written by write_pcd: float32 (N, 3)."""
-    data = Path(path).read_bytes()
-    end = data.index(b"DATA binary\n") + len(b"DATA binary\n")
-    return np.frombuffer(data[end:], dtype="<f4").reshape(-1, 3)

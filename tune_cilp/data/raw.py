@@ -1,4 +1,4 @@
-"""Read and validate the raw course layout (docs/ARCHITECTURE.md, Data).
+"""Read and validate the raw layout (docs/DATA.md, Raw layout).
 
 <root>/{cubes,spheres}/rgb/NNNN.png, lidar/NNNN.npy, azimuth.npy, zenith.npy. Everything is read
 and checked before anything is returned, so callers never build half a dataset from bad files.
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from tune_cilp.data.arrays import IMAGE_SIZE, LABELS
+from tune_cilp.data.arrays import CilpArrays
+from tune_cilp.data.constants import IMAGE_SIZE, LABELS
+from tune_cilp.data.util import one_line, progress_bar
 from tune_cilp.data.xyza import depth_to_xyza
 from tune_cilp.errors import UserError
 
@@ -35,21 +36,14 @@ class RawScenes:
     xyza: np.ndarray  # float32 (N, 4, 64, 64)
     rgb_paths: list[Path]
 
-
-def one_line(exc: BaseException, path: Path | None = None) -> str:
-    """An exception's message on one line (without `path`, which the caller names already)."""
-    text = " ".join(str(exc).split())
-    if path is not None:
-        text = text.replace(f" {str(path)!r}", "").replace(str(path), "file")
-    return text or type(exc).__name__
+    def to_arrays(self, is_train: np.ndarray) -> CilpArrays:
+        """The scenes as CilpArrays with this train/validation split."""
+        return CilpArrays(
+            rgb=self.rgb, xyza=self.xyza, labels=self.labels, is_train=is_train, ids=self.ids
+        )
 
 
-def progress_bar(items, desc: str, progress: bool):
-    """tqdm over items; only on a terminal, so piped stderr keeps its one-line errors."""
-    return tqdm(items, desc=desc, disable=None if progress else True)
-
-
-def is_os_file(path: Path) -> bool:
+def _is_os_file(path: Path) -> bool:
     """True for what an operating system puts into folders: dot-files, Thumbs.db, desktop.ini."""
     return path.name.startswith(".") or path.name.lower() in OS_FILES
 
@@ -71,7 +65,7 @@ def _class_like_dirs(root: Path) -> list[Path]:
     return sorted(
         d
         for d in root.iterdir()
-        if d.is_dir() and not is_os_file(d) and ((d / "rgb").is_dir() or (d / "lidar").is_dir())
+        if d.is_dir() and not _is_os_file(d) and ((d / "rgb").is_dir() or (d / "lidar").is_dir())
     )
 
 
@@ -80,7 +74,7 @@ def _indexed_files(folder: Path, suffix: str) -> dict[int, Path]:
     _check_folder(folder)
     files: dict[int, Path] = {}
     for path in sorted(folder.iterdir()):  # sorted: the same first bad entry on every system
-        if is_os_file(path):
+        if _is_os_file(path):
             continue
         if path.is_dir():
             raise UserError(f"{path}: unexpected folder (expected NNNN{suffix})")
@@ -121,7 +115,7 @@ def _load_depth(path: Path) -> np.ndarray:
     return arr
 
 
-def load_rgb(path: Path) -> np.ndarray:
+def read_png(path: Path) -> np.ndarray:
     """One RGBA image as uint8 (4, 64, 64); UserError naming the file if it is unusable."""
     try:
         with Image.open(path) as img:
@@ -188,7 +182,7 @@ def read_raw(root: str | Path, *, progress: bool = False) -> RawScenes:
         rgb = np.zeros((len(indices), 4, *GRID), np.uint8)
         for n, i in enumerate(progress_bar(indices, f"reading {label}", progress)):
             depth[n] = _load_depth(lidar_files[i])
-            rgb[n] = load_rgb(rgb_files[i])
+            rgb[n] = read_png(rgb_files[i])
         _check_depth_values(depth, paths)
         ids += [f"{label}/{i:04d}" for i in indices]
         labels.append(np.full(len(indices), k, np.int64))

@@ -1,19 +1,19 @@
 """Seeded subset and train/validation split, the same way FiftyOne's random_split cuts.
 
 random_split normalises the fractions, shuffles with RandomState(seed) and cuts at
-round(n * cumulative_fraction); with {"train": 0.75, "validation": 0.15} and seed 51 that is
-895 / 179 of 1,074, the seed notebook's sizes.
+round(n * cumulative_fraction); with DEFAULT_SPLIT and DEFAULT_SEED that is 895 / 179 of 1,074,
+the seed notebook's sizes (docs/DATA.md, Split).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from tune_cilp.data.constants import DEFAULT_SEED
 from tune_cilp.errors import UserError
 
 SPLITS = ("train", "validation")
 DEFAULT_SPLIT = {"train": 0.75, "validation": 0.15}
-DEFAULT_SEED = 51
 
 
 def parse_split(text: str) -> dict[str, float]:

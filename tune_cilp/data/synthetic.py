@@ -1,14 +1,14 @@
 """Synthetic CILP scenes: analytic ray casting of one sphere or cube into LiDAR depth and RGB.
 
-Follows data.md sections 1-3 (the real CILP data): the LiDAR sits at the origin looking along
-+y with z up and casts one beam per (azimuth row, zenith column) of a 0.5 degree grid; a pinhole
-camera at the same place sees the scene with a 47 degree field of view, rotated 90 degrees against
-the LiDAR grid; a single directional light from above and behind the object lights it (Lambertian,
-no ambient), so the camera shows only a lit crescent of a sphere or one or two faces of a cube.
+Imitates the real CILP data (docs/DATA.md, Scenes and XYZA): the LiDAR sits at the origin looking
+along +y with z up and casts one beam per (azimuth row, zenith column) of a 0.5 degree grid; a
+pinhole camera at the same place sees the scene with a 47 degree field of view, rotated 90 degrees
+against the LiDAR grid; a single directional light from above and behind the object lights it
+(Lambertian, no ambient), so the camera shows only a lit crescent of a sphere or one or two faces
+of a cube.
 
 Everything is vectorised over rays and over a batch of scenes; ``generate_raw`` writes the raw
-course layout (``cubes|spheres/rgb/NNNN.png``, ``lidar/NNNN.npy``, ``azimuth.npy``,
-``zenith.npy``) atomically.
+layout (docs/DATA.md, Raw layout) atomically.
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from tune_cilp.data.constants import IMAGE_SIZE, LABELS, MAX_RANGE
 from tune_cilp.errors import UserError
 
 GRID_DEG = np.arange(-16.0, 16.0, 0.5)
 AZIMUTH = np.deg2rad(GRID_DEG).astype(np.float32)  # indexes LiDAR rows
 ZENITH = np.deg2rad(GRID_DEG).astype(np.float32)  # indexes LiDAR columns
-MAX_RANGE = 50.0  # depth of a beam with no return
-IMAGE_SIZE = 64
 SPHERE_RADIUS = 1.5
 CUBE_SIDE = 3.0
 FORWARD_RANGE = (21.0, 29.0)  # object centre: y (distance ahead of the sensor)
 OFFSET_RANGE = 4.0  # object centre: |x|, |z| at most this
 CAMERA_FOV_DEG = 47.0  # horizontal (and vertical: the image is square)
+CAMERA_FOCAL = (IMAGE_SIZE / 2) / math.tan(math.radians(CAMERA_FOV_DEG) / 2)  # in pixels
 SUPERSAMPLE = 3  # camera rays per pixel side; averaging them gives the soft edges of the real PNGs
 # Direction towards the light in world coordinates (x right, y ahead, z up): 45 degrees up, from
 # the left and a little behind the object. Fitted to the real sphere images (lit cap towards the
@@ -51,7 +51,7 @@ LIGHT_DIR = np.array(
     ]
 )
 LIGHT_INTENSITY = 1.5  # > 1: most of the lit part saturates at the colour, as in the real images
-SHAPES = ("cubes", "spheres")  # folder names; also the label names
+DEFAULT_SPHERE_FRACTION = 0.5  # balanced classes
 _RAYS_PER_BATCH = 1_500_000  # scene batch size * rays; bounds the memory of one vectorised step
 
 
@@ -116,37 +116,22 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     return v[:, None] - v[:, None] * s[:, None] * np.clip(np.minimum(k, 4 - k), 0, 1)
 
 
-def lidar_directions() -> np.ndarray:
-    """Unit beam directions (64, 64, 3): row i = azimuth[i], column j = zenith[j] (data.md s.2)."""
-    return _lidar_dirs(AZIMUTH[None, :], ZENITH[None, :])[0]
-
-
 def _lidar_dirs(az: np.ndarray, ze: np.ndarray) -> np.ndarray:
-    """Beam directions (N, H, W, 3) for per-scene azimuths (N, H) and zeniths (N, W)."""
+    """Unit beam directions (N, H, W, 3) for per-scene azimuths (N, H) and zeniths (N, W).
+
+    Row i = azimuth[i], column j = zenith[j], as in docs/DATA.md, XYZA.
+    """
     az = az.astype(np.float64)[:, :, None]
     ze = ze.astype(np.float64)[:, None, :]
     x, y, z = np.sin(-az) * np.cos(-ze), np.cos(-az) * np.cos(-ze), np.sin(-ze)
     return np.stack(np.broadcast_arrays(x, y, z), axis=-1)
 
 
-def camera_focal(size: int = IMAGE_SIZE) -> float:
-    """Focal length of the pinhole camera in pixels."""
-    return (size / 2) / math.tan(math.radians(CAMERA_FOV_DEG) / 2)
-
-
-def camera_directions(size: int = IMAGE_SIZE, supersample: int = SUPERSAMPLE) -> np.ndarray:
-    """Unit pinhole-camera ray directions (size*s, size*s, 3), s = supersample.
-
-    Image columns go right (+x), rows go down (-z), the optical axis is +y.
-    """
-    offsets = (np.arange(size * supersample) + 0.5) / supersample - size / 2
-    return _camera_dirs(offsets[None, :], offsets[None, :], camera_focal(size))[0]
-
-
 def _camera_dirs(u: np.ndarray, v: np.ndarray, focal: float) -> np.ndarray:
-    """Ray directions (N, H, W, 3) through per-scene pixel offsets u (N, W), v (N, H).
+    """Unit pinhole-camera rays (N, H, W, 3) through per-scene pixel offsets u (N, W), v (N, H).
 
-    Offsets are in pixels from the image centre, u to the right and v downwards.
+    Offsets are in pixels from the image centre, u to the right (+x) and v downwards (-z); the
+    optical axis is +y.
     """
     u, v = np.broadcast_arrays(u[:, None, :], v[:, :, None])
     dirs = np.stack([u, np.full_like(u, focal), -v], axis=-1)
@@ -165,7 +150,7 @@ def cast(shape: str, scenes: Scenes, dirs: np.ndarray) -> tuple[np.ndarray, np.n
         return _cast_spheres(scenes, dirs)
     if shape == "cubes":
         return _cast_cubes(scenes, dirs)
-    raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+    raise ValueError(f"unknown shape {shape!r}; expected one of {LABELS}")
 
 
 def _cast_spheres(scenes: Scenes, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -249,7 +234,7 @@ def _batches(n: int, rays: int) -> list[slice]:
 
 
 def render_lidar(shape: str, scenes: Scenes) -> np.ndarray:
-    """LiDAR depth maps float32 (N, 64, 64): range to the first hit, exactly 50.0 on a miss."""
+    """LiDAR depth maps float32 (N, 64, 64): range to the first hit, exactly MAX_RANGE on a miss."""
     step = math.radians(float(GRID_DEG[1] - GRID_DEG[0]))
     first = math.radians(float(GRID_DEG[0]))
     angles = _angles(scenes, shape)
@@ -270,7 +255,7 @@ def render_lidar(shape: str, scenes: Scenes) -> np.ndarray:
 
 def render_camera(shape: str, scenes: Scenes, supersample: int = SUPERSAMPLE) -> np.ndarray:
     """Camera images uint8 (N, 64, 64, 4) RGBA: lit colour on black, alpha 255 everywhere."""
-    s, focal, half = supersample, camera_focal(), IMAGE_SIZE / 2
+    s, focal, half = supersample, CAMERA_FOCAL, IMAGE_SIZE / 2
     angles = _angles(scenes, shape)
     # Pixel c spans offsets [c - 32, c - 31] from the image centre; rows run downwards.
     col_lo, col_hi = (focal * np.tan(a) + half for a in angles["azimuth"])
@@ -323,7 +308,7 @@ def _check_args(scenes: int, seed: int, sphere_fraction: float) -> None:
     if not is_number or not 0 <= fraction <= 1:
         raise UserError(f"sphere_fraction: expected a number in [0, 1], got {sphere_fraction!r}")
     counts = class_counts(scenes, sphere_fraction)
-    if max(counts.values()) > 9999:  # file names have four digits, as in the course layout
+    if max(counts.values()) > 9999:  # file names have four digits (docs/DATA.md, Raw layout)
         raise UserError(f"scenes: at most 9999 per class, got {counts} from scenes={scenes}")
 
 
@@ -331,10 +316,10 @@ def generate_raw(
     out_dir: str | Path,
     scenes: int,
     seed: int,
-    sphere_fraction: float = 0.5,
+    sphere_fraction: float = DEFAULT_SPHERE_FRACTION,
     progress: bool = False,
 ) -> Path:
-    """Render ``scenes`` synthetic scenes into the raw course layout under ``out_dir``.
+    """Render ``scenes`` synthetic scenes into the raw layout under ``out_dir``.
 
     ``round(scenes * sphere_fraction)`` of them are spheres, the rest cubes; index i of both
     classes shares position and colour (one scene list rendered once per shape). The same
@@ -356,7 +341,7 @@ def generate_raw(
         counts = class_counts(scenes, sphere_fraction)
         scene_list = sample_scenes(max(counts.values()), seed)
         with tqdm(total=scenes, desc="rendering scenes", unit="scene", disable=not progress) as bar:
-            for shape in SHAPES:
+            for shape in LABELS:
                 _write_class(tmp / shape, shape, scene_list[: counts[shape]], bar)
         if out.exists():
             out.rmdir()  # empty (checked above); rename cannot replace it on every platform

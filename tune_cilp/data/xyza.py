@@ -1,17 +1,17 @@
-"""LiDAR depth map -> the (4, 64, 64) XYZA tensor of data.md section 2."""
+"""LiDAR depth map -> the (4, 64, 64) XYZA tensor (docs/DATA.md, XYZA)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-MAX_RANGE = 50.0  # beams without a return hold exactly this value
+from tune_cilp.data.constants import MAX_RANGE
 
 
 def depth_to_xyza(depth: np.ndarray, azimuth: np.ndarray, zenith: np.ndarray) -> np.ndarray:
     """Convert depth maps to XYZA: x, y, z in sensor coordinates and a validity mask.
 
     depth is (H, W) or (N, H, W); azimuth (H,) indexes the rows, zenith (W,) the columns.
-    Returns float32 (4, H, W) or (N, 4, H, W), channel order x, y, z, a (a = 1 where d < 50).
+    Returns float32 (4, H, W) or (N, 4, H, W), channel order x, y, z, a (a = 1 where d < MAX_RANGE).
     """
     d = np.asarray(depth, dtype=np.float32)
     az = -np.asarray(azimuth, dtype=np.float32)[:, None]  # (H, 1)

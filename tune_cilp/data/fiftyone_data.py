@@ -1,10 +1,9 @@
-"""FiftyOne side of the data layer: ingest, export, import, predictions.
+"""FiftyOne side of the data layer: read a CILP dataset or export, ingest, export, predictions.
 
-A CILP dataset is a persistent grouped dataset (group field "group", default slice "rgb") with the
-slices rgb (the PNG), lidar_img (uint8 JPG of the depth, array field ``xyza``) and lidar_pcd (the
-4,096 XYZ points); every sample has ``ground_truth``, ``scene_id`` ("cubes/0042") and a
-train/validation tag. Reading such a dataset back is fiftyone_load.py. FiftyOne is imported
-inside the functions: training never pays for it.
+A CILP dataset is a persistent grouped dataset with the slices rgb, lidar_img (carrying ``xyza``)
+and lidar_pcd, and ``ground_truth``, ``scene_id`` and a train/validation tag on every sample
+(docs/DATA.md, FiftyOne dataset). FiftyOne is imported inside the functions: training never pays
+for it. Reading is vectorised: one values() call per field and slice, never a query per sample.
 
 Replacing a dataset (overwrite) never touches the old one until the new one is complete: the new
 one is built under a temporary name with its media in a folder of its own, then takes over the
@@ -24,13 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from tune_cilp.data.arrays import LABELS
-from tune_cilp.data.fiftyone_load import TMP_PREFIX, import_dir, open_dataset, scene_keys
-from tune_cilp.data.load import default_data_dir
+from tune_cilp.data.arrays import CilpArrays
+from tune_cilp.data.constants import DEFAULT_SEED, IMAGE_SIZE, LABELS
+from tune_cilp.data.default_set import default_data_dir
 from tune_cilp.data.media import write_lidar_jpg, write_pcd
-from tune_cilp.data.raw import RawScenes, one_line, progress_bar, read_raw
+from tune_cilp.data.raw import RawScenes, read_png, read_raw
 from tune_cilp.data.split import (
-    DEFAULT_SEED,
     DEFAULT_SPLIT,
     check_not_empty,
     check_split,
@@ -38,12 +36,18 @@ from tune_cilp.data.split import (
     split_mask,
     subset_index,
 )
+from tune_cilp.data.util import one_line, progress_bar
 from tune_cilp.errors import UserError
 from tune_cilp.fiftyone_env import import_fiftyone
 
 SLICES = ("rgb", "lidar_img", "lidar_pcd")
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+TMP_PREFIX = "tune_cilp-tmp-"  # names of datasets that exist only while one is built or replaced
 MEDIA_INFO_KEY = "media_dir"  # dataset.info entry: the build folder ingestion wrote the media to
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_RGB_PATH = re.compile(r"(cubes|spheres)/rgb/(\d+)\.png$")
+
+
+# --- names, datasets and media folders ---------------------------------------------------------
 
 
 def _check_name(name: str) -> None:
@@ -60,6 +64,140 @@ def _check_free(fo: Any, name: str, overwrite: bool) -> None:
 def media_dir(name: str, data_dir: str | Path | None = None) -> Path:
     """The folder of dataset `name`'s lidar_img and lidar_pcd files, one sub-folder per build."""
     return default_data_dir(data_dir) / "fiftyone" / name
+
+
+def _open_dataset(name: str) -> Any:
+    fo = import_fiftyone()
+    if not fo.dataset_exists(name):
+        raise UserError(f"{name}: no such directory and no FiftyOne dataset of that name")
+    return fo.load_dataset(name)
+
+
+def _import_dir(export_dir: Path, name: str, *, progress: bool = True) -> Any:
+    """A non-persistent dataset `name` from a FiftyOneDataset export; UserError if unreadable."""
+    fo = import_fiftyone()
+    try:
+        return fo.Dataset.from_dir(
+            dataset_dir=str(export_dir),
+            dataset_type=fo.types.FiftyOneDataset,
+            name=name,
+            persistent=False,
+            progress=progress,
+        )
+    except Exception as exc:  # FiftyOne's importers raise anything from KeyError to ValueError
+        if fo.dataset_exists(name):
+            fo.delete_dataset(name)
+        raise UserError(f"{export_dir / 'samples.json'}: cannot import ({one_line(exc)})") from exc
+
+
+def _take_name(fo: Any, new: Any, name: str, overwrite: bool) -> Any | None:
+    """Make the complete dataset `new` the persistent dataset `name`; return the one it displaced.
+
+    The displaced dataset keeps a temporary name until the caller deletes it; if `new` cannot take
+    the name, the old one gets its name back.
+    """
+    new.persistent = True
+    old = None
+    if fo.dataset_exists(name):
+        _check_free(fo, name, overwrite)  # again: another process may have made it meanwhile
+        old = fo.load_dataset(name)
+        old.name = f"{TMP_PREFIX}old-{new.name.removeprefix(TMP_PREFIX)}"
+    try:
+        new.name = name
+    except BaseException:
+        if old is not None:
+            old.name = name
+        raise
+    return old
+
+
+def _delete_old(old: Any, name: str) -> None:
+    """Delete a replaced dataset and the media ingestion wrote for it (never media it shares)."""
+    media = old.info.get(MEDIA_INFO_KEY)
+    old.delete()
+    # A clone carries its source's info: a folder named after another dataset is not ours.
+    if media and Path(media).parent.name == name:
+        _remove_media(Path(media))
+
+
+def _remove_media(build: Path) -> None:
+    shutil.rmtree(build, ignore_errors=True)
+    # The dataset's media folder goes with its last build (not if it is not empty or a file).
+    with contextlib.suppress(OSError):
+        build.parent.rmdir()
+
+
+# --- reading into CilpArrays --------------------------------------------------------------------
+
+
+def read_dataset(name: str) -> CilpArrays:
+    """Arrays of the FiftyOne dataset `name` (split from its train/validation tags)."""
+    return _arrays_of(_open_dataset(name), name)
+
+
+def read_export(export_dir: str | Path, *, progress: bool = False) -> CilpArrays:
+    """Arrays of a FiftyOneDataset export, through a temporary (non-persistent) import."""
+    path = Path(export_dir).expanduser()
+    dataset = _import_dir(path, f"{TMP_PREFIX}{uuid.uuid4().hex}", progress=progress)
+    try:
+        return _arrays_of(dataset, str(path))
+    finally:
+        dataset.delete()
+
+
+def _scene_keys(dataset: Any, source: str) -> tuple[list[str], list[str]]:
+    """(group ids, scene keys) of the rgb slice: scene_id, else derived from the rgb file path."""
+    if dataset.media_type != "group" or not {"rgb", "lidar_img"} <= set(dataset.group_slices):
+        raise UserError(f"{source}: not a CILP dataset (needs group slices rgb and lidar_img)")
+    rgb = dataset.select_group_slices("rgb")
+    group_ids = [str(g) for g in rgb.values("group.id")]
+    if "scene_id" in rgb.get_field_schema():
+        keys = [str(k) for k in rgb.values("scene_id")]
+    else:  # the real export has no scene_id: its file names carry class and index
+        matches = [_RGB_PATH.search(p.replace(os.sep, "/")) for p in rgb.values("filepath")]
+        keys = [f"{m[1]}/{int(m[2]):04d}" if m else "" for m in matches]
+        if not all(keys) or len(set(keys)) != len(keys):
+            keys = group_ids
+    return group_ids, keys
+
+
+def _arrays_of(dataset: Any, source: str) -> CilpArrays:
+    group_ids, keys = _scene_keys(dataset, source)
+    rgb_view = dataset.select_group_slices("rgb")
+    if "ground_truth" not in rgb_view.get_field_schema():
+        raise UserError(f"{source}: samples have no ground_truth field")
+    paths, labels, tags = rgb_view.values(["filepath", "ground_truth.label", "tags"])
+    lidar = dataset.select_group_slices("lidar_img")
+    if "xyza" not in lidar.get_field_schema():
+        raise UserError(f"{source}: the lidar_img slice has no xyza field")
+    xyza_by_group = dict(zip(map(str, lidar.values("group.id")), lidar.values("xyza"), strict=True))
+
+    n = len(keys)
+    rgb = np.zeros((n, 4, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    xyza = np.zeros((n, 4, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    label_ids = np.zeros(n, np.int64)
+    is_train = np.zeros(n, bool)
+    for k in range(n):
+        where = f"{source}: sample {paths[k]}"
+        if labels[k] not in LABELS:
+            raise UserError(f"{where}: label {labels[k]!r} is not one of {', '.join(LABELS)}")
+        split_tags = {"train", "validation"} & set(tags[k] or [])
+        if len(split_tags) != 1:
+            raise UserError(f"{where}: needs exactly one of the tags train, validation")
+        arr = xyza_by_group.get(group_ids[k])
+        if arr is None or np.shape(arr) != xyza.shape[1:]:
+            raise UserError(f"{where}: its lidar_img has no xyza array of shape {xyza.shape[1:]}")
+        xyza[k] = arr
+        rgb[k] = read_png(Path(paths[k]))
+        label_ids[k] = LABELS.index(labels[k])
+        is_train[k] = "train" in split_tags
+    order = np.argsort(np.array(keys), kind="stable")
+    arrays = CilpArrays(rgb=rgb, xyza=xyza, labels=label_ids, is_train=is_train, ids=np.array(keys))
+    check_not_empty(arrays.is_train, source)
+    return arrays.subset(order)
+
+
+# --- ingesting a raw layout ---------------------------------------------------------------------
 
 
 def ingest_raw(
@@ -163,50 +301,16 @@ def _samples(
     return samples
 
 
-def _take_name(fo: Any, new: Any, name: str, overwrite: bool) -> Any | None:
-    """Make the complete dataset `new` the persistent dataset `name`; return the one it displaced.
-
-    The displaced dataset keeps a temporary name until the caller deletes it; if `new` cannot take
-    the name, the old one gets its name back.
-    """
-    new.persistent = True
-    old = None
-    if fo.dataset_exists(name):
-        _check_free(fo, name, overwrite)  # again: another process may have made it meanwhile
-        old = fo.load_dataset(name)
-        old.name = f"{TMP_PREFIX}old-{new.name.removeprefix(TMP_PREFIX)}"
-    try:
-        new.name = name
-    except BaseException:
-        if old is not None:
-            old.name = name
-        raise
-    return old
-
-
-def _delete_old(old: Any, name: str) -> None:
-    """Delete a replaced dataset and the media ingestion wrote for it (never media it shares)."""
-    media = old.info.get(MEDIA_INFO_KEY)
-    old.delete()
-    # A clone carries its source's info: a folder named after another dataset is not ours.
-    if media and Path(media).parent.name == name:
-        _remove_media(Path(media))
-
-
-def _remove_media(build: Path) -> None:
-    shutil.rmtree(build, ignore_errors=True)
-    # The dataset's media folder goes with its last build (not if it is not empty or a file).
-    with contextlib.suppress(OSError):
-        build.parent.rmdir()
+# --- export, import, predictions ---------------------------------------------------------------
 
 
 def export_dataset(name: str, out_dir: str | Path, *, progress: bool = True) -> Path:
-    """Export `name` in FiftyOne's FiftyOneDataset format (the seed's cilp_assessment layout)."""
+    """Export `name` in FiftyOne's FiftyOneDataset format (the layout of the real export)."""
     fo = import_fiftyone()
     out = Path(out_dir).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: already exists and is not an empty directory")
-    dataset = open_dataset(name)
+    dataset = _open_dataset(name)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         dataset.export(
@@ -232,7 +336,7 @@ def import_export(export_dir: str | Path, name: str, *, overwrite: bool = False)
     if not (path / "samples.json").is_file():
         raise UserError(f"{path / 'samples.json'}: missing, so {path} is no FiftyOne export")
     _check_free(fo, name, overwrite)
-    dataset = import_dir(path, f"{TMP_PREFIX}{name}-{uuid.uuid4().hex[:12]}", persistent=False)
+    dataset = _import_dir(path, f"{TMP_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
     try:
         # The export's info names the media folder of the dataset it came from: not ours.
         dataset.info = {k: v for k, v in dataset.info.items() if k != MEDIA_INFO_KEY}
@@ -258,7 +362,7 @@ def add_predictions(
     ids are CilpArrays.ids keys; labels are class names or 0/1. Returns the samples written.
     """
     fo = import_fiftyone()
-    dataset = open_dataset(dataset_name)
+    dataset = _open_dataset(dataset_name)
     ids = [str(i) for i in ids]
     names = [x if isinstance(x, str) else dict(enumerate(LABELS)).get(int(x), x) for x in labels]
     confidences = [float(c) for c in confidences]
@@ -269,7 +373,7 @@ def add_predictions(
     bad = [x for x in names if x not in LABELS]
     if bad:
         raise UserError(f"add_predictions: label {bad[0]!r} is not one of {', '.join(LABELS)}")
-    group_ids, keys = scene_keys(dataset, dataset_name)
+    group_ids, keys = _scene_keys(dataset, dataset_name)
     unknown = set(ids) - set(keys)
     if unknown:
         raise UserError(

@@ -1,0 +1,96 @@
+"""The default synthetic set: the data directory, generating the set once, its cached arrays.
+
+Generated under the data directory on first use and cached there as an .npz, so that later
+loads take a fraction of a second (docs/DATA.md, Sources).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from tune_cilp.atomic import atomic_output
+from tune_cilp.data.arrays import CilpArrays
+from tune_cilp.data.constants import DEFAULT_SEED
+from tune_cilp.data.raw import read_raw
+from tune_cilp.data.split import DEFAULT_SPLIT, split_mask
+from tune_cilp.data.synthetic import DEFAULT_SPHERE_FRACTION, generate_raw
+from tune_cilp.errors import UserError
+
+DEFAULT_SCENES = 1074  # the seed notebook's 1,074 groups
+CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
+ARRAY_FIELDS = tuple(f.name for f in dataclasses.fields(CilpArrays))
+
+
+def default_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The data directory: the argument, else $TUNE_CILP_DATA_DIR, else ~/.cache/tune_cilp."""
+    chosen = data_dir or os.environ.get("TUNE_CILP_DATA_DIR") or "~/.cache/tune_cilp"
+    return Path(chosen).expanduser()
+
+
+def default_raw_dir(data_dir: str | Path | None = None) -> Path:
+    """Where the default synthetic set's raw layout lives (it may not exist yet)."""
+    name = f"cilp-{DEFAULT_SCENES}-seed{DEFAULT_SEED}-spheres{DEFAULT_SPHERE_FRACTION:g}"
+    return default_data_dir(data_dir) / "synthetic" / name
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    # Parallel Ray trials may all ask for the default set on a fresh machine: one generates it.
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{directory}: cannot create the data directory ({exc.strerror})") from exc
+    with open(directory / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_default_raw(data_dir: str | Path | None = None, *, progress: bool = True) -> Path:
+    """Generate the default synthetic raw set unless it is already there; return its path."""
+    raw = default_raw_dir(data_dir)
+    if not raw.is_dir():
+        with _locked(raw.parent):
+            if not raw.is_dir():
+                generate_raw(
+                    raw,
+                    scenes=DEFAULT_SCENES,
+                    seed=DEFAULT_SEED,
+                    sphere_fraction=DEFAULT_SPHERE_FRACTION,
+                    progress=progress,
+                )
+    return raw
+
+
+def _save_npz(path: Path, arrays: CilpArrays) -> None:
+    with atomic_output(path) as fh:
+        np.savez(fh, **{k: getattr(arrays, k) for k in ARRAY_FIELDS})
+
+
+def _load_npz(path: Path) -> CilpArrays | None:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return CilpArrays(**{k: npz[k] for k in ARRAY_FIELDS})
+    except Exception:  # a damaged cache is rebuilt from the raw files, not an error
+        return None
+
+
+def read_default(data_dir: str | Path | None = None, *, progress: bool = False) -> CilpArrays:
+    """The default synthetic set, split with DEFAULT_SPLIT and DEFAULT_SEED (895 / 179)."""
+    raw = ensure_default_raw(data_dir)  # a one-off ~2 s step: always show its progress bar
+    cache = raw.parent / f"{raw.name}.arrays-v{CACHE_VERSION}.npz"
+    arrays = _load_npz(cache) if cache.is_file() else None
+    if arrays is None:
+        scenes = read_raw(raw, progress=progress)
+        arrays = scenes.to_arrays(split_mask(len(scenes.ids), DEFAULT_SPLIT, DEFAULT_SEED))
+        _save_npz(cache, arrays)
+    return arrays
