@@ -37,6 +37,7 @@ def prepare_dataset(experiment: Experiment, name: str | None = None) -> str:
     (null) is ingested into `name` (default: named after the experiment) unless that exists.
     """
     from tune_cilp.data import detect_source, ensure_default_raw, import_export, ingest_raw
+    from tune_cilp.data.default_set import DEFAULT_SET, synthetic_set
 
     fo = import_fiftyone()
     if experiment.meta is None:
@@ -58,7 +59,10 @@ def prepare_dataset(experiment: Experiment, name: str | None = None) -> str:
     elif kind == "export":
         import_export(source, name)
     else:
-        raw = ensure_default_raw(data_dir) if kind == "default" else source
+        if kind == "raw":
+            raw = source
+        else:  # the default set (None) or a named one
+            raw = ensure_default_raw(data_dir, synthetic_set(source or DEFAULT_SET))
         ingest_raw(raw, name, data_dir=data_dir, progress=False)
     return name
 

@@ -90,6 +90,7 @@ def test_detect_source(tmp_path: Path) -> None:
     assert detect_source(raw) == "raw"
     assert detect_source(tmp_path / "export") == "export"
     assert detect_source("some_dataset_name") == "fiftyone"
+    assert detect_source("synthetic:balanced") == "synthetic"
     with pytest.raises(UserError, match="no such directory"):
         detect_source(tmp_path / "missing")
     with pytest.raises(UserError, match="neither a raw layout"):
@@ -218,3 +219,22 @@ def test_a_folder_or_file_in_the_wrong_place_is_named(
     with pytest.raises(UserError) as info:
         load_arrays(raw)
     assert str(info.value) == f"{raw / rel}: {problem}"
+
+
+def test_default_set_has_the_seed_exports_counts_and_balanced_is_one_option_away(
+    tmp_path: Path,
+) -> None:
+    # The balanced set first: what an older version cached as its default must not be taken
+    # for the new default.
+    balanced = load_arrays("synthetic:balanced", data_dir=tmp_path)
+    default = load_arrays(data_dir=tmp_path)
+    assert int((default.labels == 0).sum()) == 999 and int((default.labels == 1).sum()) == 75
+    assert (int(default.is_train.sum()), int((~default.is_train).sum())) == (895, 179)
+    assert np.array_equal(load_arrays("synthetic:seed", data_dir=tmp_path).ids, default.ids)
+    assert int((balanced.labels == 0).sum()) == int((balanced.labels == 1).sum()) == 537
+    assert (int(balanced.is_train.sum()), int((~balanced.is_train).sum())) == (895, 179)
+    assert default_set.default_raw_dir(tmp_path, "seed") != default_set.default_raw_dir(
+        tmp_path, "balanced"
+    )
+    with pytest.raises(UserError, match=r"synthetic:nope: unknown synthetic set \(known: "):
+        load_arrays("synthetic:nope", data_dir=tmp_path)

@@ -1,7 +1,8 @@
 """The one entry point for training data: detect the source and return CilpArrays.
 
-A source is a raw-layout directory, a FiftyOne export directory (samples.json) or a FiftyOne
-dataset name; None is the default synthetic set (docs/DATA.md, Sources). Each kind has its own
+A source is a raw-layout directory, a FiftyOne export directory (samples.json), a FiftyOne
+dataset name or ``synthetic:NAME`` (a built-in synthetic set); None is the default synthetic set,
+``synthetic:seed`` (docs/DATA.md, Sources). Each kind has its own
 reader (raw.read_raw, fiftyone_data.read_export and read_dataset, default_set.read_default).
 """
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.data.constants import DEFAULT_SEED
-from tune_cilp.data.default_set import read_default
+from tune_cilp.data.default_set import SYNTHETIC_PREFIX, read_default, synthetic_set
 from tune_cilp.data.fiftyone_data import read_dataset, read_export
 from tune_cilp.data.raw import is_raw_layout, read_raw
 from tune_cilp.data.split import DEFAULT_SPLIT, check_not_empty, split_mask, subset_index
@@ -22,7 +23,10 @@ from tune_cilp.errors import UserError
 
 
 def detect_source(source: str | Path) -> str:
-    """Which kind of source this is: "raw", "export" or "fiftyone" (a dataset name)."""
+    """Which kind of source this is: "raw", "export", "synthetic" or "fiftyone" (a dataset name)."""
+    if str(source).startswith(SYNTHETIC_PREFIX):
+        synthetic_set(str(source))  # an unknown name fails here
+        return "synthetic"
     path = Path(source).expanduser()
     if path.is_dir():
         if (path / "samples.json").is_file():
@@ -60,7 +64,9 @@ def load_arrays(
         arrays, label = read_default(data_dir, progress=progress), "default synthetic set"
     else:
         kind, label = detect_source(source), str(source)
-        if kind == "raw":
+        if kind == "synthetic":
+            arrays = read_default(data_dir, synthetic_set(str(source)), progress=progress)
+        elif kind == "raw":
             scenes = read_raw(source, progress=progress)
             arrays = scenes.to_arrays(np.zeros(len(scenes.ids), dtype=bool))
             split = split or DEFAULT_SPLIT  # raw files carry no split
