@@ -16,13 +16,12 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from analysis.stats import TrialResult, summarize_trial
 from tune_cilp.errors import UserError
-
-META_FILE = "tune_cilp.json"  # written by tune_cilp.run: space, dataset, data_dir, smoke_test, argv
+from tune_cilp.experiment_meta import ExperimentMeta, read_meta
 
 
 @dataclass
@@ -46,7 +45,7 @@ class Experiment:
 
     path: str
     trials: list[TrialRecord]
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: ExperimentMeta | None = None  # None: not made by tune_cilp.run
 
     @property
     def name(self) -> str:
@@ -66,17 +65,6 @@ def _history(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             epoch = row.get("training_iteration", i + 1)
         by_epoch[int(epoch)] = {k: v for k, v in row.items() if not k.startswith("config/")}
     return [by_epoch[e] for e in sorted(by_epoch)]
-
-
-def _read_meta(fs: Any, experiment_path: str) -> dict[str, Any]:
-    meta_path = f"{experiment_path.rstrip('/')}/{META_FILE}"
-    try:
-        with fs.open_input_stream(meta_path) as f:
-            return json.loads(f.readall().decode("utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{meta_path}: cannot read experiment metadata ({exc})") from exc
 
 
 def _read_lines(fs: Any, path: str) -> tuple[list[bytes] | None, str]:
@@ -237,9 +225,7 @@ def load_experiment(path_or_uri: str | os.PathLike[str]) -> Experiment:
         )
     # Trial ids end in a creation counter: sorting gives the order the search space listed them.
     trials.sort(key=lambda t: t.trial_id)
-    return Experiment(
-        path=path, trials=trials, meta=_read_meta(grid.filesystem, analysis.experiment_path)
-    )
+    return Experiment(path=path, trials=trials, meta=read_meta(path))
 
 
 def trial_results(experiment: Experiment) -> list[TrialResult]:

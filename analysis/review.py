@@ -12,6 +12,7 @@ import numpy as np
 from analysis.experiment import Experiment
 from analysis.stats import VariantSummary
 from tune_cilp.errors import UserError
+from tune_cilp.experiment_meta import META_FILE
 from tune_cilp.fiftyone_env import import_fiftyone
 
 
@@ -39,13 +40,13 @@ def prepare_dataset(experiment: Experiment, name: str | None = None) -> str:
     from tune_cilp.data.load import ensure_default_raw
 
     fo = import_fiftyone()
-    if "dataset" not in experiment.meta:
+    if experiment.meta is None:
         raise UserError(
-            f"{experiment.path}/tune_cilp.json: missing, so the experiment's data is unknown "
+            f"{experiment.path}/{META_FILE}: missing, so the experiment's data is unknown "
             "(was it made by python -m tune_cilp.run?)"
         )
-    source = experiment.meta["dataset"]
-    data_dir = experiment.meta.get("data_dir")
+    source = experiment.meta.dataset
+    data_dir = experiment.meta.data_dir
     kind = "default" if source is None else detect_source(source)
     if kind == "fiftyone" and name in (None, source):
         return source
@@ -66,7 +67,7 @@ def prepare_dataset(experiment: Experiment, name: str | None = None) -> str:
 def load_best_model(variant: VariantSummary):  # -> torch.nn.Module
     """The best trial's best-epoch weights (state.pt "best_model") in a freshly built model."""
     from tune_cilp.checkpoint import load_checkpoint
-    from tune_cilp.models import ModelConfig, build_model
+    from tune_cilp.models import build_model
     from tune_cilp.train import TrainConfig
     from tune_cilp.trainable import STATE_FILE
 
@@ -76,7 +77,7 @@ def load_best_model(variant: VariantSummary):  # -> torch.nn.Module
     with checkpoint.as_directory() as ckpt_dir:
         state = load_checkpoint(Path(ckpt_dir) / STATE_FILE)
     cfg = TrainConfig.from_dict(state["config"])
-    model = build_model(ModelConfig(variant=cfg.variant, downsample=cfg.downsample))
+    model = build_model(cfg.model_config)
     model.load_state_dict(state["best_model"])
     return model.eval()
 
@@ -117,11 +118,3 @@ def to_fiftyone(
         f"  view = fo.load_dataset('{name}').match(F('{first}.label') != F('ground_truth.label'))"
     )
     return wrong
-
-
-def misclassified_view(name: str, field: str):  # -> fiftyone DatasetView
-    """The samples (default group slice) whose `field` label differs from ground_truth."""
-    fo = import_fiftyone()
-    from fiftyone import ViewField as F
-
-    return fo.load_dataset(name).match(F(f"{field}.label") != F("ground_truth.label"))

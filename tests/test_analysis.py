@@ -94,7 +94,7 @@ def test_table_has_every_row_and_column(experiment_dir: Path) -> None:
     table = experiment_table(load_experiment(experiment_dir))
     assert table.headers == ["Metric", *VARIANTS, "Difference"]
     rows = table.rows()
-    assert [r[0] for r in rows] == [label for label, _, _ in ROWS]
+    assert [r[0] for r in rows] == [m.label for m in ROWS]
     for row in rows:
         assert all(cell.endswith("(3)") for cell in row[1:3]), row
     text = format_table(table, "grid")
@@ -141,7 +141,7 @@ def test_works_after_moving_the_directory(experiment_dir: Path, tmp_path: Path) 
     assert report(str(moved), fmt="github") == original
     assert report(f"file://{moved}", fmt="github") == original
     experiment = load_experiment(moved)
-    assert experiment.meta["dataset"] is not None
+    assert experiment.meta is not None and experiment.meta.dataset is not None
     for trial in experiment.trials:
         assert Path(trial.checkpoint.path).is_relative_to(moved)
         assert (Path(trial.checkpoint.path) / "state.pt").is_file()
@@ -157,7 +157,7 @@ def test_partial_results_of_unfinished_trials(experiment_dir: Path, tmp_path: Pa
     (partial / "tune_cilp.json").unlink()  # an experiment not made by our runner still loads
     experiment = load_experiment(partial)
     short = [t for t in experiment.trials if len(t.history) == 1]
-    assert len(short) == 1 and experiment.meta == {}
+    assert len(short) == 1 and experiment.meta is None
     table = experiment_table(experiment)
     assert sum(len(v.trials) for v in table.variants) == 6
     trial = next(t for v in table.variants for t in v.trials if t.trial_id == short[0].trial_id)
@@ -351,7 +351,7 @@ def test_cli_writes_table_files_and_plots(experiment_dir: Path, tmp_path: Path, 
 
     with out_csv.open() as f:
         records = list(csv.DictReader(f))
-    assert [r["metric"] for r in records] == [label for label, _, _ in ROWS]
+    assert [r["metric"] for r in records] == [m.label for m in ROWS]
     assert {"concat-maxpool mean", "concat-stride std", "difference", "p_value"} <= set(records[0])
     data = json.loads(out_json.read_text())
     assert [v["name"] for v in data["variants"]] == list(VARIANTS)
@@ -420,14 +420,14 @@ def test_fiftyone_source_is_used_in_place(experiment_dir: Path, tmp_path: Path, 
 
     # An experiment whose data source was the FiftyOne dataset "cilp_src": no second ingestion.
     experiment = load_experiment(experiment_dir)
-    ingest_raw(experiment.meta["dataset"], "cilp_src", progress=False)
-    experiment.meta["dataset"] = "cilp_src"
+    ingest_raw(experiment.meta.dataset, "cilp_src", progress=False)
+    experiment.meta.dataset = "cilp_src"
     wrong = to_fiftyone(experiment, experiment_table(experiment).variants)
     assert "ingesting" not in capsys.readouterr().out
     dataset = import_fiftyone().load_dataset("cilp_src")
     for field in wrong:
         assert None not in dataset.select_group_slices("rgb").values(f"{field}.label")
-    experiment.meta.clear()  # not made by the runner: the data is unknown
+    experiment.meta = None  # not made by the runner: the data is unknown
     with pytest.raises(UserError, match="tune_cilp.json: missing"):
         prepare_dataset(experiment)
 
