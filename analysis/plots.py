@@ -18,9 +18,10 @@ from matplotlib.ticker import MaxNLocator
 from analysis.stats import VariantSummary
 from tune_cilp.atomic import atomic_output
 from tune_cilp.errors import UserError
+from tune_cilp.metrics import AT_BEST_EPOCH, EPOCH_METRICS, TRIAL_METRICS
 
-CURVES = (("val_loss", "Validation loss"), ("val_accuracy", "Validation accuracy"))
-FINAL = (("val_accuracy", "Accuracy"), ("val_balanced_accuracy", "Balanced acc."), ("val_f1", "F1"))
+CURVES = tuple(EPOCH_METRICS[key] for key in ("val_loss", "val_accuracy"))  # per epoch
+FINAL = tuple(TRIAL_METRICS[key] for key in AT_BEST_EPOCH)  # at the best epoch
 
 
 def epoch_band(variant: VariantSummary, metric: str) -> tuple[np.ndarray, ...]:
@@ -55,7 +56,8 @@ def plot_curves(variants: Sequence[VariantSummary]) -> Figure:
     """Validation loss and accuracy per epoch, one line per variant with a min-max seed band."""
     fig = Figure(figsize=(11, 4), layout="constrained")
     axes = fig.subplots(1, len(CURVES))
-    for ax, (metric, title) in zip(axes, CURVES, strict=True):
+    for ax, curve in zip(axes, CURVES, strict=True):
+        metric, title = curve.key, f"{curve.label} (validation)"
         for v in variants:
             epochs, mean, low, high = epoch_band(v, metric)
             (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=f"{v.name} (n={len(v.trials)})")
@@ -75,12 +77,12 @@ def plot_final(variants: Sequence[VariantSummary]) -> Figure:
     width = 0.8 / len(variants)
     x = np.arange(len(FINAL))
     for i, v in enumerate(variants):
-        means = [v.metrics[m].mean for m, _ in FINAL]
-        stds = [np.nan_to_num(v.metrics[m].std) for m, _ in FINAL]
+        means = [v.metrics[m.key].mean for m in FINAL]
+        stds = [np.nan_to_num(v.metrics[m.key].std) for m in FINAL]
         ax_q.bar(x + i * width, means, width, yerr=stds, capsize=3, label=v.name, color=f"C{i}")
         loss = v.metrics["val_loss"]
         ax_l.bar(i, loss.mean, yerr=np.nan_to_num(loss.std), capsize=3, color=f"C{i}")
-    ax_q.set_xticks(x + width * (len(variants) - 1) / 2, [label for _, label in FINAL])
+    ax_q.set_xticks(x + width * (len(variants) - 1) / 2, [m.label for m in FINAL])
     ax_q.set(ylim=(0, 1.05), title="Validation metrics at the best epoch")
     ax_q.legend(fontsize=8)
     ax_l.set_xticks(range(len(variants)), [v.name for v in variants], rotation=30, ha="right")

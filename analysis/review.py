@@ -70,7 +70,7 @@ def prepare_dataset(experiment: Experiment, name: str | None = None) -> str:
 def load_best_model(variant: VariantSummary):  # -> torch.nn.Module
     """The best trial's best-epoch weights (state.pt "best_model") in a freshly built model."""
     from tune_cilp.checkpoint import load_checkpoint
-    from tune_cilp.models import ModelConfig, build_model
+    from tune_cilp.models import build_model
     from tune_cilp.train import TrainConfig
     from tune_cilp.trainable import STATE_FILE
 
@@ -80,7 +80,7 @@ def load_best_model(variant: VariantSummary):  # -> torch.nn.Module
     with checkpoint.as_directory() as ckpt_dir:
         state = load_checkpoint(Path(ckpt_dir) / STATE_FILE)
     cfg = TrainConfig.from_dict(state["config"])
-    model = build_model(ModelConfig(variant=cfg.variant, downsample=cfg.downsample))
+    model = build_model(cfg.model_config)
     model.load_state_dict(state["best_model"])
     return model.eval()
 
@@ -121,11 +121,3 @@ def to_fiftyone(
         f"  view = fo.load_dataset('{name}').match(F('{first}.label') != F('ground_truth.label'))"
     )
     return wrong
-
-
-def misclassified_view(name: str, field: str):  # -> fiftyone DatasetView
-    """The samples (default group slice) whose `field` label differs from ground_truth."""
-    fo = import_fiftyone()
-    from fiftyone import ViewField as F
-
-    return fo.load_dataset(name).match(F(f"{field}.label") != F("ground_truth.label"))

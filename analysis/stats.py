@@ -14,18 +14,11 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
-SELECT_METRIC = "val_loss"  # the best epoch of a trial and the best trial of a variant minimise it
-# Per-trial quantities the table aggregates (name -> meaning).
-METRICS = {
-    "val_loss": "minimum validation loss over epochs",
-    "params_m": "trainable parameters, millions",
-    "training_time_s": "sum of epoch times (train + validation) over all reported epochs",
-    "val_accuracy": "validation accuracy at the best epoch",
-    "val_balanced_accuracy": "validation balanced accuracy at the best epoch",
-    "val_f1": "validation F1 (spheres positive) at the best epoch",
-}
+from tune_cilp.metrics import AT_BEST_EPOCH, SELECT, TRIAL_METRICS
+from tune_cilp.models import variant_name
+
 SEED_KEY = "seed"
-NAME_KEYS = ("variant", "downsample")  # always in a variant's name
+NAME_KEYS = ("variant", "downsample")  # in every variant_name
 
 
 @dataclass
@@ -37,7 +30,7 @@ class TrialResult:
     status: str
     epochs: int  # epochs reported so far
     best_epoch: int
-    metrics: dict[str, float]  # keys of METRICS
+    metrics: dict[str, float]  # keys of tune_cilp.metrics.TRIAL
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)
     checkpoint: Any = field(default=None, repr=False)
 
@@ -88,7 +81,7 @@ class Comparison:
         return not math.isnan(self.p_value)
 
 
-def best_epoch(history: Sequence[Mapping[str, Any]], metric: str = SELECT_METRIC) -> dict | None:
+def best_epoch(history: Sequence[Mapping[str, Any]], metric: str = SELECT) -> dict | None:
     """The epoch row with the smallest `metric` (the first on ties); None if none reported it."""
     best = None
     for row in history:
@@ -112,14 +105,14 @@ def summarize_trial(
     if row is None:
         return None
     times = [r.get("epoch_time_s", r.get("time_this_iter_s", math.nan)) for r in history]
-    params = row.get("num_parameters", math.nan)
+    peaks = [r["peak_memory_mb"] for r in history if r.get("peak_memory_mb") is not None]
     metrics = {
-        "val_loss": float(row["val_loss"]),
-        "params_m": float(params) / 1e6,
+        SELECT: float(row[SELECT]),
+        "params_m": float(row.get("num_parameters", math.nan)) / 1e6,
         "training_time_s": float(np.sum(times)),
-        "val_accuracy": float(row.get("val_accuracy", math.nan)),
-        "val_balanced_accuracy": float(row.get("val_balanced_accuracy", math.nan)),
-        "val_f1": float(row.get("val_f1", math.nan)),
+        **{key: float(row.get(key, math.nan)) for key in AT_BEST_EPOCH},
+        "s_per_epoch": float(np.mean(times)),
+        "peak_memory_mb": float(max(peaks)) if peaks else math.nan,
     }
     return TrialResult(
         trial_id=trial_id,
@@ -146,18 +139,19 @@ def _format_value(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def variant_key(config: Mapping[str, Any]) -> tuple:
-    """Hashable identity of a configuration without its seed."""
+def config_group(config: Mapping[str, Any]) -> tuple:
+    """What groups trials into one variant: their configuration without the seed, hashable."""
     return tuple(sorted((k, repr(v)) for k, v in config.items() if k != SEED_KEY))
 
 
 def variant_names(configs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Name per config: "variant-downsample", plus "key=value" for every other key that differs."""
+    """Name per config: its variant_name ("concat-maxpool"), plus "key=value" for every other
+    key that differs between the configs."""
     keys = sorted({k for c in configs for k in c} - {SEED_KEY, *NAME_KEYS})
     differing = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
     names = []
     for c in configs:
-        base = "-".join(str(c[k]) for k in NAME_KEYS if k in c) or "trial"
+        base = variant_name(c) if "variant" in c else "trial"
         extra = [f"{k}={_format_value(c.get(k))}" for k in differing]
         names.append(" ".join([base, *extra]))
     return names
@@ -167,7 +161,7 @@ def group_variants(trials: Sequence[TrialResult]) -> dict[str, list[TrialResult]
     """Trials grouped by config-without-seed, named by `variant_names`, in first-seen order."""
     groups: dict[tuple, list[TrialResult]] = {}
     for t in trials:
-        groups.setdefault(variant_key(t.config), []).append(t)
+        groups.setdefault(config_group(t.config), []).append(t)
     names = variant_names([g[0].config for g in groups.values()])
     return dict(zip(names, groups.values(), strict=True))
 
@@ -176,9 +170,9 @@ def summarize_variants(trials: Sequence[TrialResult]) -> list[VariantSummary]:
     """One VariantSummary per configuration (trials equal except their seed)."""
     out = []
     for name, group in group_variants(trials).items():
-        metrics = {m: summarize([t.metrics[m] for t in group]) for m in METRICS}
+        metrics = {m: summarize([t.metrics[m] for t in group]) for m in TRIAL_METRICS}
         config = {k: v for k, v in group[0].config.items() if k != SEED_KEY}
-        best = min(group, key=lambda t: t.metrics[SELECT_METRIC])
+        best = min(group, key=lambda t: t.metrics[SELECT])
         out.append(VariantSummary(name, config, list(group), metrics, best))
     return out
 
@@ -200,9 +194,7 @@ def compare(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) ->
     )
 
 
-def verdict(
-    a: VariantSummary, b: VariantSummary, metric: str = SELECT_METRIC, alpha: float = 0.05
-) -> str:
+def verdict(a: VariantSummary, b: VariantSummary, metric: str = SELECT, alpha: float = 0.05) -> str:
     """One line: is the difference in `metric` between two variants significant at `alpha`?"""
     c = compare(a.values(metric), b.values(metric))
     sizes = f"(n={c.n_a} vs {c.n_b})"

@@ -24,15 +24,20 @@ from analysis.stats import (
 )
 from tune_cilp.atomic import atomic_output
 from tune_cilp.errors import UserError
+from tune_cilp.metrics import TRIAL_METRICS, Metric
+from tune_cilp.models import variant_name
 
-# (row label, metric key, number format): the seed's rows, then two that survive class imbalance.
-ROWS = (
-    ("Validation Loss", "val_loss", ".4g"),
-    ("Parameters (M)", "params_m", ".4f"),
-    ("Training Time (s)", "training_time_s", ".1f"),
-    ("Accuracy", "val_accuracy", ".3f"),
-    ("Balanced Accuracy", "val_balanced_accuracy", ".3f"),
-    ("F1", "val_f1", ".3f"),
+# The seed's rows, then two that survive class imbalance (labels and formats: the schema).
+ROWS: tuple[Metric, ...] = tuple(
+    TRIAL_METRICS[key]
+    for key in (
+        "val_loss",
+        "params_m",
+        "training_time_s",
+        "val_accuracy",
+        "val_balanced_accuracy",
+        "val_f1",
+    )
 )
 FOOTER = (
     "Validation Loss: minimum over epochs; Accuracy, Balanced Accuracy and F1 (spheres positive): "
@@ -58,10 +63,10 @@ class ComparisonTable:
     def rows(self) -> list[list[str]]:
         """Formatted cells, one row per entry of ROWS."""
         out = []
-        for label, metric, spec in ROWS:
-            row = [label] + [_cell(v.metrics[metric], spec) for v in self.variants]
+        for m in ROWS:
+            row = [m.label] + [_cell(v.metrics[m.key], m.fmt) for v in self.variants]
             if self.comparisons:
-                row.append(_difference_cell(self.comparisons[metric], spec))
+                row.append(_difference_cell(self.comparisons[m.key], m.fmt))
             out.append(row)
         return out
 
@@ -92,7 +97,7 @@ def comparison_table(
     table = ComparisonTable(list(variants), notes=list(notes or []))
     if len(variants) == 2:
         a, b = variants
-        table.comparisons = {m: compare(a.values(m), b.values(m)) for _, m, _ in ROWS}
+        table.comparisons = {m.key: compare(a.values(m.key), b.values(m.key)) for m in ROWS}
         table.verdict = verdict(a, b)
         table.notes.append(
             f"Difference = {b.name} - {a.name}; [95% CI of the difference] and two-sided p "
@@ -145,8 +150,7 @@ def _left_out_reason(trial: TrialRecord) -> str:
 def _trial_name(trial: TrialRecord) -> str:
     """ "3f2a1_00001 (concat-maxpool seed=52)": enough to find a trial's configuration."""
     config = trial.config
-    name = f"{config.get('variant', '?')}-{config.get('downsample', '?')}"
-    return f"{trial.trial_id} ({name} seed={config.get('seed', '?')})"
+    return f"{trial.trial_id} ({variant_name(config)} seed={config.get('seed', '?')})"
 
 
 def check_format(fmt: str) -> str:
@@ -177,13 +181,13 @@ def format_table(table: ComparisonTable, fmt: str = "grid") -> str:
 def to_records(table: ComparisonTable) -> list[dict[str, Any]]:
     """One flat dict per metric: per-variant mean/std/n and, for two variants, the difference."""
     records = []
-    for label, metric, _ in ROWS:
-        rec: dict[str, Any] = {"metric": label, "key": metric}
+    for m in ROWS:
+        rec: dict[str, Any] = {"metric": m.label, "key": m.key}
         for v in table.variants:
-            s = v.metrics[metric]
+            s = v.metrics[m.key]
             rec.update({f"{v.name} mean": s.mean, f"{v.name} std": s.std, f"{v.name} n": s.n})
         if table.comparisons:
-            c = table.comparisons[metric]
+            c = table.comparisons[m.key]
             rec.update(
                 {
                     "difference": c.difference,

@@ -7,16 +7,18 @@ finds it by scanning the package, so nothing else needs editing.
 from __future__ import annotations
 
 import importlib
+import itertools
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ray.tune.search.sample import Domain
+
 from tune_cilp.errors import UserError
+from tune_cilp.train import TrainConfig
 
 DEFAULT_SPACE = "seed-ablation"
-# The seed notebook's protocol (experiments.md section 2), shared by the spaces that keep it.
-SEED_PROTOCOL: dict[str, Any] = {"lr": 1e-3, "eta_min": 1e-6, "batch_size": 32, "seed": 51}
 
 
 def _no_scheduler(epochs: int) -> Any:
@@ -31,7 +33,8 @@ def _no_search_alg() -> Any:
 class SearchSpace:
     """One named experiment.
 
-    param_space:     Tune param space over TrainConfig fields (values, grid_search, choice...).
+    param_space:     Tune param space over TrainConfig fields (values, grid_search, choice...);
+                     fields it leaves out keep TrainConfig's defaults, the seed's protocol.
     epochs:          default epochs per trial (``--epochs`` overrides).
     num_samples:     default Tune num_samples (``--num-samples`` overrides).
     make_scheduler:  epochs -> a Tune trial scheduler, or None for FIFO.
@@ -48,6 +51,29 @@ class SearchSpace:
     make_scheduler: Callable[[int], Any] = _no_scheduler
     make_search_alg: Callable[[], Any] = _no_search_alg
     grid_seeds: bool = True  # False when a search algorithm samples (it cannot take a grid)
+
+
+def _candidates(value: Any) -> list[Any]:
+    """The values a param-space entry can take, for checking: every grid or choice value, the
+    bounds of a numeric range, or the value itself."""
+    if isinstance(value, dict) and set(value) == {"grid_search"}:
+        return list(value["grid_search"])
+    if isinstance(value, Domain):
+        if hasattr(value, "categories"):
+            return list(value.categories)
+        return [value.lower, value.upper]
+    return [value]
+
+
+def check_param_space(name: str, params: dict[str, Any]) -> None:
+    """Check every configuration the space can generate (its grid and choice values, its
+    ranges' bounds) with TrainConfig.from_dict, before any trial starts; UserError otherwise."""
+    keys = list(params)
+    for values in itertools.product(*(_candidates(params[k]) for k in keys)):
+        try:
+            TrainConfig.from_dict(dict(zip(keys, values, strict=True)))
+        except UserError as exc:
+            raise UserError(f"space {name!r}: {exc}") from None
 
 
 def _discover() -> dict[str, SearchSpace]:

@@ -5,6 +5,8 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
+from tune_cilp.data.split import DEFAULT_SEED
+from tune_cilp.models import DOWNSAMPLES, list_variants
 
 
 def _asha(epochs: int) -> ASHAScheduler:
@@ -15,7 +17,7 @@ def _asha(epochs: int) -> ASHAScheduler:
 
 
 def _tpe() -> OptunaSearch:
-    return OptunaSearch(seed=51)  # OptunaSearch's default sampler is TPE
+    return OptunaSearch(seed=DEFAULT_SEED)  # OptunaSearch's default sampler is TPE
 
 
 SPACE = SearchSpace(
@@ -25,13 +27,11 @@ SPACE = SearchSpace(
         "variant, sampled by Optuna TPE with ASHA stopping weak trials early on val_loss."
     ),
     param_space={
-        "variant": tune.choice(["late", "concat", "add", "hadamard", "early"]),
-        "downsample": tune.choice(["maxpool", "stride"]),
+        "variant": tune.choice(list_variants()),
+        "downsample": tune.choice(list(DOWNSAMPLES)),
         "lr": tune.loguniform(1e-4, 3e-3),
         "batch_size": tune.choice([16, 32, 64]),
         "weight_decay": tune.loguniform(1e-6, 1e-2),
-        "eta_min": 1e-6,
-        "seed": 51,
     },
     num_samples=20,
     epochs=30,

@@ -2,7 +2,8 @@
 
 from ray import tune
 
-from search_spaces import SEED_PROTOCOL, SearchSpace
+from search_spaces import SearchSpace
+from tune_cilp.models import DOWNSAMPLES
 
 SPACE = SearchSpace(
     name="seed-ablation",
@@ -10,9 +11,5 @@ SPACE = SearchSpace(
         "The seed notebook's comparison: concat intermediate fusion with MaxPool2d vs stride-2 "
         "convolutions, seed protocol (Adam 1e-3, cosine to 1e-6, batch 32, 50 epochs, seed 51)."
     ),
-    param_space={
-        "variant": "concat",
-        "downsample": tune.grid_search(["maxpool", "stride"]),
-        **SEED_PROTOCOL,
-    },
+    param_space={"variant": "concat", "downsample": tune.grid_search(list(DOWNSAMPLES))},
 )

@@ -114,7 +114,11 @@ def catalogue(store: Path) -> list[tuple[str, list[str], str]]:
         # python -m tune_cilp.run: arguments and search-space values (more of these, in process,
         # in test_run.py)
         ("seeds not integers", [*RUN, *results, "--seeds", "1,x"], "--seeds: expected"),
-        ("negative seed", [*RUN, *results, "--seeds", "-1"], "--seeds: each seed must be in"),
+        (
+            "negative seed",
+            [*RUN, *results, "--seeds", "-1"],
+            "seed: expected an integer in [0, 2**63)",
+        ),
         (
             "seeds for a sampled space",
             [*RUN, *results, "--space", "hpo", "--seeds", "1,2"],

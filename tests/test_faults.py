@@ -8,14 +8,11 @@ reference), so one Ray run serves both.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,49 +20,21 @@ from typing import Any
 
 import psutil
 import pytest
+from faulty_run import MESSAGE
+from processes import ROOT, RUN_TIMEOUT_S, RayEnv, finish, run_command, start
 from tune_results import histories, trial_statuses
 
 from analysis import experiment_table, load_experiment
-from tune_cilp.trainable import RAISE_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4  # long enough to kill a trial between its first and last epoch
-RUN_TIMEOUT_S = 300
 EXPERIMENT = "seed-ablation"
+FAULTY_RUN = str(Path(__file__).with_name("faulty_run.py"))
 
 
-def run_command(tiny_raw: Path, storage: Path, *extra: str) -> list[str]:
+def fault_command(tiny_raw: Path, storage: Path, *extra: str) -> list[str]:
     # Two CPUs per trial on the local 2-CPU Ray: the two trials run one after the other, with
     # the same thread count in every run (so the numbers match between runs).
-    return [
-        *(sys.executable, "-m", "tune_cilp.run", "--dataset", str(tiny_raw)),
-        *("--storage-path", str(storage), "--epochs", str(EPOCHS), "--cpus-per-trial", "2"),
-        *("--wandb", "disabled", *extra),
-    ]
-
-
-class RayEnv:
-    """Environment for runner subprocesses with a private Ray temp dir, so every Ray process a
-    run starts can be found (by that dir in its command line) and stopped afterwards."""
-
-    def __init__(self, **extra: str) -> None:
-        # Short path: Ray's unix sockets live under it (107-byte limit).
-        self.tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        self.env.update(RAY_TMPDIR=self.tmp, **extra)
-
-    def leftovers(self) -> list[psutil.Process]:
-        found = []
-        for proc in psutil.process_iter(["cmdline"]):
-            if any(self.tmp in arg for arg in proc.info["cmdline"] or ()):
-                found.append(proc)
-        return found
-
-    def close(self) -> None:
-        for proc in self.leftovers():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    return run_command(tiny_raw, storage, "--epochs", str(EPOCHS), "--cpus-per-trial", "2", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -95,31 +64,15 @@ def numbers_table(experiment: Path) -> list[list[str]]:
     return [row for row in rows if row[0] != "Training Time (s)"]
 
 
-def finish(proc: subprocess.Popen, log: Path) -> str:
-    try:
-        proc.wait(timeout=RUN_TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return log.read_text()
-
-
-def start(cmd: list[str], env: RayEnv, log: Path) -> subprocess.Popen:
-    with open(log, "w") as out:
-        return subprocess.Popen(
-            cmd, cwd=ROOT, env=env.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
 @pytest.fixture(scope="module")
 def baseline(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The uninterrupted run: both variants with seeds 51 and 52, where every seed-52 trial
     raises at its start; then `python -m analysis` on it."""
     storage = tmp_path_factory.mktemp("baseline")
-    env = RayEnv(**{RAISE_ENV: "52"})
+    env = RayEnv()
     try:
-        cmd = run_command(tiny_raw, storage, "--seeds", "51,52", "--max-failures", "0")
+        cmd = fault_command(tiny_raw, storage, "--seeds", "51,52", "--max-failures", "0")
+        cmd[1:3] = [FAULTY_RUN]  # python tests/faulty_run.py instead of python -m tune_cilp.run
         log = storage / "run.log"
         run = start(cmd, env, log)
         output = finish(run, log)
@@ -145,7 +98,7 @@ def worker_kill(
     storage = tmp_path_factory.mktemp("worker_kill")
     experiment = storage / EXPERIMENT
     log = storage / "run.log"
-    driver = start(run_command(tiny_raw, storage, "--max-failures", "2"), ray_env, log)
+    driver = start(fault_command(tiny_raw, storage, "--max-failures", "2"), ray_env, log)
     killed: dict[str, Any] = {}
     deadline = time.monotonic() + RUN_TIMEOUT_S
     try:
@@ -198,7 +151,7 @@ def driver_kill(
     then the same command again."""
     storage = tmp_path_factory.mktemp("driver_kill")
     experiment = storage / EXPERIMENT
-    cmd = run_command(tiny_raw, storage)
+    cmd = fault_command(tiny_raw, storage)
     log = storage / "first.log"
     driver = start(cmd, ray_env, log)
     try:
@@ -213,8 +166,6 @@ def driver_kill(
         finish(driver, log)
     at_kill = trial_statuses(experiment)
     before = histories(experiment)
-    for proc in ray_env.leftovers():  # Ray processes the killed driver started
-        proc.kill()
     log = storage / "resumed.log"
     resumed = start(cmd, ray_env, log)
     output = finish(resumed, log)
@@ -263,7 +214,7 @@ def test_a_raising_trial_does_not_sink_the_others(baseline: dict[str, Any]) -> N
         if trial.status == "TERMINATED":
             assert [row["epoch"] for row in trial.history] == list(range(1, EPOCHS + 1))
     errors = list(baseline["path"].glob("*/error.txt"))
-    assert len(errors) == 2 and all(f"{RAISE_ENV}=52" in p.read_text() for p in errors)
+    assert len(errors) == 2 and all(MESSAGE in p.read_text() for p in errors)
 
 
 def test_analysis_reports_the_failed_trials(baseline: dict[str, Any]) -> None:

@@ -10,12 +10,12 @@ from tune_cilp.models import (
     DOWNSAMPLES,
     ModelConfig,
     build_model,
-    count_parameters,
     forward_flops,
     list_variants,
+    variant_name,
 )
 
-# experiments.md section 1; early is ours (add's layout with the fusion moved to the input).
+# docs/PROTOCOL.md section 1; early is ours (add's layout with the fusion moved to the input).
 PARAMETERS = {
     "concat": 2_094_501,
     "add": 1_914_501,
@@ -28,6 +28,9 @@ PARAMETERS = {
 def test_registry_lists_every_variant() -> None:
     assert list_variants() == sorted(PARAMETERS)
     assert DOWNSAMPLES == ("maxpool", "stride")
+    assert variant_name({"variant": "concat", "downsample": "maxpool", "seed": 3}) == (
+        "concat-maxpool"
+    )
 
 
 @pytest.mark.parametrize("downsample", DOWNSAMPLES)
@@ -35,7 +38,7 @@ def test_registry_lists_every_variant() -> None:
 def test_variant_builds_trains_and_has_exact_size(variant: str, downsample: str) -> None:
     torch.manual_seed(0)
     model = build_model(ModelConfig(variant=variant, downsample=downsample))
-    assert count_parameters(model) == PARAMETERS[variant]
+    assert sum(p.numel() for p in model.parameters()) == PARAMETERS[variant]
     rgb, xyza = torch.rand(3, 4, 64, 64), torch.randn(3, 4, 64, 64)
     logits = model(rgb, xyza)
     assert logits.shape == (3, 1)

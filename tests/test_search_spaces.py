@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
 
-from search_spaces import SearchSpace, get_space, list_spaces
+from search_spaces import SearchSpace, check_param_space, get_space, list_spaces
 from tune_cilp.errors import UserError
 from tune_cilp.run import param_space
 from tune_cilp.train import TrainConfig
@@ -52,7 +55,7 @@ def test_fusion_covers_every_variant_and_downsampling() -> None:
     configs = _grid(get_space("fusion"))
     pairs = {(c["variant"], c["downsample"]) for c in configs}
     assert len(configs) == len(pairs) == 10
-    assert {v for v, _ in pairs} == {"late", "concat", "add", "hadamard", "early"}
+    assert {v for v, _ in pairs} == {"late", "concat", "add", "hadamard", "early"}  # registry
     for config in configs:
         TrainConfig.from_dict(config)
 
@@ -75,4 +78,22 @@ def test_hpo_uses_optuna_under_asha() -> None:
 def test_precision_option_reaches_every_configuration() -> None:
     configs = _grid(get_space("seed-ablation"), seeds=None, precision="fp32")
     assert [c["precision"] for c in configs] == ["fp32", "fp32"]
-    assert "precision" not in param_space(get_space("seed-ablation"), 2, None)  # space default
+    default = param_space(get_space("seed-ablation"), 2, None)["precision"]
+    assert default == TrainConfig().precision  # the protocol's default
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"variant": tune.grid_search(["concat", "nope"])}, "variant: expected one of"),
+        ({"variant": tune.choice(["concat", "nope"])}, "variant: expected one of"),
+        ({"lr": tune.uniform(-1.0, 1e-3)}, "lr: expected a finite number > 0"),
+        ({"seed": tune.grid_search([51, -1])}, "seed: expected an integer in [0, 2**63)"),
+        ({"epochs": 100_000}, "epochs: expected at most 10,000"),
+        ({"momentum": 0.9}, "unknown training option(s) 'momentum'"),
+    ],
+)
+def test_every_generated_configuration_is_checked_before_trials(params: dict, message: str) -> None:
+    with pytest.raises(UserError, match=re.escape(f"space 'x': {message}")):
+        check_param_space("x", params)
+    check_param_space("x", param_space(get_space("hpo"), 2, None))  # the real spaces pass

@@ -13,10 +13,16 @@ import torch.nn.functional as F
 from tune_cilp.checkpoint import load_checkpoint, save_checkpoint
 from tune_cilp.data import CilpArrays, generate_raw, load_arrays
 from tune_cilp.errors import UserError
-from tune_cilp.train import METRIC_KEYS, TrainConfig, Trainer, predict_proba, train
+from tune_cilp.metrics import EPOCH_KEYS
+from tune_cilp.train import TrainConfig, Trainer, configure_process, predict_proba
 
 TIMINGS = ("epoch_time_s", "samples_per_s")
 FAST = {"variant": "early", "downsample": "stride"}  # the cheapest model: ~0.1 GFLOP / sample
+
+
+@pytest.fixture(autouse=True)
+def two_threads() -> None:
+    configure_process(threads=2)  # what the trainable does with the CPUs it was granted
 
 
 def _without_timings(history: list[dict]) -> list[dict]:
@@ -82,10 +88,10 @@ def test_from_dict_rejects_bad_values(mapping: dict, message: str) -> None:
 
 def test_metrics_are_plain_numbers_with_the_contract_keys(tiny_arrays: CilpArrays) -> None:
     cfg = TrainConfig(**FAST, epochs=2)
-    trainer = Trainer(cfg, tiny_arrays, threads=2)
+    trainer = Trainer(cfg, tiny_arrays)
     assert trainer.precision in ("fp32", "bf16") and trainer.device.type == "cpu"
     metrics = trainer.run_epoch()
-    assert tuple(metrics) == METRIC_KEYS
+    assert tuple(metrics) == EPOCH_KEYS
     assert all(type(v) in (int, float) for v in metrics.values())
     assert metrics["epoch"] == 1 and metrics["lr"] == 1e-3 and metrics["best_epoch"] == 1
     assert 0 <= metrics["val_accuracy"] <= 1 and 0 <= metrics["val_f1"] <= 1
@@ -100,7 +106,7 @@ def test_metrics_are_plain_numbers_with_the_contract_keys(tiny_arrays: CilpArray
 def test_same_seed_same_metrics(tiny_arrays: CilpArrays, precision: str) -> None:
     def run(seed: int) -> tuple[list[dict], Trainer]:
         cfg = TrainConfig(**FAST, epochs=2, seed=seed, precision=precision)
-        trainer = Trainer(cfg, tiny_arrays, threads=2)
+        trainer = Trainer(cfg, tiny_arrays)
         return [trainer.run_epoch() for _ in range(2)], trainer
 
     (first, a), (second, b), (other, _) = run(51), run(51), run(52)
@@ -111,16 +117,16 @@ def test_same_seed_same_metrics(tiny_arrays: CilpArrays, precision: str) -> None
 
 def test_resume_after_k_epochs_is_bit_for_bit(tiny_arrays: CilpArrays, tmp_path: Path) -> None:
     cfg = TrainConfig(**FAST, epochs=4)
-    straight = Trainer(cfg, tiny_arrays, threads=2)
+    straight = Trainer(cfg, tiny_arrays)
     for _ in range(4):
         straight.run_epoch()
 
-    interrupted = Trainer(cfg, tiny_arrays, threads=2)
+    interrupted = Trainer(cfg, tiny_arrays)
     for _ in range(2):
         interrupted.run_epoch()
     save_checkpoint(tmp_path / "state.pt", interrupted.state_dict())
     torch.manual_seed(1234)  # disturb the global RNG as a new process would
-    resumed = Trainer(cfg, tiny_arrays, threads=2)
+    resumed = Trainer(cfg, tiny_arrays)
     resumed.load_state_dict(load_checkpoint(tmp_path / "state.pt"))
     assert resumed.epoch == 2
     while not resumed.done:
@@ -136,14 +142,14 @@ def test_resume_after_k_epochs_is_bit_for_bit(tiny_arrays: CilpArrays, tmp_path:
 
 
 def test_state_of_another_config_is_refused(tiny_arrays: CilpArrays) -> None:
-    state = Trainer(TrainConfig(**FAST, epochs=2), tiny_arrays, threads=2).state_dict()
-    other = Trainer(TrainConfig(**FAST, epochs=3), tiny_arrays, threads=2)
+    state = Trainer(TrainConfig(**FAST, epochs=2), tiny_arrays).state_dict()
+    other = Trainer(TrainConfig(**FAST, epochs=3), tiny_arrays)
     with pytest.raises(UserError, match="differs"):
         other.load_state_dict(state)
 
 
 def test_best_model_holds_the_best_epoch(tiny_arrays: CilpArrays) -> None:
-    trainer = Trainer(TrainConfig(**FAST, epochs=3, precision="fp32"), tiny_arrays, threads=2)
+    trainer = Trainer(TrainConfig(**FAST, epochs=3, precision="fp32"), tiny_arrays)
     history = [trainer.run_epoch() for _ in range(3)]
     best = min(history, key=lambda m: m["val_loss"])
     assert (trainer.best_epoch, trainer.best_val_loss) == (best["epoch"], best["val_loss"])
@@ -158,13 +164,13 @@ def test_best_model_holds_the_best_epoch(tiny_arrays: CilpArrays) -> None:
 
 
 def test_pos_weight_changes_the_training_loss(tiny_arrays: CilpArrays) -> None:
-    plain = Trainer(TrainConfig(**FAST, epochs=1), tiny_arrays, threads=2).run_epoch()
-    weighted = Trainer(TrainConfig(**FAST, epochs=1, pos_weight=5.0), tiny_arrays, threads=2)
+    plain = Trainer(TrainConfig(**FAST, epochs=1), tiny_arrays).run_epoch()
+    weighted = Trainer(TrainConfig(**FAST, epochs=1, pos_weight=5.0), tiny_arrays)
     assert weighted.run_epoch()["train_loss"] != plain["train_loss"]
 
 
 def test_predict_proba_rejects_bad_shapes(tiny_arrays: CilpArrays) -> None:
-    model = Trainer(TrainConfig(**FAST, epochs=1), tiny_arrays, threads=2).best_model()
+    model = Trainer(TrainConfig(**FAST, epochs=1), tiny_arrays).best_model()
     with pytest.raises(UserError, match="rgb"):
         predict_proba(model, tiny_arrays.rgb.astype(np.float32), tiny_arrays.xyza)
     with pytest.raises(UserError, match="xyza"):
@@ -191,8 +197,26 @@ def test_the_loop_learns(tmp_path: Path) -> None:
     share = float(np.mean(data.validation.labels))
     bar = max(share, 1 - share) + 0.15
     accuracies = []
-    for metrics in train(TrainConfig(**LEARN_CONFIG), data, threads=2):
+    trainer = Trainer(TrainConfig(**LEARN_CONFIG), data)
+    while not trainer.done:
+        metrics = trainer.run_epoch()
         accuracies.append(round(metrics["val_accuracy"], 3))
         if metrics["val_accuracy"] >= bar:
             break
     assert accuracies[-1] >= bar, f"validation accuracy {accuracies} never reached {bar:.2f}"
+
+
+def test_trainer_touches_no_process_wide_state(tiny_arrays: CilpArrays) -> None:
+    torch.manual_seed(7)
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    first = Trainer(TrainConfig(**FAST, epochs=1), tiny_arrays)
+    assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
+    torch.manual_seed(8)  # another global state: the same initial weights all the same
+    assert _same_weights(first.model, Trainer(TrainConfig(**FAST, epochs=1), tiny_arrays).model)
+
+
+def test_configure_process_sets_threads_and_checks_them() -> None:
+    configure_process(threads=1)
+    assert torch.get_num_threads() == 1
+    with pytest.raises(UserError, match="threads: expected an integer >= 1"):
+        configure_process(threads=0)

@@ -1,6 +1,6 @@
 """The fusion model zoo: one parameterised RGB + LiDAR network, variants chosen by name.
 
-Every variant is the same four-part pipeline (experiments.md section 1):
+Every variant is the same four-part pipeline (docs/PROTOCOL.md, section 1):
 
     per-modality encoders  ->  fusion op  ->  shared trunk  ->  head
 
@@ -28,7 +28,9 @@ with the fusion moved to the input: the same convs and head, first conv 8 -> 50)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +91,11 @@ class ModelConfig:
 def list_variants() -> list[str]:
     """The registered variant names, e.g. ['add', 'concat', 'early', 'hadamard', 'late']."""
     return sorted(VARIANTS)
+
+
+def variant_name(config: Mapping[str, Any]) -> str:
+    """A configuration's model name, e.g. "concat-maxpool": what tables and reports call it."""
+    return f"{config.get('variant', '?')}-{config.get('downsample', '?')}"
 
 
 def _conv(c_in: int, c_out: int, downsample: str | None) -> list[nn.Module]:
@@ -159,11 +166,6 @@ def build_model(cfg: ModelConfig) -> FusionNet:
         trunk = []
         head = classifier(2 * cfg.hidden)
     return FusionNet(encoders, variant.op, nn.Sequential(*trunk), nn.Sequential(*head))
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def forward_flops(cfg: ModelConfig) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,13 @@ import numpy as np
 import ray
 from ray import tune
 
-from search_spaces import DEFAULT_SPACE, SearchSpace, get_space, list_spaces
+from search_spaces import (
+    DEFAULT_SPACE,
+    SearchSpace,
+    check_param_space,
+    get_space,
+    list_spaces,
+)
 from tune_cilp import graceful_stop
 from tune_cilp.data import CilpArrays, default_data_dir, load_arrays
 from tune_cilp.driver_lock import hold_experiment
@@ -32,6 +38,7 @@ from tune_cilp.experiment_meta import (
     write_meta,
 )
 from tune_cilp.graceful_stop import remove_empty_records, storage_message
+from tune_cilp.metrics import STATUS_COLUMNS
 from tune_cilp.ray_session import forget_session, reap_dead_session, start_ray
 from tune_cilp.run_args import (
     build_parser,
@@ -41,6 +48,7 @@ from tune_cilp.run_args import (
     local_storage,
     parse_seeds,
 )
+from tune_cilp.train import TrainConfig
 from tune_cilp.trainable import train_cilp
 from tune_cilp.wandb_setup import resolve_mode, wandb_env, wandb_init_kwargs
 
@@ -48,14 +56,6 @@ SMOKE_PER_CLASS = {True: 16, False: 8}  # train / validation scenes per class: 3
 DEFAULT_GPU_FRACTION = 0.25
 INTERRUPTED = "interrupted: re-run the same command to resume"
 CHECKPOINTS_TO_KEEP = 2  # the latest two: enough to resume, bounded disk
-METRIC_COLUMNS = {
-    "training_iteration": "epoch",
-    "train_loss": "train_loss",
-    "val_loss": "val_loss",
-    "val_accuracy": "val_acc",
-    "val_balanced_accuracy": "val_bal_acc",
-    "epoch_time_s": "epoch_s",
-}
 
 
 def smoke_subset(data: CilpArrays) -> CilpArrays:
@@ -71,8 +71,9 @@ def smoke_subset(data: CilpArrays) -> CilpArrays:
 def param_space(
     space: SearchSpace, epochs: int, seeds: list[int] | None, precision: str | None = None
 ) -> dict[str, Any]:
-    """The space's param space with the run's epochs, precision and seeds (a grid over seeds)."""
-    params = {**space.param_space, "epochs": epochs}
+    """The space's param space with the run's epochs, precision and seeds (a grid over seeds),
+    over TrainConfig's defaults, so that every trial's config names its whole protocol."""
+    params = {**TrainConfig().to_dict(), **space.param_space, "epochs": epochs}
     if precision is not None:
         params["precision"] = precision
     if seeds is not None:
@@ -114,7 +115,7 @@ def new_tuner(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
             verbose=1,  # the status table only; every result is in the experiment directory
             progress_reporter=tune.CLIReporter(
-                metric_columns=METRIC_COLUMNS,
+                metric_columns=STATUS_COLUMNS,
                 parameter_columns=["variant", "downsample", "seed"],
                 max_report_frequency=10,
                 sort_by_metric=True,
@@ -149,8 +150,12 @@ def num_samples(args: Any, space: SearchSpace) -> int:
     return min(space.num_samples, 2) if args.smoke_test else space.num_samples
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run (or resume) an experiment and print the comparison table; returns the exit code."""
+def main(argv: Sequence[str] | None = None, trainable: Callable[..., None] = train_cilp) -> int:
+    """Run (or resume) an experiment and print the comparison table; returns the exit code.
+
+    trainable: the Tune function trainable (``train_cilp``, or a wrapper of it: how the tests
+    inject failing trials).
+    """
     t_start = time.time()
     args = build_parser().parse_args(argv)
     if args.list_spaces:
@@ -165,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     epochs = args.epochs or (1 if args.smoke_test else space.epochs)
     seeds = parse_seeds(args.seeds)
     params = param_space(space, epochs, seeds, args.precision)
+    check_param_space(space.name, params)
     check_address(args.address)
     local = not is_uri(args.storage_path)
     storage = str(local_storage(args.storage_path)) if local else args.storage_path
@@ -208,7 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(report(experiment, fmt="grid"))
             return 0
         try:
-            return run_experiment(args, space, params, data, experiment, meta, restoring, t_start)
+            return run_experiment(
+                args, space, params, data, experiment, meta, restoring, t_start, trainable
+            )
         except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, from the last checkpoints
             print(INTERRUPTED, file=sys.stderr)
             return 130
@@ -223,6 +231,7 @@ def run_experiment(
     meta: ExperimentMeta,
     restoring: bool,
     t_start: float,
+    train_fn: Callable[..., None],
 ) -> int:
     """Start Ray, run or resume the Tuner, and end with the table (the driver lock is held)."""
     local = not is_uri(experiment)
@@ -245,7 +254,7 @@ def run_experiment(
             wandb_dir = Path(experiment) if local else None
             trainable = tune.with_resources(
                 tune.with_parameters(
-                    train_cilp, data=data, wandb_kwargs=wandb_init_kwargs(args.wandb, wandb_dir)
+                    train_fn, data=data, wandb_kwargs=wandb_init_kwargs(args.wandb, wandb_dir)
                 ),
                 trial_resources(args),
             )

@@ -1,18 +1,18 @@
 """The training loop: one fusion model, one epoch at a time, with complete resumable state.
 
-The protocol is the seed notebook's (experiments.md section 2): Adam lr 1e-3, cosine annealing to
-1e-6 over the epochs, batch 32, BCEWithLogits, 50 epochs, seed 51, best-by-validation-loss
-weights kept, accuracy = sigmoid >= 0.5. What differs is speed and bookkeeping:
+The protocol is the seed notebook's (docs/PROTOCOL.md, section 2): Adam lr 1e-3, cosine
+annealing to 1e-6 over the epochs, batch 32, BCEWithLogits, 50 epochs, seed 51,
+best-by-validation-loss weights kept, accuracy = sigmoid >= 0.5. What differs is speed and
+bookkeeping:
 
 - the whole dataset is moved to the device once as tensors (rgb stays uint8 there and becomes
   float / 255 per batch), batches are drawn by index from a seeded permutation;
 - evaluation runs under torch.inference_mode in large batches;
-- flush-to-zero is on: once the model converges, denormal numbers otherwise slow CPU epochs
-  1.5-3x;
 - optional bf16 autocast and channels_last (see resolve_precision and resolve_channels_last).
 
-On CPU the same seed gives the same metrics (timings aside), and a run restored from
-state_dict() after epoch k continues bit-for-bit.
+Process-wide settings (threads, flush-to-zero, the GPU memory cap) are not the Trainer's: the
+caller makes them once with configure_process(). On CPU the same seed gives the same metrics
+(timings aside), and a run restored from state_dict() after epoch k continues bit-for-bit.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -31,6 +31,7 @@ from torch import nn
 
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.errors import UserError
+from tune_cilp.metrics import binary_metrics
 from tune_cilp.models import DOWNSAMPLES, ModelConfig, build_model, list_variants
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
@@ -38,20 +39,6 @@ MAX_EPOCHS = 10_000  # far past any schedule here; a typo of extra zeros would r
 # Evaluation batch per device type. On CPU, batches beyond ~32 fall out of cache: 256 was 3x
 # slower per sample than 32 (2 Zen 4 cores, benchmarks/README.md); GPUs want big batches.
 EVAL_BATCH = {"cpu": 32, "cuda": 1024}
-
-METRIC_KEYS: tuple[str, ...] = (
-    "epoch",
-    "train_loss",
-    "val_loss",
-    "val_accuracy",
-    "val_balanced_accuracy",
-    "val_f1",
-    "lr",
-    "epoch_time_s",
-    "samples_per_s",
-    "best_val_loss",
-    "best_epoch",
-)
 
 
 @dataclass(frozen=True)
@@ -183,22 +170,31 @@ def resolve_channels_last(channels_last: bool | None, device: torch.device) -> b
 
 
 def _metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Validation loss (plain BCE, no pos_weight, so runs compare), accuracy, balanced
-    accuracy and F1 with spheres (1) as the positive class."""
+    """Validation loss (plain BCE, no pos_weight, so runs compare) and the classification
+    metrics of tune_cilp.metrics (spheres positive)."""
     loss = F.binary_cross_entropy_with_logits(logits, labels).item()
-    pred = (logits >= 0).cpu().numpy()  # sigmoid >= 0.5
-    true = labels.cpu().numpy() >= 0.5
-    tp = int(np.sum(pred & true))
-    fp = int(np.sum(pred & ~true))
-    fn = int(np.sum(~pred & true))
-    tn = int(np.sum(~pred & ~true))
-    recalls = [hits / total for hits, total in ((tp, tp + fn), (tn, tn + fp)) if total]
-    return {
-        "val_loss": loss,
-        "val_accuracy": (tp + tn) / len(true),
-        "val_balanced_accuracy": float(np.mean(recalls)),
-        "val_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
-    }
+    predicted = (logits >= 0).cpu().numpy()  # sigmoid >= 0.5
+    return {"val_loss": loss, **binary_metrics(predicted, labels.cpu().numpy() >= 0.5)}
+
+
+def configure_process(
+    threads: int | None = None,
+    device: str | torch.device | None = None,
+    gpu_fraction: float | None = None,
+) -> None:
+    """This process's torch settings for training: intra-op threads (the CPUs the caller was
+    granted), flush-to-zero (denormals are slow on CPUs and change no result that matters
+    here), and on CUDA a memory cap of ``gpu_fraction`` of the device."""
+    if threads is not None:
+        if not _is_int(threads) or threads < 1:
+            raise UserError(f"threads: expected an integer >= 1, got {threads!r}")
+        torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    target = resolve_device(device)
+    if target.type == "cuda" and gpu_fraction is not None:
+        if not 0 < gpu_fraction <= 1:
+            raise UserError(f"gpu_fraction: expected a number in (0, 1], got {gpu_fraction!r}")
+        torch.cuda.set_per_process_memory_fraction(float(gpu_fraction), target)
 
 
 class _DeviceSplit:
@@ -223,32 +219,15 @@ class _DeviceSplit:
 class Trainer:
     """Trains one model on ``data`` (its is_train / validation split), one epoch per run_epoch().
 
-    threads: torch intra-op threads (the CPUs the caller was granted). gpu_fraction: the share of
-    the GPU this process may use; its memory is capped to that fraction.
     Attributes the caller records: device, precision ("fp32" | "bf16"), channels_last,
-    num_parameters.
+    num_parameters. Touches no process-wide state (see configure_process).
     """
 
     def __init__(
-        self,
-        cfg: TrainConfig,
-        data: CilpArrays,
-        *,
-        device: str | torch.device | None = None,
-        threads: int | None = None,
-        gpu_fraction: float | None = None,
+        self, cfg: TrainConfig, data: CilpArrays, *, device: str | torch.device | None = None
     ):
         self.cfg = cfg
         self.device = resolve_device(device)
-        if threads is not None:
-            if not _is_int(threads) or threads < 1:
-                raise UserError(f"threads: expected an integer >= 1, got {threads!r}")
-            torch.set_num_threads(threads)
-        torch.set_flush_denormal(True)
-        if self.device.type == "cuda" and gpu_fraction is not None:
-            if not 0 < gpu_fraction <= 1:
-                raise UserError(f"gpu_fraction: expected a number in (0, 1], got {gpu_fraction!r}")
-            torch.cuda.set_per_process_memory_fraction(float(gpu_fraction), self.device)
         self.precision = resolve_precision(cfg.precision, self.device)
         self.channels_last = resolve_channels_last(cfg.channels_last, self.device)
         self._memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -259,8 +238,10 @@ class Trainer:
         self.train_data = _DeviceSplit(data.train, self.device)
         self.val_data = _DeviceSplit(data.validation, self.device)
 
-        torch.manual_seed(cfg.seed)  # the model's initial weights
-        self.model = self._new_model()
+        # The initial weights come from the seed alone, and the global generator is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.model = self._new_model()
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
@@ -358,9 +339,8 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly (tensors are live: save before
         training on). Loads with torch.load(weights_only=True)."""
-        rng = {"torch": torch.get_rng_state(), "batch_order": self.generator.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        # Training draws random numbers from the batch-order generator only.
+        rng = {"batch_order": self.generator.get_state()}
         return {
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
@@ -386,10 +366,7 @@ class Trainer:
             self._best_state = _copy_state(state["best_model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"]["torch"])
             self.generator.set_state(state["rng"]["batch_order"])
-            if self.device.type == "cuda" and "cuda" in state["rng"]:
-                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
             self.epoch = int(state["epoch"])
             self.best_val_loss = float(state["best_val_loss"])
             self.best_epoch = int(state["best_epoch"])
@@ -400,13 +377,6 @@ class Trainer:
 
 def _copy_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in state.items()}
-
-
-def train(cfg: TrainConfig, data: CilpArrays, **kwargs: Any) -> Iterator[dict[str, float | int]]:
-    """Train ``cfg`` to the end, yielding each epoch's metrics (kwargs go to Trainer)."""
-    trainer = Trainer(cfg, data, **kwargs)
-    while not trainer.done:
-        yield trainer.run_epoch()
 
 
 @torch.inference_mode()

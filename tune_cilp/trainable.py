@@ -16,20 +16,11 @@ from ray.air.integrations.wandb import setup_wandb
 
 from tune_cilp.checkpoint import load_checkpoint, save_checkpoint
 from tune_cilp.data import CilpArrays
-from tune_cilp.train import TrainConfig, Trainer
+from tune_cilp.models import variant_name
+from tune_cilp.peak_memory import peak_mb, reset_peak
+from tune_cilp.train import TrainConfig, Trainer, configure_process
 
 STATE_FILE = "state.pt"
-# Test hook: a trial on its first attempt (no checkpoint yet) kills its own process after training
-# this epoch, before reporting it, so tests can show a crashed trial resuming from its checkpoint.
-CRASH_ENV = "TUNE_CILP_TEST_CRASH_IN_EPOCH"
-# Test hook: a trial whose seed equals this value raises before training, so tests can show that
-# one failing configuration does not stop the others.
-RAISE_ENV = "TUNE_CILP_TEST_RAISE_ON_SEED"
-
-
-def variant_key(config: dict[str, Any]) -> str:
-    """The variant's display name, e.g. "concat-maxpool"."""
-    return f"{config['variant']}-{config['downsample']}"
 
 
 def _granted_resources() -> tuple[int, float]:
@@ -48,16 +39,15 @@ def train_cilp(
     so a trial needs no files or database on its node.
     """
     cfg = TrainConfig.from_dict(config)
-    if os.environ.get(RAISE_ENV) == str(cfg.seed):
-        raise RuntimeError(f"injected failure: {RAISE_ENV}={cfg.seed}")
     threads, gpu_fraction = _granted_resources()
-    trainer = Trainer(cfg, data, threads=threads, gpu_fraction=gpu_fraction or None)
+    configure_process(threads, gpu_fraction=gpu_fraction or None)
+    trainer = Trainer(cfg, data)
+    reset_peak(trainer.device)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as ckpt_dir:
             trainer.load_state_dict(load_checkpoint(Path(ckpt_dir) / STATE_FILE))
-    crash_in = int(os.environ.get(CRASH_ENV, "0")) if checkpoint is None else 0
 
     static = {
         "num_parameters": trainer.num_parameters,
@@ -67,15 +57,13 @@ def train_cilp(
         "pid": os.getpid(),
         "threads": threads,
         "gpu_fraction": gpu_fraction,
-        "variant_key": variant_key(config),
+        "variant_name": variant_name(config),
     }
     # W&B gets the trial config (+ the run's constants) once and the numeric metrics per epoch.
     run = _start_wandb({**config, **static}, wandb_kwargs) if wandb_kwargs else None
     try:
         while not trainer.done:
-            metrics = trainer.run_epoch()
-            if metrics["epoch"] == crash_in:
-                os._exit(1)
+            metrics = {**trainer.run_epoch(), "peak_memory_mb": peak_mb(trainer.device)}
             if run is not None:
                 run.log(metrics, step=int(metrics["epoch"]))
                 if trainer.done:  # before the last report: after it, Tune may end this process

@@ -1,0 +1,94 @@
+"""The metric schema: every number a trial reports or a table shows, defined once.
+
+The Trainer reports the EPOCH metrics every epoch; the runner's status table shows those with a
+``column``; the analysis reduces each trial to the TRIAL metrics and the comparison table shows
+them in TABLE_ROWS order. Adding a metric = one entry here (plus the code that computes it).
+
+Classification metrics treat spheres (label 1) as the positive class (docs/PROTOCOL.md); a
+prediction is positive when its logit is >= 0 (sigmoid >= 0.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Metric:
+    """key: as reported / stored; label: as a table shows it; fmt: number format;
+    goal: "min" or "max" when it ranks variants (else ""); column: the status table's name."""
+
+    key: str
+    label: str
+    fmt: str
+    goal: str = ""
+    column: str = ""
+
+
+# What the Trainer reports every epoch, in this order.
+EPOCH: tuple[Metric, ...] = (
+    Metric("epoch", "Epoch", "d", column="epoch"),
+    Metric("train_loss", "Training Loss", ".4g", "min", column="train_loss"),
+    Metric("val_loss", "Validation Loss", ".4g", "min", column="val_loss"),
+    Metric("val_accuracy", "Accuracy", ".3f", "max", column="val_acc"),
+    Metric("val_balanced_accuracy", "Balanced Accuracy", ".3f", "max", column="val_bal_acc"),
+    Metric("val_f1", "F1", ".3f", "max"),
+    Metric("lr", "Learning Rate", ".3g"),
+    Metric("epoch_time_s", "s / epoch", ".2f", "min", column="epoch_s"),
+    Metric("samples_per_s", "Samples / s", ".0f", "max"),
+    Metric("best_val_loss", "Best Validation Loss", ".4g", "min"),
+    Metric("best_epoch", "Best Epoch", "d"),
+)
+# What a trial reports once (the same in every epoch's row).
+TRIAL_INFO: tuple[str, ...] = (
+    "num_parameters",
+    "precision",
+    "device",
+    "node_id",
+    "pid",
+    "threads",
+    "gpu_fraction",
+    "variant_name",
+)
+# Measured by the trainable around the Trainer, reported every epoch.
+PROCESS: tuple[Metric, ...] = (Metric("peak_memory_mb", "Peak Memory (MiB)", ".0f", "min"),)
+# One trial reduced to numbers (analysis): quality at the best epoch by SELECT, and its cost.
+TRIAL: tuple[Metric, ...] = (
+    Metric("val_loss", "Validation Loss", ".4g", "min"),
+    Metric("params_m", "Parameters (M)", ".4f"),
+    Metric("training_time_s", "Training Time (s)", ".1f", "min"),
+    Metric("val_accuracy", "Accuracy", ".3f", "max"),
+    Metric("val_balanced_accuracy", "Balanced Accuracy", ".3f", "max"),
+    Metric("val_f1", "F1", ".3f", "max"),
+    Metric("s_per_epoch", "s / epoch", ".2f", "min"),
+    Metric("peak_memory_mb", "Peak Memory (MiB)", ".0f", "min"),
+)
+SELECT = "val_loss"  # a trial's best epoch and a variant's best trial minimise it
+# Validation metrics taken from a trial's best epoch.
+AT_BEST_EPOCH: tuple[str, ...] = ("val_accuracy", "val_balanced_accuracy", "val_f1")
+
+EPOCH_KEYS: tuple[str, ...] = tuple(m.key for m in EPOCH)
+EPOCH_METRICS: dict[str, Metric] = {m.key: m for m in EPOCH}
+STATUS_COLUMNS: dict[str, str] = {
+    ("training_iteration" if m.key == "epoch" else m.key): m.column for m in EPOCH if m.column
+}
+TRIAL_METRICS: dict[str, Metric] = {m.key: m for m in TRIAL}
+
+
+def binary_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy (mean recall of both classes present) and F1 of the positive
+    class, for boolean arrays; equal to sklearn.metrics' accuracy_score, balanced_accuracy_score
+    and f1_score(zero_division=0) (tested), without importing scikit-learn in every trial."""
+    predicted, actual = np.asarray(predicted, bool), np.asarray(actual, bool)
+    tp = int(np.sum(predicted & actual))
+    fp = int(np.sum(predicted & ~actual))
+    fn = int(np.sum(~predicted & actual))
+    tn = int(np.sum(~predicted & ~actual))
+    recalls = [hits / total for hits, total in ((tp, tp + fn), (tn, tn + fp)) if total]
+    return {
+        "val_accuracy": (tp + tn) / len(actual),
+        "val_balanced_accuracy": float(np.mean(recalls)),
+        "val_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+    }
