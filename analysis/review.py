@@ -34,10 +34,16 @@ def prepare_dataset(experiment: Experiment, name: str | None = None) -> str:
 
     The experiment's source (tune_cilp.json "dataset") is used as is when it is a FiftyOne dataset
     and no other name is asked for; a raw directory, an export or the default synthetic set
-    (null) is ingested into `name` (default: named after the experiment) unless that exists.
+    (synthetic:NAME) is ingested into `name` (default: named after the experiment) unless it
+    exists.
     """
-    from tune_cilp.data import detect_source, ensure_default_raw, import_export, ingest_raw
-    from tune_cilp.data.default_set import DEFAULT_SET, synthetic_set
+    from tune_cilp.data import (
+        detect_source,
+        ensure_default_raw,
+        import_export,
+        ingest_raw,
+        synthetic_set,
+    )
 
     fo = import_fiftyone()
     if experiment.meta is None:
@@ -47,22 +53,19 @@ def prepare_dataset(experiment: Experiment, name: str | None = None) -> str:
         )
     source = experiment.meta.dataset
     data_dir = experiment.meta.data_dir
-    kind = "default" if source is None else detect_source(source)
+    kind = detect_source(source)
     if kind == "fiftyone" and name in (None, source):
         return source
     name = name or dataset_name(experiment.name)
     if fo.dataset_exists(name):
         return name  # ingested by an earlier review (or the user's own copy of the data)
-    print(f"ingesting {source or 'the default synthetic set'} into FiftyOne dataset {name!r}")
+    print(f"ingesting {source} into FiftyOne dataset {name!r}")
     if kind == "fiftyone":
         fo.load_dataset(source).clone(name, persistent=True)
     elif kind == "export":
         import_export(source, name)
     else:
-        if kind == "raw":
-            raw = source
-        else:  # the default set (None) or a named one
-            raw = ensure_default_raw(data_dir, synthetic_set(source or DEFAULT_SET))
+        raw = source if kind == "raw" else ensure_default_raw(data_dir, synthetic_set(source))
         ingest_raw(raw, name, data_dir=data_dir, progress=False)
     return name
 

@@ -5,7 +5,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
-from tune_cilp.data.split import DEFAULT_SEED
+from tune_cilp.data import DEFAULT_SEED
 from tune_cilp.models import DOWNSAMPLES, list_variants
 
 

@@ -31,7 +31,8 @@ from tune_cilp.data import CilpArrays
 from tune_cilp.errors import UserError
 
 META_FILE = "tune_cilp.json"
-META_VERSION = 2  # 1: space, dataset, data_dir, smoke_test, argv only
+META_VERSION = 2
+VERSION_1_FIELDS = ("space", "dataset", "data_dir", "smoke_test")  # and argv; no "version" key
 
 # Identity field -> the command-line option that sets it (for the refusal message).
 IDENTITY: dict[str, str] = {
@@ -55,9 +56,9 @@ class ExperimentMeta:
     """What ``tune_cilp.json`` records (see the module docstring)."""
 
     space: str
-    dataset: str | None  # as given on the command line; None = the default synthetic set
+    dataset: str  # as given on the command line, or the default synthetic set's name
     data_fingerprint: str  # of the arrays as loaded: a changed file under the same path shows
-    data_dir: str | None  # the default set's cache directory (None for an explicit --dataset)
+    data_dir: str | None  # a synthetic set's cache directory (None for other sources)
     smoke_test: bool
     epochs: int
     seeds: list[int] | None
@@ -69,7 +70,7 @@ class ExperimentMeta:
     argv: list[str] = field(default_factory=list)
     created_at: str = ""
     finished_at: str | None = None
-    version: int = META_VERSION
+    version: int | None = META_VERSION  # None: a version 1 file
 
     def identity(self) -> dict[str, Any]:
         """The fields that define the experiment's numbers."""
@@ -84,6 +85,9 @@ class ExperimentMeta:
         for name in known - set(values):
             values.setdefault(name, None)
         values["argv"] = values["argv"] or []
+        if values["version"] is None and values["dataset"] is None:
+            # Version 1 wrote null for the default synthetic set, which was balanced then.
+            values["dataset"] = "synthetic:balanced"
         return cls(**values)
 
 
@@ -139,9 +143,7 @@ def _shown(key: str, value: Any) -> str:
     if key == "data_fingerprint":
         return f"data fingerprint {str(value)[:12]}"
     if value is None:
-        return {"dataset": "the default synthetic set", "replicate": "no --replicate"}.get(
-            key, "the default"
-        )
+        return {"replicate": "no --replicate"}.get(key, "the default")
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
@@ -155,11 +157,11 @@ def differences(stored: ExperimentMeta, wanted: ExperimentMeta) -> list[str]:
     old, new = stored.identity(), wanted.identity()
     out = []
     for key, option in IDENTITY.items():
-        if old[key] is None and key in ("data_fingerprint", "epochs", "cpus_per_trial"):
-            continue  # not recorded by META_VERSION 1
+        if stored.version is None and key not in VERSION_1_FIELDS:
+            continue  # not recorded by version 1
         if old[key] != new[key]:
             if key == "data_fingerprint" and old["dataset"] == new["dataset"]:
-                where = new["dataset"] or "the default synthetic set"
+                where = new["dataset"]
                 out.append(f"{option}: the data at {where} changed since this experiment was made")
             elif key != "data_fingerprint" or old["dataset"] == new["dataset"]:
                 out.append(

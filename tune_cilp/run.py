@@ -25,7 +25,7 @@ from search_spaces import (
     list_spaces,
 )
 from tune_cilp import graceful_stop
-from tune_cilp.data import CilpArrays, default_data_dir, load_arrays
+from tune_cilp.data import DEFAULT_SOURCE, CilpArrays, default_data_dir, is_synthetic, load_arrays
 from tune_cilp.driver_lock import hold_experiment
 from tune_cilp.errors import UserError, run_cli
 from tune_cilp.experiment_meta import (
@@ -175,15 +175,16 @@ def main(argv: Sequence[str] | None = None, trainable: Callable[..., None] = tra
     local = not is_uri(args.storage_path)
     storage = str(local_storage(args.storage_path)) if local else args.storage_path
     experiment = f"{storage.rstrip('/')}/{args.name}"
-    data = load_arrays(args.dataset, data_dir=args.data_dir)
+    dataset = args.dataset or DEFAULT_SOURCE
+    data = load_arrays(dataset, data_dir=args.data_dir)
     if args.smoke_test:
         data = smoke_subset(data)
     args.wandb = resolve_mode(args.wandb)
     meta = ExperimentMeta(
         space=space.name,
-        dataset=args.dataset,
+        dataset=dataset,
         data_fingerprint=fingerprint(data),
-        data_dir=str(default_data_dir(args.data_dir).resolve()) if args.dataset is None else None,
+        data_dir=str(default_data_dir(args.data_dir).resolve()) if is_synthetic(dataset) else None,
         smoke_test=args.smoke_test,
         epochs=epochs,
         seeds=seeds,

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tune_cilp.data.arrays import CilpArrays
+from tune_cilp.data.constants import DEFAULT_SEED
 from tune_cilp.errors import UserError
 from tune_cilp.metrics import binary_metrics
 from tune_cilp.models import DOWNSAMPLES, ModelConfig, build_model, list_variants
@@ -64,7 +65,7 @@ class TrainConfig:
     eta_min: float = 1e-6
     weight_decay: float = 0.0
     pos_weight: float | None = None
-    seed: int = 51
+    seed: int = DEFAULT_SEED
     precision: str = "auto"
     channels_last: bool | None = None
 

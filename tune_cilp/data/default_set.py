@@ -33,6 +33,14 @@ DEFAULT_SCENES = 1074  # the seed notebook's 1,074 groups
 SYNTHETIC_SETS: dict[str, float] = {"seed": 0.07, "balanced": DEFAULT_SPHERE_FRACTION}
 DEFAULT_SET = "seed"
 SYNTHETIC_PREFIX = "synthetic:"  # --dataset synthetic:NAME
+DEFAULT_SOURCE = SYNTHETIC_PREFIX + DEFAULT_SET  # what --dataset means when it is not given
+
+
+def is_synthetic(source: str | None) -> bool:
+    """Whether `source` names a built-in synthetic set (None: the default one)."""
+    return source is None or str(source).startswith(SYNTHETIC_PREFIX)
+
+
 CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
 ARRAY_FIELDS = tuple(f.name for f in dataclasses.fields(CilpArrays))
 

@@ -1,0 +1,98 @@
+"""``--replicate EXPERIMENT``: the best configurations of a finished (or partial) experiment,
+re-run across seeds as a new experiment.
+
+A search (``--space hpo``) finds a good configuration on one seed; whether it is really better
+takes several seeds. This picks, from the source experiment's finished trials, the best
+configuration (by min validation loss) of each fusion variant × downsampling, or the top k
+overall, and turns them into a search space whose trials are exactly those configurations ×
+the seeds (Tune's BasicVariantGenerator with preset points).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ray import tune
+from ray.tune.search import BasicVariantGenerator
+
+from search_spaces import SearchSpace
+from tune_cilp.errors import UserError
+from tune_cilp.metrics import SELECT
+from tune_cilp.models import variant_name
+from tune_cilp.train import TrainConfig
+
+NAME_KEYS = ("variant", "downsample")
+SPACE_NAME = "replicate"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A configuration chosen from the source: its trial and its min validation loss there."""
+
+    trial_id: str
+    config: dict[str, Any]  # TrainConfig fields without the seed
+    val_loss: float
+
+
+def pick_configs(experiment_path: str, top_k: int | None = None) -> list[Pick]:
+    """The best finished trial's configuration per variant × downsampling (or the top_k best
+    overall), best first; UserError when the source has nothing to replicate."""
+    from analysis import load_experiment, trial_results  # the analysis is only needed here
+
+    experiment = load_experiment(experiment_path)
+    finished = [r for r in trial_results(experiment) if r.status == "TERMINATED"]
+    if not finished:
+        raise UserError(f"--replicate {experiment_path}: no finished trial to replicate")
+    missing = [k for k in NAME_KEYS if any(k not in r.config for r in finished)]
+    if missing:
+        raise UserError(
+            f"--replicate {experiment_path}: its trial configs have no {', '.join(missing)} "
+            "(not a fusion experiment of python -m tune_cilp.run)"
+        )
+    ranked = sorted(finished, key=lambda r: (r.metrics[SELECT], r.trial_id))
+    if top_k is None:
+        best: dict[tuple, Any] = {}
+        for r in ranked:
+            best.setdefault(tuple(r.config[k] for k in NAME_KEYS), r)
+        ranked = list(best.values())
+    picks, seen = [], set()
+    for r in ranked:
+        config = TrainConfig.from_dict(r.config).to_dict()  # complete, and still valid today
+        config.pop("seed")
+        key = repr(sorted(config.items()))
+        if key not in seen:
+            seen.add(key)
+            picks.append(Pick(r.trial_id, config, r.metrics[SELECT]))
+    return picks[:top_k] if top_k is not None else picks
+
+
+def replicate_space(
+    source: str, picks: Sequence[Pick], seeds: Sequence[int], overrides: dict[str, Any]
+) -> SearchSpace:
+    """A search space whose trials are exactly the picks × seeds, with `overrides` (e.g. the
+    run's --epochs, --precision) applied to every pick."""
+    if len(seeds) < 2:
+        raise UserError(
+            "--replicate: needs --seeds with at least two seeds (e.g. --seeds 51,52,53)"
+        )
+    points = [{**p.config, **overrides, "seed": seed} for p in picks for seed in seeds]
+    params: dict[str, Any] = {}
+    for key in points[0]:
+        values = []
+        for point in points:
+            if point[key] not in values:
+                values.append(point[key])
+        # A key that varies is a choice, so Tune takes each preset value as valid.
+        params[key] = values[0] if len(values) == 1 else tune.choice(values)
+    names = ", ".join(variant_name(p.config) for p in picks)
+    return SearchSpace(
+        name=SPACE_NAME,
+        description=f"the best configurations of {source} ({names}) across seeds",
+        param_space=params,
+        num_samples=len(points),
+        epochs=max(point["epochs"] for point in points),
+        make_search_alg=lambda: BasicVariantGenerator(points_to_evaluate=[dict(p) for p in points]),
+        grid_seeds=False,
+    )
