@@ -12,9 +12,11 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, and notebooks keep theirs
 from matplotlib.ticker import MaxNLocator
 
+from analysis.ranking import Ranking, interval, rank_variants
 from analysis.stats import VariantSummary
 from tune_cilp.atomic import atomic_output
 from tune_cilp.errors import UserError
@@ -52,21 +54,57 @@ def _save(fig: Figure, out_dir: str, name: str) -> str:
     return path
 
 
+def colours(n: int) -> list:
+    """n distinct colours: matplotlib's default cycle up to 10, tab20 up to 20, then a colormap."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    cmap = colormaps["tab20" if n <= 20 else "turbo"]
+    return [cmap(i / max(n - 1, 1)) if n > 20 else cmap(i) for i in range(n)]
+
+
 def plot_curves(variants: Sequence[VariantSummary]) -> Figure:
-    """Validation loss and accuracy per epoch, one line per variant with a min-max seed band."""
-    fig = Figure(figsize=(11, 4), layout="constrained")
+    """Validation loss and accuracy per epoch, one line (and colour) per variant with a min-max
+    seed band."""
+    fig = Figure(figsize=(11, 4 if len(variants) <= 4 else 5.5), layout="constrained")
     axes = fig.subplots(1, len(CURVES))
+    palette = colours(len(variants))
     for ax, curve in zip(axes, CURVES, strict=True):
         metric, title = curve.key, f"{curve.label} (validation)"
-        for v in variants:
+        for v, colour in zip(variants, palette, strict=True):
             epochs, mean, low, high = epoch_band(v, metric)
-            (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=f"{v.name} (n={len(v.trials)})")
-            ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+            label = f"{v.name} (n={len(v.trials)})"
+            ax.plot(epochs, mean, marker="o", ms=3, label=label, color=colour)
+            ax.fill_between(epochs, low, high, color=colour, alpha=0.15)
         ax.set(title=title, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    if len(variants) <= 4:
+        axes[0].legend(fontsize=8)
+    else:  # many variants: one legend below both panels
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4,
+                   fontsize=8)  # fmt: skip
     fig.suptitle("Mean across seeds; band = min to max")
+    return fig
+
+
+def plot_ranking(ranking: Ranking) -> Figure:
+    """Mean min validation loss per variant with its 95 % CI across seeds, best at the top;
+    the best one's interval shaded across the plot, so overlaps are visible at a glance."""
+    rows = ranking.rows
+    fig = Figure(figsize=(8, 1.2 + 0.4 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1]
+    intervals = [interval(r.variant.values(ranking.metric)) for r in rows]
+    means = [iv.mean for iv in intervals]
+    errors = [0.0 if math.isnan(iv.half_width) else iv.half_width for iv in intervals]
+    ax.errorbar(means, y, xerr=errors, fmt="o", capsize=4, color="C0")
+    best = intervals[0]
+    if not math.isnan(best.half_width):
+        ax.axvspan(best.mean - best.half_width, best.mean + best.half_width, alpha=0.15)
+    ax.set_yticks(y, [f"{r.variant.name} (n={len(r.variant.trials)})" for r in rows])
+    ax.set(xlabel=f"{TRIAL_METRICS[ranking.metric].label} (min over epochs)")
+    ax.grid(alpha=0.3, axis="x")
+    fig.suptitle("Ranking: mean with 95 % CI across seeds (shaded: the best's CI)")
     return fig
 
 
@@ -76,12 +114,14 @@ def plot_final(variants: Sequence[VariantSummary]) -> Figure:
     ax_q, ax_l = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / len(variants)
     x = np.arange(len(FINAL))
+    palette = colours(len(variants))
     for i, v in enumerate(variants):
         means = [v.metrics[m.key].mean for m in FINAL]
         stds = [np.nan_to_num(v.metrics[m.key].std) for m in FINAL]
-        ax_q.bar(x + i * width, means, width, yerr=stds, capsize=3, label=v.name, color=f"C{i}")
+        colour = palette[i]
+        ax_q.bar(x + i * width, means, width, yerr=stds, capsize=3, label=v.name, color=colour)
         loss = v.metrics["val_loss"]
-        ax_l.bar(i, loss.mean, yerr=np.nan_to_num(loss.std), capsize=3, color=f"C{i}")
+        ax_l.bar(i, loss.mean, yerr=np.nan_to_num(loss.std), capsize=3, color=colour)
     ax_q.set_xticks(x + width * (len(variants) - 1) / 2, [m.label for m in FINAL])
     ax_q.set(ylim=(0, 1.05), title="Validation metrics at the best epoch")
     ax_q.legend(fontsize=8)
@@ -92,7 +132,8 @@ def plot_final(variants: Sequence[VariantSummary]) -> Figure:
 
 
 def write_plots(variants: Sequence[VariantSummary], out_dir: str) -> list[str]:
-    """Write curves.png and final_metrics.png into `out_dir` (created if missing); their paths."""
+    """Write curves.png and final_metrics.png (and for more than two variants ranking.png) into
+    `out_dir` (created if missing); their paths."""
     if not variants:
         raise UserError("--plots: no trial has reported results yet, nothing to plot")
     out_dir = os.path.abspath(os.path.expanduser(out_dir))
@@ -100,7 +141,10 @@ def write_plots(variants: Sequence[VariantSummary], out_dir: str) -> list[str]:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--plots {out_dir}: cannot create directory ({exc.strerror})") from exc
-    return [
+    paths = [
         _save(plot_curves(variants), out_dir, "curves.png"),
         _save(plot_final(variants), out_dir, "final_metrics.png"),
     ]
+    if len(variants) > 2:
+        paths.append(_save(plot_ranking(rank_variants(variants)), out_dir, "ranking.png"))
+    return paths

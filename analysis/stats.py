@@ -33,6 +33,7 @@ class TrialResult:
     metrics: dict[str, float]  # keys of tune_cilp.metrics.TRIAL
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)
     checkpoint: Any = field(default=None, repr=False)
+    majority_rate: float = math.nan  # of its validation split (reported by the trial)
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ def summarize_trial(
         metrics=metrics,
         history=[dict(r) for r in history],
         checkpoint=checkpoint,
+        majority_rate=float(row.get("val_majority_rate", math.nan)),
     )
 
 

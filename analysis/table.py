@@ -14,6 +14,7 @@ from typing import Any
 from tabulate import tabulate, tabulate_formats
 
 from analysis.experiment import Experiment, TrialRecord, trial_results
+from analysis.ranking import Ranking, interval, rank_variants, ranking_notes, ranking_table
 from analysis.stats import (
     Comparison,
     Summary,
@@ -39,6 +40,7 @@ ROWS: tuple[Metric, ...] = tuple(
         "val_f1",
     )
 )
+MAJORITY_BALANCED = 0.6  # at or below, with majority-rate accuracy: "mostly the majority"
 FOOTER = (
     "Validation Loss: minimum over epochs; Accuracy, Balanced Accuracy and F1 (spheres positive): "
     "validation set at that epoch; Training Time: sum of epoch times. "
@@ -54,6 +56,7 @@ class ComparisonTable:
     comparisons: dict[str, Comparison] = field(default_factory=dict)  # metric -> b - a
     notes: list[str] = field(default_factory=list)
     verdict: str = ""
+    ranking: Ranking | None = None  # more than two variants
 
     @property
     def headers(self) -> list[str]:
@@ -93,9 +96,14 @@ def _difference_cell(c: Comparison, spec: str) -> str:
 def comparison_table(
     variants: list[VariantSummary], notes: list[str] | None = None
 ) -> ComparisonTable:
-    """Build the table; with exactly two variants add the Difference column and the verdict."""
+    """Build the table: with exactly two variants the Difference column and the verdict, with
+    more a ranking against the best; notes for variants that predict mostly the majority class."""
     table = ComparisonTable(list(variants), notes=list(notes or []))
-    if len(variants) == 2:
+    table.notes += majority_class_notes(variants)
+    if len(variants) > 2:
+        table.ranking = rank_variants(variants)
+        table.verdict = table.ranking.verdict()
+    elif len(variants) == 2:
         a, b = variants
         table.comparisons = {m.key: compare(a.values(m.key), b.values(m.key)) for m in ROWS}
         table.verdict = verdict(a, b)
@@ -104,6 +112,22 @@ def comparison_table(
             "from Welch's t-test across seeds (shown only when both sides have 2+ seeds)."
         )
     return table
+
+
+def majority_class_notes(variants: list[VariantSummary]) -> list[str]:
+    """A note per variant whose balanced accuracy is <= MAJORITY_BALANCED while its accuracy
+    reaches the validation split's majority-class rate: it mostly predicts that class."""
+    notes = []
+    for v in variants:
+        rates = [t.majority_rate for t in v.trials if not math.isnan(t.majority_rate)]
+        acc = v.metrics["val_accuracy"].mean
+        balanced = v.metrics["val_balanced_accuracy"].mean
+        if rates and balanced <= MAJORITY_BALANCED and acc >= min(rates) - 1e-9:
+            notes.append(
+                f"{v.name} predicts mostly the majority class: balanced accuracy "
+                f"{balanced:.2f} at {acc:.2f} accuracy, majority rate {min(rates):.2f}"
+            )
+    return notes
 
 
 def experiment_table(experiment: Experiment) -> ComparisonTable:
@@ -168,6 +192,11 @@ def format_table(table: ComparisonTable, fmt: str = "grid") -> str:
     if not table.variants:
         # The notes say why: not reported yet, failed, damaged result files.
         text, notes = "no trial has a validation loss to show yet", table.notes
+    elif table.ranking is not None:
+        headers, rows = ranking_table(table.ranking)
+        text = tabulate(rows, headers=headers, tablefmt=check_format(fmt), disable_numparse=True)
+        *legend, verdict_line = ranking_notes(table.ranking)
+        notes = [*legend, *table.notes, verdict_line]
     else:
         # disable_numparse: keep our number formats ("0.500", not tabulate's "0.5")
         text = tabulate(
@@ -231,7 +260,24 @@ def to_json_dict(table: ComparisonTable, experiment_path: str = "") -> dict[str,
             "comparison": {m: asdict(c) for m, c in table.comparisons.items()},
             "test": "Welch's t-test, two-sided, 95% CI of the difference"
             if table.comparisons
+            else "Welch's t-test against the best, Holm-corrected"
+            if table.ranking is not None
             else None,
+            "ranking": None
+            if table.ranking is None
+            else [
+                {
+                    "rank": place,
+                    "name": r.variant.name,
+                    "mean": r.variant.metrics[table.ranking.metric].mean,
+                    "ci_half_width": interval(r.variant.values(table.ranking.metric)).half_width,
+                    "difference_vs_best": None if r.vs_best is None else r.vs_best.difference,
+                    "p_welch": None if r.vs_best is None else r.vs_best.p_value,
+                    "p_holm": r.p_holm,
+                    "p_improvement": r.p_improvement,
+                }
+                for place, r in enumerate(table.ranking.rows, start=1)
+            ],
             "verdict": table.verdict or None,
             "notes": table.notes,
         }

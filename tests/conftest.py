@@ -23,6 +23,7 @@ os.environ["TUNE_CILP_DATA_DIR"] = str(_PRIVATE / "data")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import pytest  # noqa: E402
+from processes import saved_environ  # noqa: E402
 
 from tune_cilp.data import CilpArrays, generate_raw, load_arrays  # noqa: E402
 
@@ -46,7 +47,17 @@ def tiny_arrays(tiny_raw: Path) -> CilpArrays:
 @pytest.fixture
 def restore_env() -> Iterator[None]:
     """The runner sets W&B and Ray variables in os.environ; later tests must not see them."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+    with saved_environ():
+        yield
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked gpu need CUDA: skipped with the reason on a machine without it."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

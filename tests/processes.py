@@ -10,12 +10,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 300
+
+
+@contextlib.contextmanager
+def saved_environ() -> Iterator[None]:
+    """os.environ as it was, back after the block (the runner sets W&B and Ray variables)."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def run_command(dataset: Path, storage: Path, *extra: str) -> list[str]:
@@ -80,3 +92,20 @@ def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = RUN_
         assert proc.poll() is None, f"the run ended before {what}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def execute_notebook(experiment: Path) -> tuple[str, int]:
+    """Run notebooks/analysis.ipynb on `experiment`: its printed text and how many images."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    with saved_environ():
+        os.environ["TUNE_CILP_EXPERIMENT"] = str(experiment)
+        nb = nbformat.read(ROOT / "notebooks" / "analysis.ipynb", as_version=4)
+        # jupyter_client runs kernel argv "python" as sys.executable: this venv's interpreter.
+        NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+        ).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    text = "".join(o.get("text", "") for o in outputs)
+    return text, sum("image/png" in o.get("data", {}) for o in outputs)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from processes import execute_notebook
 from tune_results import histories
 
 from analysis import (
@@ -435,21 +436,11 @@ def test_fiftyone_source_is_used_in_place(experiment_dir: Path, tmp_path: Path, 
 
 
 def test_notebook_executes(experiment_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nbformat
-    from nbclient import NotebookClient
-
     for key, value in _env().items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("TUNE_CILP_EXPERIMENT", str(experiment_dir))
-    nb = nbformat.read(ROOT / "notebooks" / "analysis.ipynb", as_version=4)
-    # jupyter_client runs kernel argv "python" as sys.executable: this venv's interpreter.
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
-    ).execute()
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
-    text = "".join(o.get("text", "") for o in outputs)
+    text, images = execute_notebook(experiment_dir)
     assert "| Validation Loss" in text and "concat-stride" in text
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
+    assert images == 2
 
 
 # --- statistics on known small inputs ---------------------------------------------------------

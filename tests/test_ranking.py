@@ -17,6 +17,7 @@ from analysis.ranking import (
     ranking_table,
 )
 from analysis.stats import summarize_trial, summarize_variants
+from analysis.table import comparison_table, format_table, majority_class_notes
 
 # Min validation loss per seed (51, 52, 53) of four fusion variants.
 LOSSES = {
@@ -103,3 +104,28 @@ def test_holm_and_improvement_edge_cases() -> None:
     assert holm([0.6, 0.9]) == [1.0, 1.0]  # capped at 1
     assert probability_of_improvement([1.0, 2.0], [1.0, 2.0]) == 0.5  # all ties or mirrored
     assert probability_of_improvement([0.1], [0.2, 0.05]) == 0.5
+
+
+def _trial(name: str, seed: int, accuracy: float, balanced: float, rate: float):
+    row = {"epoch": 1, "val_loss": 0.2, "val_accuracy": accuracy, "epoch_time_s": 1.0}
+    row |= {"val_balanced_accuracy": balanced, "val_f1": 0.0, "val_majority_rate": rate}
+    return summarize_trial(name, {"variant": name, "downsample": "stride", "seed": seed}, [row])
+
+
+def test_majority_class_note_for_an_all_cubes_model_only() -> None:
+    trials = [_trial("concat", s, 0.93, 0.50, 0.93) for s in (1, 2)]  # predicts cubes only
+    trials += [_trial("add", s, 0.99, 0.97, 0.93) for s in (1, 2)]  # a good model
+    trials += [_trial("late", s, 0.80, 0.55, 0.93) for s in (1, 2)]  # bad, but not majority
+    notes = majority_class_notes(summarize_variants(trials))
+    assert notes == [
+        "concat-stride predicts mostly the majority class: balanced accuracy 0.50 at 0.93 "
+        "accuracy, majority rate 0.93"
+    ]
+
+
+def test_more_than_two_variants_print_the_ranking_and_its_verdict() -> None:
+    text = format_table(comparison_table(variants(LOSSES)), "github")
+    header = text.splitlines()[0]
+    assert header.startswith("| Rank") and "Validation Loss" in header and "p (Holm)" in header
+    assert "Verdict: best val_loss: concat-maxpool" in text
+    assert "(Holm-corrected Welch p >= 0.05): add-maxpool" in " ".join(text.split())

@@ -39,6 +39,10 @@ def snapshot(root: Path) -> dict[str, tuple]:
     }
 
 
+def run(cmd: list[str], env: RayEnv) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=env.env, capture_output=True, text=True, timeout=300)
+
+
 def error_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("error:")]
 
@@ -123,7 +127,7 @@ def test_rerun_with_other_settings_refuses_naming_each_difference(
             cmd = run_command(Path(extra[1]), storage, *base)
         else:
             cmd = run_command(data, storage, *args)
-        return subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=180)
+        return run(cmd, ray_env)
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         procs = list(pool.map(rerun, [extra for _, extra, _ in cases]))
@@ -147,13 +151,7 @@ def test_rerun_after_the_data_changed_under_the_same_path_refuses(
     shutil.copy(data / "cubes" / "rgb" / "0001.png", png)
     before = snapshot(storage)
     try:
-        proc = subprocess.run(
-            run_command(data, storage, "--epochs", str(EPOCHS)),
-            env=ray_env.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        proc = run(run_command(data, storage, "--epochs", str(EPOCHS)), ray_env)
     finally:
         png.write_bytes(original)
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -167,13 +165,7 @@ def test_rerun_of_a_finished_experiment_prints_its_table(
 ) -> None:
     storage = two_drivers["experiment"].parent
     before = snapshot(storage)
-    proc = subprocess.run(
-        run_command(data, storage, "--epochs", str(EPOCHS)),
-        env=ray_env.env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = run(run_command(data, storage, "--epochs", str(EPOCHS)), ray_env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "is finished" in proc.stdout and "concat-maxpool" in proc.stdout
     assert "starting trials" not in proc.stdout  # no Ray, no trial
@@ -213,7 +205,7 @@ def test_interrupt_exits_130_and_the_same_command_resumes(
         for name, rows in partial.items():
             assert (experiment / name / f"checkpoint_{len(rows) - 1:06d}").is_dir(), name
 
-    resumed = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=300)
+    resumed = run(cmd, ray_env)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert "resuming experiment" in resumed.stdout
     assert_every_epoch_once(experiment)
@@ -237,7 +229,7 @@ def test_full_disk_stops_with_one_line_and_leaves_no_empty_files(
 ) -> None:
     with tmpfs(tmp_path / "small", "3m") as storage:
         cmd = run_command(data, storage, "--epochs", str(EPOCHS))
-        full = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=300)
+        full = run(cmd, ray_env)
         out = full.stdout + full.stderr
         assert full.returncode == 1, out[-3000:]
         (line,) = error_lines(full.stderr)
@@ -248,7 +240,7 @@ def test_full_disk_stops_with_one_line_and_leaves_no_empty_files(
         assert [p.name for p in empty] in ([], [".validate_storage_marker"]), empty  # Ray's own
 
         subprocess.run(["mount", "-o", "remount,size=600m", str(storage)], check=True)
-        resumed = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=300)
+        resumed = run(cmd, ray_env)
         assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
         assert_every_epoch_once(storage / NAME)
         assert val_losses(storage / NAME) == val_losses(two_drivers["experiment"])
@@ -265,7 +257,7 @@ def test_killed_driver_leaves_no_process_after_the_rerun(
         proc.send_signal(signal.SIGKILL)  # the driver alone, as `kill -9 PID` does
     finally:
         finish(proc, tmp_path / "first.log")
-    resumed = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=300)
+    resumed = run(cmd, ray_env)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     alive = []
     for pid, created in spawned:
@@ -288,13 +280,7 @@ def test_read_only_experiment_directory_is_one_line(
             pytest.skip("cannot bind-mount read-only here (needs root)")
     try:
         before = snapshot(copy)
-        proc = subprocess.run(
-            run_command(data, copy.parent, "--epochs", str(EPOCHS)),
-            env=ray_env.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        proc = run(run_command(data, copy.parent, "--epochs", str(EPOCHS)), ray_env)
     finally:
         subprocess.run(["umount", str(copy)], check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from processes import saved_environ
 from tune_results import histories
 
 from tune_cilp.data import CilpArrays
@@ -42,17 +43,15 @@ def run_args(tiny_raw: Path, storage: Path, *extra: str) -> list[str]:
 def seed_ablation(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One 2-epoch seed-ablation run (W&B offline); its experiment path and printed output."""
     storage = tmp_path_factory.mktemp("results")
-    saved = dict(os.environ)
-    os.environ["WANDB_API_KEY"] = FAKE_KEY  # offline runs must not carry it anywhere
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = main(run_args(tiny_raw, storage, "--epochs", "2"))
-    finally:
-        ray.shutdown()
-        os.environ.clear()
-        os.environ.update(saved)
+    with saved_environ():
+        os.environ["WANDB_API_KEY"] = FAKE_KEY  # offline runs must not carry it anywhere
+        ray.init(num_cpus=2, include_dashboard=False)
+        try:
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                code = main(run_args(tiny_raw, storage, "--epochs", "2"))
+        finally:
+            ray.shutdown()
     assert code == 0, out.getvalue()
     return storage / "seed-ablation", out.getvalue()
 

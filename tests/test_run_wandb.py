@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,9 @@ from tune_cilp.wandb_setup import PROJECT, resolve_mode, wandb_env, wandb_init_k
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    saved = dict(os.environ)
+def clean_env(restore_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc from `wandb login`
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def test_online_without_a_key_falls_back_to_offline(

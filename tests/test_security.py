@@ -3,13 +3,8 @@ file, and the Ray dashboard of a local run listens on loopback only."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +12,8 @@ from typing import Any
 import psutil
 import pytest
 import torch
+from payloads import MkdirOnLoad
+from processes import RayEnv, finish, run_command, start, wait_for
 
 from tune_cilp.checkpoint import load_checkpoint
 from tune_cilp.errors import UserError
@@ -29,23 +26,12 @@ SECRETS = (FAKE_WANDB_KEY.encode(), FAKE_AWS_SECRET.encode())
 STATE_KEYS = {"config", "model", "best_model", "optimizer", "scheduler", "rng", "epoch"}
 
 
-class MkdirOnLoad:
-    """Pickles to a call of os.mkdir: loading it unsafely would create a directory."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-
-    def __reduce__(self) -> tuple:
-        return (os.mkdir, (self.path,))
-
-
-def dashboard_sockets(ray_tmp: str) -> tuple[list[list[str]], list[tuple[str, int]]]:
+def dashboard_sockets(env: RayEnv) -> tuple[list[list[str]], list[tuple[str, int]]]:
     """Command lines of the run's dashboard processes and the addresses they listen on."""
     dashboards = [
         proc
-        for proc in psutil.process_iter(["cmdline"])
-        if any(ray_tmp in arg for arg in proc.info["cmdline"] or ())
-        and any(arg.endswith("dashboard/dashboard.py") for arg in proc.info["cmdline"])
+        for proc in env.leftovers()
+        if any(arg.endswith("dashboard/dashboard.py") for arg in proc.info["cmdline"])
     ]
     pids = {proc.pid for proc in dashboards}
     listening = [
@@ -65,51 +51,29 @@ def secret_run(
     root = tmp_path_factory.mktemp("secret_run")
     home = root / "home"
     home.mkdir()
-    ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths live here
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "WANDB_MODE")}
-    env.update(
-        HOME=str(home),
-        RAY_TMPDIR=ray_tmp,
-        WANDB_API_KEY=FAKE_WANDB_KEY,
-        AWS_SECRET_ACCESS_KEY=FAKE_AWS_SECRET,
-    )
+    secrets = {"WANDB_API_KEY": FAKE_WANDB_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_AWS_SECRET}
+    env = RayEnv(HOME=str(home), **secrets)
+    env.env.pop("WANDB_MODE", None)
     storage = root / "results"
-    cmd = [sys.executable, "-m", "tune_cilp.run", "--dataset", str(tiny_raw)]
-    cmd += ["--storage-path", str(storage), "--epochs", "2", "--wandb", "offline"]
-    log = root / "run.log"
-    with open(log, "w") as out:
-        run = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    cmd = run_command(tiny_raw, storage, "--epochs", "2", "--wandb", "offline")  # the last wins
     experiment = storage / "seed-ablation"
-    sampled: tuple[list[list[str]], list[tuple[str, int]]] = ([], [])
+    run = start(cmd, env, root / "run.log")
     try:
-        deadline = time.monotonic() + 300
         # Sample once the trials run (Ray and its dashboard are up by then).
-        while run.poll() is None and time.monotonic() < deadline:
-            if list(experiment.glob("*/result.json")):
-                sampled = dashboard_sockets(ray_tmp)
-                break
-            time.sleep(0.2)
-        run.wait(timeout=max(1.0, deadline - time.monotonic()))
+        wait_for(lambda: list(experiment.glob("*/result.json")), run, "the first result")
+        sampled = dashboard_sockets(env)
     finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-    output = log.read_text()
+        output = finish(run, root / "run.log")
     assert run.returncode == 0, output[-3000:]
     yield {
         "experiment": experiment,
         "home": home,
-        "ray_tmp": Path(ray_tmp),
+        "ray_tmp": Path(env.tmp),
         "dashboards": sampled[0],
         "listening": sampled[1],
         "output": output,
     }
-    for proc in psutil.process_iter(["cmdline"]):  # anything of this run's Ray still running
-        if any(ray_tmp in arg for arg in proc.info["cmdline"] or ()):
-            proc.kill()
-    shutil.rmtree(ray_tmp, ignore_errors=True)
+    env.close()
 
 
 def test_checkpoints_the_tool_writes_load_with_weights_only(secret_run: dict[str, Any]) -> None:

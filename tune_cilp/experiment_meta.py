@@ -48,6 +48,7 @@ IDENTITY: dict[str, str] = {
     "cpus_per_trial": "--cpus-per-trial",
     "gpus_per_trial": "--gpus-per-trial",
     "replicate": "--replicate",
+    "top_k": "--top-k",
 }
 
 
@@ -67,6 +68,8 @@ class ExperimentMeta:
     cpus_per_trial: float
     gpus_per_trial: float | None
     replicate: str | None = None  # experiment whose best configurations this one re-runs
+    top_k: int | None = None  # with replicate: the k best overall, else the best per variant
+    picks: list[dict[str, Any]] = field(default_factory=list)  # replicate's source trials
     argv: list[str] = field(default_factory=list)
     created_at: str = ""
     finished_at: str | None = None
@@ -85,6 +88,7 @@ class ExperimentMeta:
         for name in known - set(values):
             values.setdefault(name, None)
         values["argv"] = values["argv"] or []
+        values["picks"] = values["picks"] or []
         if values["version"] is None and values["dataset"] is None:
             # Version 1 wrote null for the default synthetic set, which was balanced then.
             values["dataset"] = "synthetic:balanced"

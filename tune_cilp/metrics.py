@@ -51,6 +51,7 @@ TRIAL_INFO: tuple[str, ...] = (
     "threads",
     "gpu_fraction",
     "variant_name",
+    "val_majority_rate",
 )
 # Measured by the trainable around the Trainer, reported every epoch.
 PROCESS: tuple[Metric, ...] = (Metric("peak_memory_mb", "Peak Memory (MiB)", ".0f", "min"),)
@@ -75,6 +76,12 @@ STATUS_COLUMNS: dict[str, str] = {
     ("training_iteration" if m.key == "epoch" else m.key): m.column for m in EPOCH if m.column
 }
 TRIAL_METRICS: dict[str, Metric] = {m.key: m for m in TRIAL}
+
+
+def majority_rate(labels: np.ndarray) -> float:
+    """The share of the most frequent class: the accuracy of always predicting it."""
+    positive = float(np.mean(np.asarray(labels) == 1)) if len(labels) else 0.0
+    return max(positive, 1.0 - positive)
 
 
 def binary_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:

@@ -40,6 +40,7 @@ from tune_cilp.experiment_meta import (
 from tune_cilp.graceful_stop import remove_empty_records, storage_message
 from tune_cilp.metrics import STATUS_COLUMNS
 from tune_cilp.ray_session import forget_session, reap_dead_session, start_ray
+from tune_cilp.replicate import Pick, pick_configs, replicate_space
 from tune_cilp.run_args import (
     build_parser,
     check_address,
@@ -143,6 +144,27 @@ def trial_resources(args: Any) -> dict[str, float]:
     return {"cpu": args.cpus_per_trial, "gpu": gpus}
 
 
+def replicated_space(args: Any, seeds: list[int] | None) -> tuple[SearchSpace, list[Pick]]:
+    """--replicate: the source's best configurations x --seeds as a search space, and the picks
+    (recorded in tune_cilp.json: where the configurations came from)."""
+    if args.space:
+        raise UserError("--replicate and --space: choose one (the source decides the configs)")
+    if not seeds or len(seeds) < 2:
+        raise UserError("--replicate: needs --seeds with at least two seeds (e.g. 51,52,53)")
+    if not is_uri(args.replicate):
+        args.replicate = str(Path(args.replicate).expanduser().resolve())
+    picks = pick_configs(args.replicate, args.top_k)
+    overrides: dict[str, Any] = {}
+    if args.epochs or args.smoke_test:
+        overrides["epochs"] = args.epochs or 1
+    if args.precision:
+        overrides["precision"] = args.precision
+    space = replicate_space(args.replicate, picks, seeds, overrides)
+    if args.name is None:
+        args.name = f"{Path(args.replicate.rstrip('/')).name}-{space.name}"
+    return space, picks
+
+
 def num_samples(args: Any, space: SearchSpace) -> int:
     """Tune's num_samples: --num-samples, else the space's (at most 2 in a smoke test)."""
     if args.num_samples:
@@ -164,12 +186,18 @@ def main(argv: Sequence[str] | None = None, trainable: Callable[..., None] = tra
         return 0
 
     # Every check before anything starts.
-    space = get_space(args.space or DEFAULT_SPACE)
     check_numbers(args)
-    args.name = args.name or space.name
-    epochs = args.epochs or (1 if args.smoke_test else space.epochs)
     seeds = parse_seeds(args.seeds)
-    params = param_space(space, epochs, seeds, args.precision)
+    if args.replicate:
+        space, picks = replicated_space(args, seeds)
+        params = param_space(space, space.epochs, None, args.precision)
+    else:
+        if args.top_k is not None:
+            raise UserError("--top-k: only with --replicate")
+        space, picks = get_space(args.space or DEFAULT_SPACE), []
+        epochs = args.epochs or (1 if args.smoke_test else space.epochs)
+        params = param_space(space, epochs, seeds, args.precision)
+    args.name = args.name or space.name
     check_param_space(space.name, params)
     check_address(args.address)
     local = not is_uri(args.storage_path)
@@ -186,12 +214,15 @@ def main(argv: Sequence[str] | None = None, trainable: Callable[..., None] = tra
         data_fingerprint=fingerprint(data),
         data_dir=str(default_data_dir(args.data_dir).resolve()) if is_synthetic(dataset) else None,
         smoke_test=args.smoke_test,
-        epochs=epochs,
+        epochs=params["epochs"],
         seeds=seeds,
         num_samples=num_samples(args, space),
         precision=args.precision,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
+        replicate=args.replicate,
+        top_k=args.top_k,
+        picks=[{"trial_id": p.trial_id, "val_loss": p.val_loss, "config": p.config} for p in picks],
         argv=list(sys.argv[1:] if argv is None else argv),
         created_at=now(),
     )

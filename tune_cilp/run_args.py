@@ -27,7 +27,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="epochs per trial (space default)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 51,52,53")
     p.add_argument("--num-samples", type=int, default=None, help="Tune num_samples")
-    p.add_argument("--dataset", default=None, help="FiftyOne dataset name or data directory")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="a raw or FiftyOne export directory, a FiftyOne dataset name, or a built-in set: "
+        "synthetic:seed (the default: the seed's 999 cubes / 75 spheres) or synthetic:balanced",
+    )
     p.add_argument("--data-dir", default=None, help="cache directory of the default data")
     p.add_argument("--storage-path", default=DEFAULT_STORAGE, help="local path or URI (s3://..)")
     p.add_argument("--name", default=None, help="experiment name (default: the space name)")
@@ -43,6 +48,14 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--wandb", choices=["offline", "online", "disabled"], default="offline")
     p.add_argument("--smoke-test", action="store_true", help="a few samples, one epoch")
+    p.add_argument(
+        "--replicate",
+        metavar="EXPERIMENT",
+        default=None,
+        help="re-run EXPERIMENT's best configuration of each variant x downsampling (or the "
+        "--top-k best) once per --seeds seed, as a new experiment",
+    )
+    p.add_argument("--top-k", type=int, default=None, help="with --replicate: the k best overall")
     return p
 
 
@@ -63,6 +76,8 @@ def check_numbers(args: argparse.Namespace) -> None:
     """Range checks on the numeric arguments."""
     if args.epochs is not None and not 1 <= args.epochs <= MAX_EPOCHS:
         raise UserError(f"--epochs: must be between 1 and {MAX_EPOCHS:,}, got {args.epochs}")
+    if args.top_k is not None and args.top_k < 1:
+        raise UserError(f"--top-k: must be at least 1, got {args.top_k}")
     if args.num_samples is not None and args.num_samples < 1:
         raise UserError(f"--num-samples: must be at least 1, got {args.num_samples}")
     if args.gpus_per_trial is not None and not 0.0 <= args.gpus_per_trial <= 1.0:

@@ -16,6 +16,7 @@ from ray.air.integrations.wandb import setup_wandb
 
 from tune_cilp.checkpoint import load_checkpoint, save_checkpoint
 from tune_cilp.data import CilpArrays
+from tune_cilp.metrics import majority_rate
 from tune_cilp.models import variant_name
 from tune_cilp.peak_memory import peak_mb, reset_peak
 from tune_cilp.train import TrainConfig, Trainer, configure_process
@@ -58,6 +59,7 @@ def train_cilp(
         "threads": threads,
         "gpu_fraction": gpu_fraction,
         "variant_name": variant_name(config),
+        "val_majority_rate": majority_rate(data.labels[~data.is_train]),
     }
     # W&B gets the trial config (+ the run's constants) once and the numeric metrics per epoch.
     run = _start_wandb({**config, **static}, wandb_kwargs) if wandb_kwargs else None
