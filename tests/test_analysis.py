@@ -86,11 +86,13 @@ def _own_results(experiment_dir: Path) -> dict[tuple[str, int], list[dict]]:
 # --- the real experiment ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_runner_prints_the_table(run_output: tuple[Path, str]) -> None:
     _, stdout = run_output
     assert "Validation Loss" in stdout and "Verdict: " in stdout
 
 
+@pytest.mark.slow
 def test_table_has_every_row_and_column(experiment_dir: Path) -> None:
     table = experiment_table(load_experiment(experiment_dir))
     assert table.headers == ["Metric", *VARIANTS, "Difference"]
@@ -104,6 +106,7 @@ def test_table_has_every_row_and_column(experiment_dir: Path) -> None:
     assert "(n=3 vs 3)" in text
 
 
+@pytest.mark.slow
 def test_numbers_equal_best_epochs_of_trials(experiment_dir: Path) -> None:
     own = _own_results(experiment_dir)
     assert sorted(own) == sorted((v, s) for v in VARIANTS for s in SEEDS)
@@ -135,6 +138,7 @@ def test_numbers_equal_best_epochs_of_trials(experiment_dir: Path) -> None:
     assert cell.startswith(format(table.variants[0].metrics["val_loss"].mean, ".4g"))
 
 
+@pytest.mark.slow
 def test_works_after_moving_the_directory(experiment_dir: Path, tmp_path: Path) -> None:
     moved = tmp_path / "elsewhere" / "renamed"
     shutil.copytree(experiment_dir, moved)
@@ -148,6 +152,7 @@ def test_works_after_moving_the_directory(experiment_dir: Path, tmp_path: Path) 
         assert (Path(trial.checkpoint.path) / "state.pt").is_file()
 
 
+@pytest.mark.slow
 def test_partial_results_of_unfinished_trials(experiment_dir: Path, tmp_path: Path) -> None:
     # A copy in which one trial has reported only its first epoch so far.
     partial = tmp_path / "partial"
@@ -273,6 +278,7 @@ def _trial_name(rows: list[dict]) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.parametrize("case", DAMAGE_CASES)
 def test_damaged_result_files_are_recovered_and_noted(
     experiment_dir: Path, tmp_path: Path, case: str
@@ -333,6 +339,7 @@ def test_cli_reads_a_crashed_experiment(experiment_dir: Path, tmp_path: Path) ->
     assert _checksums(tmp_path / "crashed") == before
 
 
+@pytest.mark.slow
 def test_cli_writes_table_files_and_plots(experiment_dir: Path, tmp_path: Path, capsys) -> None:
     from PIL import Image
 
@@ -377,6 +384,7 @@ def test_cli_writes_table_files_and_plots(experiment_dir: Path, tmp_path: Path, 
         (["{exp}", "--csv", "{missing}/t.csv"], "does not exist"),
     ],
 )
+@pytest.mark.slow
 def test_cli_errors_are_one_line(experiment_dir, tmp_path, capsys, argv, message) -> None:
     paths = {"missing": tmp_path / "missing", "empty": tmp_path, "exp": experiment_dir}
     with pytest.raises(SystemExit) as exit_info:
@@ -386,6 +394,7 @@ def test_cli_errors_are_one_line(experiment_dir, tmp_path, capsys, argv, message
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_predictions_land_on_fiftyone_samples(experiment_dir: Path, capsys) -> None:
     from fiftyone import ViewField as F
 
@@ -416,6 +425,7 @@ def test_predictions_land_on_fiftyone_samples(experiment_dir: Path, capsys) -> N
     assert len(fo.load_dataset("x").select_group_slices("rgb")) == 48
 
 
+@pytest.mark.slow
 def test_fiftyone_source_is_used_in_place(experiment_dir: Path, tmp_path: Path, capsys) -> None:
     from analysis.review import prepare_dataset, to_fiftyone
     from tune_cilp.data import ingest_raw
@@ -435,6 +445,7 @@ def test_fiftyone_source_is_used_in_place(experiment_dir: Path, tmp_path: Path, 
         prepare_dataset(experiment)
 
 
+@pytest.mark.slow
 def test_notebook_executes(experiment_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in _env().items():
         monkeypatch.setenv(key, value)
@@ -571,6 +582,7 @@ def test_every_left_out_trial_is_named_with_its_reason() -> None:
     assert name(4, 4) in empty and name(6, 6) in empty
 
 
+@pytest.mark.slow
 def test_report_rejects_bad_format(experiment_dir: Path) -> None:
     with pytest.raises(UserError, match="unknown table format"):
         report(str(experiment_dir), fmt="nope")

@@ -18,6 +18,8 @@ import pytest
 import torch
 from payloads import MkdirOnLoad
 
+pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ("-m", "tune_cilp.run")
 ANALYSIS = ("-m", "analysis")

@@ -22,6 +22,8 @@ import psutil
 import pytest
 from tune_results import histories
 
+pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
 START_TIMEOUT_S = 90

@@ -19,6 +19,8 @@ from data_fakes import ANGLES, make_raw
 from tune_cilp.data.fiftyone_data import media_dir
 from tune_cilp.fiftyone_env import import_fiftyone
 
+pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
+
 REPO = Path(__file__).resolve().parents[1]
 NAME = "test_data_cli"
 

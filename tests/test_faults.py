@@ -26,6 +26,8 @@ from tune_results import histories, trial_statuses
 
 from analysis import experiment_table, load_experiment
 
+pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
+
 EPOCHS = 4  # long enough to kill a trial between its first and last epoch
 EXPERIMENT = "seed-ablation"
 FAULTY_RUN = str(Path(__file__).with_name("faulty_run.py"))

@@ -56,6 +56,7 @@ def seed_ablation(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     return storage / "seed-ablation", out.getvalue()
 
 
+@pytest.mark.slow
 def test_seed_ablation_reports_every_metric_every_epoch(seed_ablation: tuple[Path, str]) -> None:
     experiment, output = seed_ablation
     runs = histories(experiment)
@@ -77,6 +78,7 @@ def test_seed_ablation_reports_every_metric_every_epoch(seed_ablation: tuple[Pat
     assert "concat-maxpool" in output.split("starting trials")[-1]  # the comparison table
 
 
+@pytest.mark.slow
 def test_wandb_offline_writes_one_run_per_trial(seed_ablation: tuple[Path, str]) -> None:
     experiment, _ = seed_ablation
     offline_runs = sorted((experiment / "wandb").glob("offline-run-*"))
@@ -88,6 +90,7 @@ def test_wandb_offline_writes_one_run_per_trial(seed_ablation: tuple[Path, str])
     assert not [path for path in files if FAKE_KEY.encode() in path.read_bytes()]
 
 
+@pytest.mark.slow
 def test_fake_gpu_runs_four_trials_on_it_at_once(
     tiny_raw: Path, tmp_path: Path, restore_env: None
 ) -> None:
@@ -114,6 +117,7 @@ def test_fake_gpu_runs_four_trials_on_it_at_once(
     )
 
 
+@pytest.mark.slow
 def test_hpo_asha_stops_some_trials_early(tiny_raw: Path, tmp_path: Path, local_ray: None) -> None:
     argv = run_args(tiny_raw, tmp_path, "--space", "hpo", "--epochs", "4", "--num-samples", "8")
     assert main([*argv, "--wandb", "disabled"]) == 0
@@ -155,6 +159,7 @@ def test_bad_arguments_fail_before_anything_starts(
     assert not (tmp_path / "seed-ablation").exists()
 
 
+@pytest.mark.slow
 def test_non_writable_storage_path_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     cmd = [sys.executable, "-m", "tune_cilp.run", "--storage-path", str(tmp_path / "file/sub")]
@@ -163,6 +168,7 @@ def test_non_writable_storage_path_is_one_line(tmp_path: Path) -> None:
     assert proc.stderr.startswith("error: --storage-path:") and proc.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_gpu_request_on_a_cluster_without_gpu_is_one_line(
     tiny_raw: Path, tmp_path: Path, local_ray: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -19,6 +19,8 @@ from tune_cilp.checkpoint import load_checkpoint
 from tune_cilp.errors import UserError
 from tune_cilp.trainable import STATE_FILE
 
+pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_WANDB_KEY = "f4k3" * 10  # 40 characters, the shape of a W&B API key
 FAKE_AWS_SECRET = "fakeAWSsecret/K7MDENG+bPxRfiCYEXAMPLEKEY"
