@@ -65,7 +65,7 @@ class ExperimentMeta:
     seeds: list[int] | None
     num_samples: int | None
     precision: str | None
-    cpus_per_trial: float
+    cpus_per_trial: float | None  # None: the CPU plan's choice (tune_cilp/cpu_plan.py)
     gpus_per_trial: float | None
     replicate: str | None = None  # experiment whose best configurations this one re-runs
     top_k: int | None = None  # with replicate: the k best overall, else the best per variant

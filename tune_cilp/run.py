@@ -25,6 +25,7 @@ from search_spaces import (
     list_spaces,
 )
 from tune_cilp import graceful_stop
+from tune_cilp.cpu_plan import plan, trial_costs
 from tune_cilp.data import DEFAULT_SOURCE, CilpArrays, default_data_dir, is_synthetic, load_arrays
 from tune_cilp.driver_lock import hold_experiment
 from tune_cilp.errors import UserError, run_cli
@@ -125,23 +126,31 @@ def new_tuner(
     )
 
 
-def trial_resources(args: Any) -> dict[str, float]:
+def trial_resources(args: Any, params: dict[str, Any], samples: int) -> dict[str, float]:
     """CPUs and GPU fraction per trial, checked against the cluster (a trial that cannot fit
-    would wait forever)."""
+    would wait forever). Without GPUs and without --cpus-per-trial, the CPU plan decides."""
     cluster = ray.cluster_resources()
     gpus = args.gpus_per_trial
     if gpus is None:
         gpus = DEFAULT_GPU_FRACTION if cluster.get("GPU", 0) > 0 else 0.0
     if gpus > cluster.get("GPU", 0):
         raise UserError(f"--gpus-per-trial: {gpus:g} requested but the Ray cluster has no GPU")
-    if args.cpus_per_trial > cluster.get("CPU", 0):
+    cpus = args.cpus_per_trial
+    if cpus is None and gpus == 0:
+        nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+        costs = trial_costs(params, samples)
+        cpu_plan = plan(costs, nodes)
+        print(cpu_plan.describe(len(costs)))
+        cpus = cpu_plan.threads
+    cpus = cpus or 1.0  # with GPUs: one core feeds each trial's share of a GPU
+    if cpus > cluster.get("CPU", 0):
         raise UserError(
-            f"--cpus-per-trial: {args.cpus_per_trial:g} requested but the Ray cluster has "
+            f"--cpus-per-trial: {cpus:g} requested but the Ray cluster has "
             f"{cluster.get('CPU', 0):g} CPUs"
         )
     if gpus == 0:
-        print(f"no GPU: running on CPU cores ({args.cpus_per_trial:g} per trial)")
-    return {"cpu": args.cpus_per_trial, "gpu": gpus}
+        print(f"no GPU: running on CPU cores ({cpus:g} per trial)")
+    return {"cpu": cpus, "gpu": gpus}
 
 
 def replicated_space(args: Any, seeds: list[int] | None) -> tuple[SearchSpace, list[Pick]]:
@@ -288,7 +297,7 @@ def run_experiment(
                 tune.with_parameters(
                     train_fn, data=data, wandb_kwargs=wandb_init_kwargs(args.wandb, wandb_dir)
                 ),
-                trial_resources(args),
+                trial_resources(args, params, meta.num_samples or 1),
             )
             if restoring:
                 print(f"resuming experiment {experiment}")

@@ -38,7 +38,13 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--name", default=None, help="experiment name (default: the space name)")
     p.add_argument("--address", default=None, help="existing Ray cluster (host:port or auto)")
     p.add_argument("--gpus-per-trial", type=float, default=None, help="GPU fraction per trial")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPU cores per trial")
+    p.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        default=None,
+        help="CPU cores (threads) per trial (default: without GPUs the CPU plan picks what "
+        "finishes the experiment soonest; with GPUs 1)",
+    )
     p.add_argument("--max-failures", type=int, default=0, help="retries of a crashed trial")
     p.add_argument(
         "--precision",
@@ -84,7 +90,7 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise UserError(
             f"--gpus-per-trial: must be a fraction in [0, 1], got {args.gpus_per_trial}"
         )
-    if args.cpus_per_trial <= 0:
+    if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
         raise UserError(f"--cpus-per-trial: must be positive, got {args.cpus_per_trial}")
     if args.max_failures < -1:
         raise UserError(f"--max-failures: must be -1 (forever) or more, got {args.max_failures}")
