@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import wandb
 from ray import tune
-from ray.air.integrations.wandb import setup_wandb
 
 from tune_cilp.checkpoint import load_checkpoint, save_checkpoint
 from tune_cilp.data import CilpArrays
@@ -80,12 +78,17 @@ def train_cilp(
 
 
 def _start_wandb(config: dict[str, Any], wandb_kwargs: dict[str, str]) -> Any:
+    # Imported here: W&B costs a trial process about a second of start-up, even when disabled.
+    from ray.air.integrations.wandb import setup_wandb
+
     run = setup_wandb(config, **wandb_kwargs)  # id = trial id, group = experiment name
     atexit.register(_teardown_quietly)  # runs before W&B's own exit hook (atexit is LIFO)
     return run
 
 
 def _finish_wandb(run: Any) -> None:
+    import wandb
+
     run.finish()
     wandb.teardown()  # now, not at exit, when Ray may already have ended W&B's service process
     atexit.unregister(_teardown_quietly)
@@ -95,5 +98,7 @@ def _teardown_quietly() -> None:
     # A trial stopped early (ASHA) can reach process exit with its run still open after W&B's
     # service process is gone; W&B's exit hook would then print a traceback for nothing lost
     # (the run's records are already on disk).
+    import wandb
+
     with contextlib.suppress(Exception):
         wandb.teardown()
