@@ -1,14 +1,14 @@
 """Ray Tune's cost: the seed ablation under `python -m tune_cilp.run` vs a plain Python loop.
 
-Runs, on the same machine and data (the default synthetic set, cached):
+Runs, on the same machine and data (the default synthetic set, cached), for each --epochs:
   (plain) the two seed-ablation trainings (concat maxpool, then stride) back to back in this
           process, with all the machine's cores, same epochs and precision;
-  (tune)  `python -m tune_cilp.run --epochs N` as a subprocess (two trials side by side, one
-          core each), timed from the command to its exit, and to the first epoch on disk.
-Prints wall times, Tune's overhead (tune wall vs the sum of its trials' own training time) and
-the speed-up of running the trials side by side.
+  (tune)  `python -m tune_cilp.run --epochs N` as a subprocess (threads per trial as the CPU
+          plan decides), timed from the command to its exit, and to the first epoch on disk.
+Prints the CPU model and the matmul peaks measured in the same run, wall times, Tune's own time
+(wall minus the longest trial's training) and tune / plain.
 
-    python benchmarks/bench_tune_overhead.py --epochs 5
+    python benchmarks/bench_tune_overhead.py --epochs 10,50
 """
 
 from __future__ import annotations
@@ -22,8 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from tune_cilp.data import load_arrays
-from tune_cilp.train import TrainConfig, Trainer
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_epoch import matmul_peak  # noqa: E402
+from bench_threads import cpu_model  # noqa: E402
+
+from tune_cilp.data import load_arrays  # noqa: E402
+from tune_cilp.train import TrainConfig, Trainer, configure_process  # noqa: E402
 
 
 def plain(epochs: int, precision: str) -> tuple[float, list[float]]:
@@ -31,9 +37,9 @@ def plain(epochs: int, precision: str) -> tuple[float, list[float]]:
     data = load_arrays(None)
     start, per_run = time.perf_counter(), []
     for downsample in ("maxpool", "stride"):
-        cfg = TrainConfig(variant="concat", downsample=downsample, epochs=epochs)
-        cfg = TrainConfig(**{**cfg.to_dict(), "precision": precision})
-        trainer = Trainer(cfg, data, threads=os.cpu_count())
+        cfg = TrainConfig(downsample=downsample, epochs=epochs, precision=precision)
+        configure_process(threads=os.cpu_count())
+        trainer = Trainer(cfg, data)
         t0 = time.perf_counter()
         while not trainer.done:
             trainer.run_epoch()
@@ -71,22 +77,31 @@ def tune(epochs: int, precision: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", default="10,50", help="epoch counts, comma-separated")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     args = parser.parse_args()
 
-    plain_wall, plain_runs = plain(args.epochs, args.precision)
-    t = tune(args.epochs, args.precision)
-    cores = os.cpu_count()
-    print(f"seed-ablation, {args.epochs} epochs, precision {args.precision}, {cores} cores")
-    print(f"plain loop, back to back:    {plain_wall:7.1f} s  (training {sum(plain_runs):.1f} s)")
-    print(f"python -m tune_cilp.run:     {t['wall']:7.1f} s  (command to exit)")
-    print(f"  first epoch on disk after: {t['first_epoch']:7.1f} s")
-    print(f"  trials' own training time: {' + '.join(f'{s:.1f}' for s in t['trial_train_s'])} s")
-    overhead = t["wall"] - max(t["trial_train_s"])
-    print(f"  Tune's own time (wall - longest trial): {overhead:.1f} s "
-          f"({100 * overhead / t['wall']:.0f} % of wall)")  # fmt: skip
-    print(f"tune / plain wall time:      {t['wall'] / plain_wall:7.2f}x")
+    configure_process(threads=os.cpu_count())
+    peaks = {d: matmul_peak(d) for d in (torch.float32, torch.bfloat16)}
+    print(f"{cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
+    print(
+        f"matmul peak on {os.cpu_count()} threads, same run: fp32 {peaks[torch.float32]:.0f}, "
+        f"bf16 {peaks[torch.bfloat16]:.0f} GFLOP/s"
+    )
+    for epochs in (int(e) for e in args.epochs.split(",")):
+        plain_wall, plain_runs = plain(epochs, args.precision)
+        t = tune(epochs, args.precision)
+        print(f"\nseed-ablation, {epochs} epochs, precision {args.precision}")
+        training = sum(plain_runs)
+        print(f"plain loop, back to back:    {plain_wall:7.1f} s  (training {training:.1f} s)")
+        print(f"python -m tune_cilp.run:     {t['wall']:7.1f} s  (command to exit)")
+        print(f"  first epoch on disk after: {t['first_epoch']:7.1f} s")
+        trials = " + ".join(f"{s:.1f}" for s in t["trial_train_s"])
+        print(f"  trials' own training time: {trials} s")
+        overhead = t["wall"] - max(t["trial_train_s"])
+        print(f"  Tune's own time (wall - longest trial): {overhead:.1f} s "
+              f"({100 * overhead / t['wall']:.0f} % of wall)")  # fmt: skip
+        print(f"tune / plain wall time:      {t['wall'] / plain_wall:7.2f}x")
 
 
 if __name__ == "__main__":
