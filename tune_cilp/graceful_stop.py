@@ -102,6 +102,11 @@ class GracefulStop(tune.Callback):
                 if handler is not None:  # None: set outside Python (Ray's C++ core worker)
                     signal.signal(sig, handler)
 
+    def reinstall(self) -> None:
+        """Our SIGINT/SIGTERM handler again, after a library replaced it."""
+        for sig in INTERRUPT_SIGNALS:
+            signal.signal(sig, self._on_signal)
+
     def note(self, exc: BaseException | None) -> None:
         """Record a storage failure seen in ``exc`` (if it is one) and stop the run."""
         failure = storage_errno(exc)

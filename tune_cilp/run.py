@@ -287,10 +287,11 @@ def run_experiment(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     stop = graceful_stop.fresh()
     results = None
-    started = start_ray(args.address, wandb_env(args.wandb), record_dir)
-    # Installed after ray.init (Ray's core worker sets a SIGTERM handler of its own) and kept
-    # until after ray.shutdown() (Ray logs late errors then).
+    # From before ray.init (a Ctrl-C during start-up is not lost) until after ray.shutdown()
+    # (Ray logs late errors then).
     with stop.installed():
+        started = start_ray(args.address, wandb_env(args.wandb), record_dir)
+        stop.reinstall()  # Ray's core worker sets a SIGTERM handler of its own
         try:
             wandb_dir = Path(experiment) if local else None
             trainable = tune.with_resources(
@@ -307,7 +308,7 @@ def run_experiment(
                 tuner = new_tuner(trainable, args, space, params, experiment, [stop])
             print(f"setup took {time.time() - t_start:.1f} s; starting trials")
             try:
-                results = tuner.fit()
+                results = None if stop.interrupted else tuner.fit()
             except Exception as exc:  # Tune's own writes failing, or reading what they left
                 stop.note(exc)
                 if stop.storage_error is None:
