@@ -287,3 +287,17 @@ def test_read_only_experiment_directory_is_one_line(
     (line,) = error_lines(proc.stderr)
     assert f"{copy / LOCK_FILE}: cannot create the driver lock (Read-only file system)" in line
     assert snapshot(copy) == before
+
+
+def test_interrupt_during_start_up_is_not_lost(data: Path, tmp_path: Path, ray_env: RayEnv) -> None:
+    # ray.init used to swallow a Ctrl-C that came while it started the local cluster.
+    log = tmp_path / "run.log"
+    proc = start(run_command(data, tmp_path, "--epochs", str(EPOCHS)), ray_env, log)
+    try:
+        wait_for(lambda: "experiment:" in log.read_text(), proc, "the driver's first line")
+        proc.send_signal(signal.SIGINT)
+    finally:
+        output = finish(proc, log)
+    assert proc.returncode == 130, output[-3000:]
+    assert output.rstrip().endswith("interrupted: re-run the same command to resume")
+    assert not any(rows for rows in histories(tmp_path / NAME).values())  # no epoch was run
