@@ -10,7 +10,8 @@ SPACE = SearchSpace(
     name="fusion",
     description=(
         f"Fusion strategies {', '.join(fusion_variants())}, each with maxpool and strided "
-        f"downsampling ({len(fusion_variants()) * len(DOWNSAMPLES)} trials per seed), seed protocol."
+        f"downsampling ({len(fusion_variants()) * len(DOWNSAMPLES)} trials per seed), "
+        "seed protocol."
     ),
     param_space={
         "variant": tune.grid_search(fusion_variants()),

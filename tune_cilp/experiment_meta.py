@@ -47,6 +47,7 @@ IDENTITY: dict[str, str] = {
     "cpus_per_trial": "--cpus-per-trial",
     "gpus_per_trial": "--gpus-per-trial",
     "replicate": "--replicate",
+    "lidar_cnn": "--lidar-cnn",
 }
 
 
@@ -66,6 +67,7 @@ class ExperimentMeta:
     cpus_per_trial: float
     gpus_per_trial: float | None
     replicate: str | None = None  # experiment whose best configurations this one re-runs
+    lidar_cnn: str | None = None  # CILP: NVIDIA's LiDAR CNN state dict the projector maps onto
     argv: list[str] = field(default_factory=list)
     created_at: str = ""
     finished_at: str | None = None
@@ -139,9 +141,11 @@ def _shown(key: str, value: Any) -> str:
     if key == "data_fingerprint":
         return f"data fingerprint {str(value)[:12]}"
     if value is None:
-        return {"dataset": "the default synthetic set", "replicate": "no --replicate"}.get(
-            key, "the default"
-        )
+        return {
+            "dataset": "the default synthetic set",
+            "replicate": "no --replicate",
+            "lidar_cnn": "no --lidar-cnn",
+        }.get(key, "the default")
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):

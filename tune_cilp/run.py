@@ -25,6 +25,7 @@ from search_spaces import (
     list_spaces,
 )
 from tune_cilp import graceful_stop
+from tune_cilp.cilp.space import CilpSpace
 from tune_cilp.data import CilpArrays, default_data_dir, load_arrays
 from tune_cilp.driver_lock import hold_experiment
 from tune_cilp.errors import UserError, run_cli
@@ -165,6 +166,12 @@ def main(argv: Sequence[str] | None = None, trainable: Callable[..., None] = tra
 
     # Every check before anything starts.
     space = get_space(args.space or DEFAULT_SPACE)
+    if isinstance(space, CilpSpace):  # a chain of three Tune experiments: its own driver
+        from tune_cilp.cilp.chain import run_chain
+
+        return run_chain(args, space, list(sys.argv[1:] if argv is None else argv), t_start)
+    if args.lidar_cnn is not None:
+        raise UserError(f"--lidar-cnn: only for CILP spaces, not {space.name!r}")
     check_numbers(args)
     args.name = args.name or space.name
     epochs = args.epochs or (1 if args.smoke_test else space.epochs)
