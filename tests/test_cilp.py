@@ -234,3 +234,23 @@ def test_bad_input_is_one_line(
     )
     torch.save(LidarCNN().state_dict(), tmp_path / "good.pt")
     assert set(load_lidar_cnn(str(tmp_path / "good.pt"))) == set(LidarCNN().state_dict())
+
+
+def test_every_cilp_space_checks_out() -> None:
+    from search_spaces import check_param_space, list_spaces
+    from tune_cilp.cilp.chain import baseline_params, stage_params
+    from tune_cilp.cilp.space import CilpSpace
+
+    spaces = [s for s in list_spaces() if isinstance(s, CilpSpace)]
+    assert {s.name for s in spaces} == {"cilp", "cilp-nvidia", "cilp-similarity"}
+    for space in spaces:
+        for lidar_cnn in (None, "nvidia_lidar_cnn.pt"):
+            for stage in ("contrastive", "projector", "classifier"):
+                params = stage_params(space, stage, [51, 52], None, None, lidar_cnn)
+                check_param_space(space.name, params, stage_config)
+            classifier = stage_config({**params, "seed": 0})
+            assert classifier.phases(lidar_cnn is not None)
+        if space.baselines:
+            check_param_space(space.name, baseline_params(space, [51], None, None))
+    nvidia = stage_config({**stage_params(spaces[1], "classifier", None, None, None, None)})
+    assert nvidia.phases(False) == ["lidar"] * 10 + ["rgb"] * 5

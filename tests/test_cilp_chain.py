@@ -97,6 +97,12 @@ def test_rerun_prints_the_table_and_analysis_reads_it(two_seeds: dict, ray_env: 
     )
     assert table.returncode == 0, table.stderr[-2000:]
     assert all(m.label in table.stdout for m in CILP_ROWS) and "Reference model" in table.stdout
+    from analysis.cilp_table import cilp_table
+
+    loaded = cilp_table(str(experiment))
+    assert [c.name for c in loaded.chains] == ["cilp"] and len(loaded.rows()) == len(CILP_ROWS)
+    assert all(c.metrics[m.key].n == 2 for c in loaded.chains for m in CILP_ROWS)
+    assert [v.name for v in loaded.references] == ["rgb-maxpool"]
 
 
 def test_killed_in_the_projector_stage_resumes_without_rerunning_contrastive(
