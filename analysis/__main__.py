@@ -39,6 +39,11 @@ def build_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_format(args.format)  # before the (slower) load, so a typo fails at once
+    from analysis.cilp_table import cilp_report, is_cilp_experiment
+
+    if is_cilp_experiment(args.experiment):  # a chain of stage experiments: its own table
+        print(cilp_report(args.experiment, args.format))
+        return 0
     experiment = load_experiment(args.experiment)
     table = experiment_table(experiment)
     print(format_table(table, args.format))

@@ -65,13 +65,16 @@ def _candidates(value: Any) -> list[Any]:
     return [value]
 
 
-def check_param_space(name: str, params: dict[str, Any]) -> None:
+def check_param_space(
+    name: str, params: dict[str, Any], validate: Callable[[dict], Any] = TrainConfig.from_dict
+) -> None:
     """Check every configuration the space can generate (its grid and choice values, its
-    ranges' bounds) with TrainConfig.from_dict, before any trial starts; UserError otherwise."""
+    ranges' bounds) with ``validate`` (a config's from_dict), before any trial starts;
+    UserError otherwise."""
     keys = list(params)
     for values in itertools.product(*(_candidates(params[k]) for k in keys)):
         try:
-            TrainConfig.from_dict(dict(zip(keys, values, strict=True)))
+            validate(dict(zip(keys, values, strict=True)))
         except UserError as exc:
             raise UserError(f"space {name!r}: {exc}") from None
 

@@ -4,16 +4,17 @@ the seed's protocol (TrainConfig's defaults)."""
 from ray import tune
 
 from search_spaces import SearchSpace
-from tune_cilp.models import DOWNSAMPLES, list_variants
+from tune_cilp.models import DOWNSAMPLES, fusion_variants
 
 SPACE = SearchSpace(
     name="fusion",
     description=(
-        f"Fusion strategies {', '.join(list_variants())}, each with maxpool and strided "
-        f"downsampling ({len(list_variants()) * len(DOWNSAMPLES)} trials per seed), seed protocol."
+        f"Fusion strategies {', '.join(fusion_variants())}, each with maxpool and strided "
+        f"downsampling ({len(fusion_variants()) * len(DOWNSAMPLES)} trials per seed), "
+        "seed protocol."
     ),
     param_space={
-        "variant": tune.grid_search(list_variants()),
+        "variant": tune.grid_search(fusion_variants()),
         "downsample": tune.grid_search(list(DOWNSAMPLES)),
     },
 )

@@ -6,7 +6,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
 from tune_cilp.data import DEFAULT_SEED
-from tune_cilp.models import DOWNSAMPLES, list_variants
+from tune_cilp.models import DOWNSAMPLES, fusion_variants
 
 
 def _asha(epochs: int) -> ASHAScheduler:
@@ -27,7 +27,7 @@ SPACE = SearchSpace(
         "variant, sampled by Optuna TPE with ASHA stopping weak trials early on val_loss."
     ),
     param_space={
-        "variant": tune.choice(list_variants()),
+        "variant": tune.choice(fusion_variants()),
         "downsample": tune.choice(list(DOWNSAMPLES)),
         "lr": tune.loguniform(1e-4, 3e-3),
         "batch_size": tune.choice([16, 32, 64]),

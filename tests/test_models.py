@@ -11,6 +11,7 @@ from tune_cilp.models import (
     ModelConfig,
     build_model,
     forward_flops,
+    fusion_variants,
     list_variants,
     variant_name,
 )
@@ -22,6 +23,8 @@ PARAMETERS = {
     "hadamard": 1_914_501,
     "late": 3_054_901,
     "early": 1_869_351,
+    "rgb": 1_867_551,
+    "lidar": 1_867_551,
 }
 
 
@@ -110,3 +113,19 @@ def test_forward_flops_match_hand_count() -> None:
 def test_unknown_names_list_the_valid_ones(kwargs: dict, names: str) -> None:
     with pytest.raises(UserError, match=names):
         ModelConfig(**kwargs)
+
+
+@pytest.mark.parametrize("variant", ["rgb", "lidar"])
+def test_single_modality_baseline_sees_only_its_input(variant: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(variant=variant)).eval()
+    a, b = torch.rand(2, 4, 64, 64), torch.rand(2, 4, 64, 64)
+    with torch.no_grad():
+        if variant == "rgb":
+            same, other = model(a, a), model(a, b)
+            changed = model(b, a)
+        else:
+            same, other = model(a, a), model(b, a)
+            changed = model(a, b)
+    assert torch.equal(same, other) and not torch.equal(same, changed)
+    assert fusion_variants() == ["add", "concat", "early", "hadamard", "late"]

@@ -190,5 +190,7 @@ def test_smoke_subset_keeps_both_classes_on_both_sides(tiny_arrays: CilpArrays) 
 def test_list_spaces_shows_each_with_its_description(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--list-spaces"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["fusion", "hpo", "seed-ablation"]
+    assert [line.split()[0] for line in lines] == [
+        *("cilp", "cilp-nvidia", "cilp-similarity", "fusion", "hpo", "seed-ablation")
+    ]
     assert all(len(line.split()) > 3 for line in lines)

@@ -28,7 +28,7 @@ def _grid(
 
 def test_registry_finds_every_space_module() -> None:
     names = [space.name for space in list_spaces()]
-    assert names == ["fusion", "hpo", "seed-ablation"]
+    assert names == ["cilp", "cilp-nvidia", "cilp-similarity", "fusion", "hpo", "seed-ablation"]
     assert all(space.description for space in list_spaces())
 
 

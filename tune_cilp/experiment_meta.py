@@ -49,6 +49,7 @@ IDENTITY: dict[str, str] = {
     "gpus_per_trial": "--gpus-per-trial",
     "replicate": "--replicate",
     "top_k": "--top-k",
+    "lidar_cnn": "--lidar-cnn",
 }
 
 
@@ -70,6 +71,7 @@ class ExperimentMeta:
     replicate: str | None = None  # experiment whose best configurations this one re-runs
     top_k: int | None = None  # with replicate: the k best overall, else the best per variant
     picks: list[dict[str, Any]] = field(default_factory=list)  # replicate's source trials
+    lidar_cnn: str | None = None  # CILP: NVIDIA's LiDAR CNN state dict the projector maps onto
     argv: list[str] = field(default_factory=list)
     created_at: str = ""
     finished_at: str | None = None
@@ -147,7 +149,10 @@ def _shown(key: str, value: Any) -> str:
     if key == "data_fingerprint":
         return f"data fingerprint {str(value)[:12]}"
     if value is None:
-        return {"replicate": "no --replicate"}.get(key, "the default")
+        return {
+            "replicate": "no --replicate",
+            "lidar_cnn": "no --lidar-cnn",
+        }.get(key, "the default")
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):

@@ -72,9 +72,6 @@ AT_BEST_EPOCH: tuple[str, ...] = ("val_accuracy", "val_balanced_accuracy", "val_
 
 EPOCH_KEYS: tuple[str, ...] = tuple(m.key for m in EPOCH)
 EPOCH_METRICS: dict[str, Metric] = {m.key: m for m in EPOCH}
-STATUS_COLUMNS: dict[str, str] = {
-    ("training_iteration" if m.key == "epoch" else m.key): m.column for m in EPOCH if m.column
-}
 TRIAL_METRICS: dict[str, Metric] = {m.key: m for m in TRIAL}
 
 
@@ -82,6 +79,61 @@ def majority_rate(labels: np.ndarray) -> float:
     """The share of the most frequent class: the accuracy of always predicting it."""
     positive = float(np.mean(np.asarray(labels) == 1)) if len(labels) else 0.0
     return max(positive, 1.0 - positive)
+
+
+# CILP (tune_cilp/cilp, docs/CILP.md): what each stage reports every epoch, besides the
+# per-epoch bookkeeping shared with the fusion Trainer (epoch, train_loss, lr, times, best_*).
+CILP_STAGES: tuple[str, ...] = ("contrastive", "projector", "classifier")
+_STAGE_COMMON = tuple(
+    EPOCH_METRICS[k] for k in ("epoch", "train_loss", "lr", "epoch_time_s", "samples_per_s")
+)
+_BEST = tuple(EPOCH_METRICS[k] for k in ("best_val_loss", "best_epoch"))
+CILP_EPOCH: dict[str, tuple[Metric, ...]] = {
+    "contrastive": (
+        *_STAGE_COMMON,
+        Metric("val_loss", "Contrastive Validation Loss", ".4g", "min", column="val_loss"),
+        Metric("val_top1_rgb_to_lidar", "Retrieval top-1 RGB→LiDAR", ".3f", "max", "top1_r2l"),
+        Metric("val_top1_lidar_to_rgb", "Retrieval top-1 LiDAR→RGB", ".3f", "max", "top1_l2r"),
+        Metric("logit_scale", "Logit Scale", ".3g", column="scale"),
+        *_BEST,
+    ),
+    "projector": (
+        *_STAGE_COMMON,
+        Metric("val_loss", "Projector Validation MSE", ".4g", "min", column="val_mse"),
+        Metric("val_cosine", "Projector Mean Cosine", ".4f", "max", column="val_cos"),
+        *_BEST,
+    ),
+    "classifier": (
+        *_STAGE_COMMON,
+        Metric("val_loss", "Classifier Validation Loss", ".4g", "min", column="val_loss"),
+        *(EPOCH_METRICS[k] for k in AT_BEST_EPOCH),
+        *_BEST,
+    ),
+}
+# The CILP table's rows (analysis/cilp_table.py): one chain (one seed) reduced to numbers, each
+# stage at its best epoch by validation loss.
+CILP_ROWS: tuple[Metric, ...] = (
+    Metric("contrastive_val_loss", "Contrastive Validation Loss", ".4g", "min"),
+    Metric("top1_rgb_to_lidar", "Retrieval top-1 RGB→LiDAR", ".3f", "max"),
+    Metric("top1_lidar_to_rgb", "Retrieval top-1 LiDAR→RGB", ".3f", "max"),
+    Metric("projector_val_mse", "Projector Validation MSE", ".4g", "min"),
+    Metric("classifier_val_loss", "Classifier Validation Loss", ".4g", "min"),
+    Metric("val_accuracy", "Accuracy", ".3f", "max"),
+    Metric("val_balanced_accuracy", "Balanced Accuracy", ".3f", "max"),
+    Metric("val_f1", "F1", ".3f", "max"),
+    Metric("params_m", "Parameters (M)", ".4f"),
+    Metric("training_time_s", "Training Time (s)", ".1f", "min"),
+)
+
+
+def status_columns(metrics: tuple[Metric, ...]) -> dict[str, str]:
+    """Tune status-table columns (result key -> column name) of the metrics with a column."""
+    return {
+        ("training_iteration" if m.key == "epoch" else m.key): m.column for m in metrics if m.column
+    }
+
+
+STATUS_COLUMNS: dict[str, str] = status_columns(EPOCH)
 
 
 def binary_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:

@@ -15,6 +15,11 @@ and differs only in where the two modalities meet:
     late      conv 4->c0 v, c0->c1 v, c1->c2 v, concat -> 2*hidden (none)
               flatten, linear -> hidden, ReLU,
               linear -> hidden, L2-normalise
+    rgb       one: conv 4->c0 v, c0->c1 v       the RGB features   conv c1->c2 v, c2->c2
+    lidar     one: conv 4->c0 v, c0->c1 v       the XYZA features  conv c1->c2 v, c2->c2
+
+rgb and lidar are the single-modality baselines ("what does the other modality add?"): add's
+network with one encoder, whose forward(rgb, xyza) ignores the other input.
 
 "v" marks a downsampling conv: followed by MaxPool2d(2) (downsample="maxpool") or with stride 2
 (downsample="stride"). All convs are 3x3, padding 1, followed by ReLU. Every variant but late ends
@@ -23,7 +28,8 @@ linear 2*hidden -> hidden -> ReLU -> linear num_classes.
 
 Parameter counts with the default channels (50, 100, 200), hidden 100, one class:
 concat 2,094,501; add and hadamard 1,914,501; late 3,054,901; early 1,869,351 (early mirrors add
-with the fusion moved to the input: the same convs and head, first conv 8 -> 50).
+with the fusion moved to the input: the same convs and head, first conv 8 -> 50); rgb and lidar
+1,867,551.
 """
 
 from __future__ import annotations
@@ -58,7 +64,10 @@ VARIANTS: dict[str, Variant] = {
     "add": Variant(fuse_at="features", op="add"),
     "hadamard": Variant(fuse_at="features", op="mul"),
     "early": Variant(fuse_at="input", op="concat"),
+    "rgb": Variant(fuse_at="features", op="rgb"),
+    "lidar": Variant(fuse_at="features", op="lidar"),
 }
+SINGLE_INPUT_OPS = ("rgb", "lidar")  # "fusion" ops that take one modality's features alone
 
 
 @dataclass(frozen=True)
@@ -89,8 +98,13 @@ class ModelConfig:
 
 
 def list_variants() -> list[str]:
-    """The registered variant names, e.g. ['add', 'concat', 'early', 'hadamard', 'late']."""
+    """Every registered variant name, the single-modality baselines included."""
     return sorted(VARIANTS)
+
+
+def fusion_variants() -> list[str]:
+    """The variants that fuse both modalities: ['add', 'concat', 'early', 'hadamard', 'late']."""
+    return sorted(n for n, v in VARIANTS.items() if v.op not in SINGLE_INPUT_OPS)
 
 
 def variant_name(config: Mapping[str, Any]) -> str:
@@ -113,7 +127,8 @@ class L2Normalize(nn.Module):
 
 
 class FusionNet(nn.Module):
-    """Two encoders (or none), a fusion op, a trunk and a head; forward(rgb, xyza) -> logits."""
+    """Two encoders (one for a single-modality op, none for early fusion), a fusion op, a trunk
+    and a head; forward(rgb, xyza) -> logits."""
 
     def __init__(self, encoders: nn.ModuleList, op: str, trunk: nn.Module, head: nn.Module):
         super().__init__()
@@ -123,6 +138,8 @@ class FusionNet(nn.Module):
         self.head = head
 
     def forward(self, rgb: torch.Tensor, xyza: torch.Tensor) -> torch.Tensor:
+        if self.op in SINGLE_INPUT_OPS:
+            return self.head(self.trunk(self.encoders[0](rgb if self.op == "rgb" else xyza)))
         a, b = (rgb, xyza) if not self.encoders else (self.encoders[0](rgb), self.encoders[1](xyza))
         if self.op == "concat":
             x = torch.cat((a, b), dim=1)
@@ -157,7 +174,8 @@ def build_model(cfg: ModelConfig) -> FusionNet:
         trunk += _conv(c2, c2, None)
         head = [nn.Flatten(), *classifier(flat)]
     elif variant.fuse_at == "features":
-        encoders = nn.ModuleList([encoder(), encoder()])
+        single = variant.op in SINGLE_INPUT_OPS
+        encoders = nn.ModuleList([encoder()] if single else [encoder(), encoder()])
         fused = 2 * c1 if variant.op == "concat" else c1
         trunk = _conv(fused, c2, v) + _conv(c2, c2, None)
         head = [nn.Flatten(), *classifier(flat)]

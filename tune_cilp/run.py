@@ -25,6 +25,7 @@ from search_spaces import (
     list_spaces,
 )
 from tune_cilp import graceful_stop
+from tune_cilp.cilp.space import CilpSpace
 from tune_cilp.cpu_plan import plan, trial_costs
 from tune_cilp.data import DEFAULT_SOURCE, CilpArrays, default_data_dir, is_synthetic, load_arrays
 from tune_cilp.driver_lock import hold_experiment
@@ -126,9 +127,10 @@ def new_tuner(
     )
 
 
-def trial_resources(args: Any, params: dict[str, Any], samples: int) -> dict[str, float]:
+def trial_resources(args: Any, costs: list[float]) -> dict[str, float]:
     """CPUs and GPU fraction per trial, checked against the cluster (a trial that cannot fit
-    would wait forever). Without GPUs and without --cpus-per-trial, the CPU plan decides."""
+    would wait forever). Without GPUs and without --cpus-per-trial, the CPU plan decides from
+    the trials' relative `costs`."""
     cluster = ray.cluster_resources()
     gpus = args.gpus_per_trial
     if gpus is None:
@@ -138,7 +140,6 @@ def trial_resources(args: Any, params: dict[str, Any], samples: int) -> dict[str
     cpus = args.cpus_per_trial
     if cpus is None and gpus == 0:
         nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
-        costs = trial_costs(params, samples)
         cpu_plan = plan(costs, nodes)
         print(cpu_plan.describe(len(costs)))
         cpus = cpu_plan.threads
@@ -195,6 +196,14 @@ def main(argv: Sequence[str] | None = None, trainable: Callable[..., None] = tra
         return 0
 
     # Every check before anything starts.
+    if not args.replicate:
+        chosen = get_space(args.space or DEFAULT_SPACE)
+        if isinstance(chosen, CilpSpace):  # a chain of three Tune experiments: its own driver
+            from tune_cilp.cilp.chain import run_chain
+
+            return run_chain(args, chosen, list(sys.argv[1:] if argv is None else argv), t_start)
+    if args.lidar_cnn is not None:
+        raise UserError(f"--lidar-cnn: only for CILP spaces, not {args.space or DEFAULT_SPACE!r}")
     check_numbers(args)
     seeds = parse_seeds(args.seeds)
     if args.replicate:
@@ -298,7 +307,7 @@ def run_experiment(
                 tune.with_parameters(
                     train_fn, data=data, wandb_kwargs=wandb_init_kwargs(args.wandb, wandb_dir)
                 ),
-                trial_resources(args, params, meta.num_samples or 1),
+                trial_resources(args, trial_costs(params, meta.num_samples or 1)),
             )
             if restoring:
                 print(f"resuming experiment {experiment}")

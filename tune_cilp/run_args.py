@@ -52,6 +52,9 @@ def build_parser() -> ArgumentParser:
         default=None,
         help="training precision (default: the space's; auto = bf16 where the hardware has it)",
     )
+    p.add_argument(
+        "--lidar-cnn", default=None, help="CILP: NVIDIA's LiDAR CNN state dict (.pt) to map onto"
+    )
     p.add_argument("--wandb", choices=["offline", "online", "disabled"], default="offline")
     p.add_argument("--smoke-test", action="store_true", help="a few samples, one epoch")
     p.add_argument(

@@ -1,0 +1,189 @@
+"""The CILP chain for real (real Ray, tiny data): two seeds end to end with the table, a driver
+killed in the projector stage resuming without re-running the contrastive stage, and bad input
+refused with one line and nothing stored changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from processes import ROOT, RayEnv, finish, run_command, start, wait_for
+from tune_results import histories
+
+from tune_cilp.cilp.models import LidarCNN
+from tune_cilp.driver_lock import LOCK_FILE
+from tune_cilp.experiment_meta import META_FILE
+from tune_cilp.metrics import CILP_ROWS, CILP_STAGES
+
+pytestmark = pytest.mark.slow
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != LOCK_FILE
+    }
+
+
+def errors(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture(scope="module")
+def ray_env() -> Iterator[RayEnv]:
+    env = RayEnv()
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory, ray_env: RayEnv) -> dict:
+    storage = tmp_path_factory.mktemp("cilp")
+    cmd = run_command(tiny_raw, storage, "--space", "cilp", "--epochs", "2", "--seeds", "1,2")
+    proc = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=600)
+    return {"proc": proc, "experiment": storage / "cilp", "cmd": cmd}
+
+
+def test_two_seed_chain_end_to_end(two_seeds: dict) -> None:
+    proc, experiment = two_seeds["proc"], two_seeds["experiment"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for stage in CILP_STAGES:
+        links = json.loads((experiment / stage / "stage.json").read_text())["links"]
+        assert sorted(link["seed"] for link in links) == [1, 2]
+    # seed s's projector starts from seed s's embedders, its classifier from its projector
+    for stage, key in (
+        ("projector", "contrastive_checkpoint"),
+        ("classifier", "projector_checkpoint"),
+    ):
+        upstream = CILP_STAGES[CILP_STAGES.index(stage) - 1]
+        seed_of = {
+            link["checkpoint"]: link["seed"]
+            for link in json.loads((experiment / upstream / "stage.json").read_text())["links"]
+        }
+        for rows in histories(experiment / stage).values():
+            config = rows[0]["config"]
+            assert seed_of[config[key]] == config["seed"]
+            assert [r["epoch"] for r in rows] == [1, 2]
+    for label in [m.label for m in CILP_ROWS]:
+        assert label in proc.stdout, label
+    assert "rgb-maxpool" in proc.stdout  # the RGB-only reference row
+    assert json.loads((experiment / META_FILE).read_text())["finished_at"]
+
+
+def test_rerun_prints_the_table_and_analysis_reads_it(two_seeds: dict, ray_env: RayEnv) -> None:
+    experiment = two_seeds["experiment"]
+    before = snapshot(experiment)
+    again = subprocess.run(
+        two_seeds["cmd"], env=ray_env.env, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0 and "is finished" in again.stdout, again.stderr[-2000:]
+    assert "starting stage" not in again.stdout and snapshot(experiment) == before
+    table = subprocess.run(
+        [sys.executable, "-m", "analysis", str(experiment), "--format", "github"],
+        cwd=ROOT,
+        env=ray_env.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert table.returncode == 0, table.stderr[-2000:]
+    assert all(m.label in table.stdout for m in CILP_ROWS) and "Reference model" in table.stdout
+    from analysis.cilp_table import cilp_table
+
+    loaded = cilp_table(str(experiment))
+    assert [c.name for c in loaded.chains] == ["cilp"] and len(loaded.rows()) == len(CILP_ROWS)
+    assert all(c.metrics[m.key].n == 2 for c in loaded.chains for m in CILP_ROWS)
+    assert [v.name for v in loaded.references] == ["rgb-maxpool"]
+
+
+def test_killed_in_the_projector_stage_resumes_without_rerunning_contrastive(
+    tiny_raw: Path, tmp_path: Path, ray_env: RayEnv
+) -> None:
+    epochs = 30  # the projector's epochs take ~10 ms: enough of them to be killed among
+    cmd = run_command(tiny_raw, tmp_path, "--space", "cilp", "--epochs", str(epochs))
+    experiment = tmp_path / "cilp"
+    proc = start(cmd, ray_env, tmp_path / "first.log")
+    try:
+        wait_for(lambda: histories(experiment / "projector"), proc, "a projector epoch", 300)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        finish(proc, tmp_path / "first.log")
+    assert not (experiment / "projector" / "stage.json").exists(), "killed too late to tell"
+    contrastive = snapshot(experiment / "contrastive")
+    resumed = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming stage projector" in resumed.stdout
+    assert "stage contrastive" not in resumed.stdout
+    assert snapshot(experiment / "contrastive") == contrastive
+    for stage in ("projector", "classifier"):
+        for rows in histories(experiment / stage).values():
+            assert rows[-1]["epoch"] == epochs
+
+
+def test_bad_lidar_cnn_is_one_line_and_stores_nothing(
+    tiny_raw: Path, tmp_path: Path, ray_env: RayEnv
+) -> None:
+    wrong = LidarCNN().state_dict()
+    wrong["embedder.0.weight"] = torch.zeros(50, 4, 3, 3)
+    torch.save(wrong, tmp_path / "wrong.pt")
+    torch.save(LidarCNN(), tmp_path / "module.pt")  # a whole pickled module, not a state dict
+    storage = tmp_path / "results"
+    cases = {
+        "wrong.pt": "embedder.0.weight has shape (50, 4, 3, 3), expected (50, 1, 3, 3)",
+        "module.pt": "not a loadable checkpoint",
+    }
+    for name, expected in cases.items():
+        cmd = run_command(tiny_raw, storage, "--space", "cilp-nvidia", "--lidar-cnn")
+        proc = subprocess.run(
+            [*cmd, str(tmp_path / name)],
+            env=ray_env.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        (line,) = errors(proc.stderr)
+        assert expected in line
+        assert not storage.exists() or not any(storage.iterdir())
+
+
+def test_missing_or_foreign_stage_checkpoint_is_one_line(
+    two_seeds: dict, tmp_path: Path, ray_env: RayEnv
+) -> None:
+    copy = tmp_path / "cilp"
+    shutil.copytree(two_seeds["experiment"], copy)
+    shutil.rmtree(copy / "classifier")
+    shutil.rmtree(copy / "baselines")
+    meta = json.loads((copy / META_FILE).read_text())
+    (copy / META_FILE).write_text(json.dumps({**meta, "finished_at": None}))
+    original = two_seeds["experiment"]
+    links = json.loads((copy / "projector" / "stage.json").read_text())["links"]
+    record = (copy / "projector" / "stage.json").read_text().replace(str(original), str(copy))
+    (copy / "projector" / "stage.json").write_text(record)
+    checkpoint = Path(links[0]["checkpoint"].replace(str(original), str(copy)))
+    contrastive = json.loads((copy / "contrastive" / "stage.json").read_text())["links"][0]
+    cmd = two_seeds["cmd"][:]
+    cmd[cmd.index("--storage-path") + 1] = str(tmp_path)
+    for case, expected in (
+        ("foreign", "a contrastive checkpoint, not a projector one"),
+        ("missing", "checkpoint file not found"),
+    ):
+        if case == "foreign":
+            shutil.copy(contrastive["checkpoint"], checkpoint)
+        else:
+            checkpoint.unlink()
+        before = snapshot(copy)
+        proc = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+        (line,) = errors(proc.stderr)
+        assert expected in line and str(checkpoint) in line
+        assert snapshot(copy) == before

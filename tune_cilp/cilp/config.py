@@ -1,0 +1,202 @@
+"""The three stages' trial configs: the seed's protocol as defaults, checked on construction.
+
+A trial config is one of these as a plain dict (``stage`` says which); ``stage_config`` turns it
+back, refusing unknown keys and bad values with one line (UserError).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tune_cilp.cilp.losses import CLIP_INIT, CLIP_MAX_SCALE, SIMILARITIES
+from tune_cilp.cilp.models import LIDAR_INPUTS
+from tune_cilp.errors import UserError
+from tune_cilp.metrics import CILP_STAGES
+from tune_cilp.models import DOWNSAMPLES
+from tune_cilp.train import MAX_EPOCHS, PRECISIONS, _is_int, _is_real
+
+CLASSIFIER_MODES: tuple[str, ...] = ("seed", "nvidia")
+FLOATS = ("lr", "eta_min", "weight_decay", "logit_scale_init")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """What every stage shares: the seed notebook's protocol (docs/CILP.md)."""
+
+    stage: ClassVar[str] = ""
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-3
+    eta_min: float = 1e-6
+    weight_decay: float = 0.0
+    seed: int = 51
+    precision: str = "auto"
+
+    def _bad(self, name: str, rule: str) -> UserError:
+        return UserError(f"{self.stage} {name}: expected {rule}, got {getattr(self, name)!r}")
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise self._bad(name, "an integer >= 1")
+        if self.epochs > MAX_EPOCHS:
+            raise self._bad("epochs", f"at most {MAX_EPOCHS:,}")
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
+            raise self._bad("seed", "an integer in [0, 2**63)")
+        if not _is_real(self.lr) or not 0 < self.lr < math.inf:
+            raise self._bad("lr", "a finite number > 0")
+        for name in ("eta_min", "weight_decay"):
+            if not _is_real(getattr(self, name)) or not 0 <= getattr(self, name) < math.inf:
+                raise self._bad(name, "a finite number >= 0")
+        if self.precision not in PRECISIONS:
+            raise self._bad("precision", f"one of {', '.join(PRECISIONS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict with its ``stage`` (JSON- and weights_only-safe)."""
+        return {"stage": self.stage, **asdict(self)}
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs
+
+
+@dataclass(frozen=True)
+class ContrastiveConfig(StageConfig):
+    """Both embedders trained to pair each scene's image with its LiDAR scan."""
+
+    stage: ClassVar[str] = "contrastive"
+    downsample: str = "maxpool"
+    emb_dim: int = 200
+    lidar_input: str = "xyza"
+    similarity: str = "clip"
+    logit_scale_init: float = CLIP_INIT
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.downsample not in DOWNSAMPLES:
+            raise self._bad("downsample", f"one of {', '.join(DOWNSAMPLES)}")
+        if not _is_int(self.emb_dim) or self.emb_dim < 2:
+            raise self._bad("emb_dim", "an integer >= 2")
+        if self.lidar_input not in LIDAR_INPUTS:
+            raise self._bad("lidar_input", f"one of {', '.join(LIDAR_INPUTS)}")
+        if self.similarity not in SIMILARITIES:
+            raise self._bad("similarity", f"one of {', '.join(SIMILARITIES)}")
+        limit = math.log(CLIP_MAX_SCALE)
+        if not _is_real(self.logit_scale_init) or not 0 <= self.logit_scale_init <= limit:
+            raise self._bad("logit_scale_init", f"a number in [0, log 100 = {limit:.4f}]")
+
+
+@dataclass(frozen=True)
+class ProjectorConfig(StageConfig):
+    """Image embedding -> LiDAR embedding (or NVIDIA's LiDAR CNN's 3,200-d embedding), MSE."""
+
+    stage: ClassVar[str] = "projector"
+    contrastive_checkpoint: str = ""
+    lidar_cnn: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.contrastive_checkpoint, str) or not self.contrastive_checkpoint:
+            raise self._bad("contrastive_checkpoint", "the path of a contrastive checkpoint")
+        if self.lidar_cnn is not None and not isinstance(self.lidar_cnn, str):
+            raise self._bad("lidar_cnn", "null or the path of NVIDIA's LiDAR CNN state dict")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig(StageConfig):
+    """RGB-only classifier: image embedder -> projector -> head.
+
+    mode "seed": a new head trained on projected image embeddings. mode "nvidia": a LiDAR head,
+    used frozen on the projected image embeddings: NVIDIA's LiDAR CNN's head when the projector
+    maps into its space, else one trained here on the LiDAR embeddings (every epoch, or with
+    finetune the first head_epochs epochs). finetune: train the image embedder and projector
+    (frozen otherwise). A trial runs head_epochs + epochs epochs; each epoch trains something
+    (see phases()).
+    """
+
+    stage: ClassVar[str] = "classifier"
+    projector_checkpoint: str = ""
+    mode: str = "seed"
+    finetune: bool = False
+    head_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.projector_checkpoint, str) or not self.projector_checkpoint:
+            raise self._bad("projector_checkpoint", "the path of a projector checkpoint")
+        if self.mode not in CLASSIFIER_MODES:
+            raise self._bad("mode", f"one of {', '.join(CLASSIFIER_MODES)}")
+        if self.finetune not in (True, False):
+            raise self._bad("finetune", "true or false")
+        if not _is_int(self.head_epochs) or not 0 <= self.head_epochs <= MAX_EPOCHS:
+            raise self._bad("head_epochs", "an integer >= 0")
+        if self.mode == "seed" and self.head_epochs:
+            raise self._bad("head_epochs", "0 in mode seed (its head trains on RGB)")
+        if self.mode == "nvidia" and not self.finetune and self.head_epochs:
+            raise self._bad(
+                "head_epochs",
+                "0 in mode nvidia without finetune (every epoch trains "
+                "the head on LiDAR embeddings)",
+            )
+
+    @property
+    def total_epochs(self) -> int:
+        return self.head_epochs + self.epochs
+
+    def phases(self, has_lidar_cnn: bool) -> list[str]:
+        """What each epoch trains: "lidar" (the head, on LiDAR embeddings) or "rgb" (the RGB
+        path: the head in mode seed, the embedder and projector with finetune). UserError for a
+        plan in which an epoch would train nothing."""
+        if self.mode == "seed":
+            return ["rgb"] * self.epochs
+        if has_lidar_cnn:
+            if not self.finetune or self.head_epochs:
+                raise UserError(
+                    "classifier: with NVIDIA's LiDAR CNN the head comes trained and stays frozen, "
+                    "so mode nvidia needs finetune=true and head_epochs=0"
+                )
+            return ["rgb"] * self.epochs
+        if not self.finetune:
+            return ["lidar"] * self.epochs
+        if not self.head_epochs:
+            raise UserError(
+                "classifier: mode nvidia with finetune and no LiDAR CNN needs head_epochs >= 1 "
+                "(the LiDAR head must be trained before it is used frozen)"
+            )
+        return ["lidar"] * self.head_epochs + ["rgb"] * self.epochs
+
+
+CONFIGS: dict[str, type[StageConfig]] = {
+    c.stage: c for c in (ContrastiveConfig, ProjectorConfig, ClassifierConfig)
+}
+assert tuple(CONFIGS) == CILP_STAGES
+UPSTREAM_KEY: dict[str, str] = {
+    "projector": "contrastive_checkpoint",
+    "classifier": "projector_checkpoint",
+}
+
+
+def stage_config(mapping: Mapping[str, Any]) -> StageConfig:
+    """The validated config of a trial config dict (its ``stage`` key picks the class)."""
+    stage = mapping.get("stage")
+    if stage not in CONFIGS:
+        raise UserError(f"stage: expected one of {', '.join(CONFIGS)}, got {stage!r}")
+    cls = CONFIGS[stage]
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(mapping) - known - {"stage"})
+    if unknown:
+        raise UserError(
+            f"unknown {stage} option(s) {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(sorted(known))}"
+        )
+    values = {k: v.item() if isinstance(v, np.generic) else v for k, v in mapping.items()}
+    values.pop("stage")
+    for name in FLOATS:
+        if _is_int(values.get(name)):
+            values[name] = float(values[name])
+    return cls(**values)

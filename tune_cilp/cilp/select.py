@@ -1,0 +1,99 @@
+"""Which trial of a stage each chain continues from: per chain (compared value and seed), the
+trial with the lowest validation loss. Shared by the driver and the analysis, so the table
+shows exactly the trials the chain used."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tune_cilp.atomic import atomic_output
+from tune_cilp.cilp.config import UPSTREAM_KEY
+from tune_cilp.errors import UserError
+from tune_cilp.trainable import STATE_FILE
+
+STAGE_FILE = "stage.json"  # in a stage's directory, written once the stage has finished
+
+
+@dataclass(frozen=True)
+class Link:
+    """One chain at one stage: its label (compared value), seed and chosen trial."""
+
+    label: str
+    seed: int
+    trial_id: str
+    trial_dir: str  # the trial directory's name (what downstream configs' paths contain)
+    checkpoint: str  # path of the chosen trial's state.pt (holds its best weights)
+    val_loss: float
+
+
+def min_val_loss(history: Sequence[dict[str, Any]]) -> float:
+    values = [r["val_loss"] for r in history if math.isfinite(r.get("val_loss", math.nan))]
+    return min(values, default=math.nan)
+
+
+def chain_of(
+    stage: str,
+    config: dict[str, Any],
+    compare_key: str | None,
+    default_label: str,
+    upstream: dict[str, Link],
+) -> tuple[str, int] | None:
+    """(label, seed) of the chain a trial belongs to; None if its upstream is not a chosen
+    trial of the stage before. upstream: the previous stage's links by trial directory name."""
+    if stage == "contrastive":
+        label = default_label if compare_key is None else f"{compare_key}={config[compare_key]}"
+        return label, int(config["seed"])
+    parents = Path(str(config.get(UPSTREAM_KEY[stage], ""))).parents
+    link = upstream.get(parents[1].name) if len(parents) > 1 else None
+    return None if link is None else (link.label, link.seed)
+
+
+def select(
+    stage: str,
+    trials: Sequence[Any],
+    compare_key: str | None,
+    default_label: str,
+    upstream: dict[str, Link],
+) -> list[Link]:
+    """The best trial per chain among ``trials`` (analysis.experiment.TrialRecord objects with
+    a checkpoint), sorted by label and seed."""
+    best: dict[tuple[str, int], Link] = {}
+    for t in trials:
+        chain = chain_of(stage, t.config, compare_key, default_label, upstream)
+        loss = min_val_loss(t.history)
+        if chain is None or t.checkpoint is None or math.isnan(loss):
+            continue
+        if chain not in best or loss < best[chain].val_loss:
+            path = os.path.join(t.checkpoint.path, STATE_FILE)
+            best[chain] = Link(*chain, t.trial_id, os.path.basename(t.path), path, loss)
+    return [best[k] for k in sorted(best)]
+
+
+def by_trial_dir(links: Sequence[Link]) -> dict[str, Link]:
+    return {link.trial_dir: link for link in links}
+
+
+def read_stage(stage_dir: str) -> list[Link] | None:
+    """The links a finished stage recorded; None if it has not finished."""
+    path = os.path.join(stage_dir, STAGE_FILE)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        return [Link(**link) for link in record["links"]]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: unreadable stage record ({exc})") from None
+
+
+def write_stage(stage_dir: str, stage: str, links: Sequence[Link], finished_at: str) -> None:
+    """Record a finished stage and the trial each chain continues from (atomically)."""
+    record = {"stage": stage, "finished_at": finished_at, "links": [asdict(k) for k in links]}
+    with atomic_output(os.path.join(stage_dir, STAGE_FILE), "w") as f:
+        json.dump(record, f, indent=2)

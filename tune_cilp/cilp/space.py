@@ -1,0 +1,37 @@
+"""A CILP search space: what each stage of the chain searches, what it compares, and which
+single-modality / fusion models it trains as references (docs/CILP.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from search_spaces import SearchSpace
+
+
+@dataclass(frozen=True)
+class CilpSpace(SearchSpace):
+    """A chain contrastive -> projector -> classifier, each stage a Ray Tune experiment.
+
+    stages:    per stage, a Tune param space over that stage's config fields (values, or
+               grid_search / choice / ranges to tune: each stage keeps, per seed and compared
+               value, its best trial by validation loss); left-out fields keep the defaults,
+               the seed notebook's protocol.
+    compare:   (contrastive config key, values): one chain per value, side by side in the
+               table (e.g. similarity seed vs clip); None = one chain.
+    baselines: model-registry variants (e.g. "rgb") trained per seed with the fusion Trainer
+               on the seed protocol, shown as reference rows.
+    """
+
+    param_space: dict[str, Any] = field(default_factory=dict)  # unused: see stages
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    compare: tuple[str, tuple[Any, ...]] | None = None
+    baselines: tuple[str, ...] = ()
+    baseline_epochs: int = 50
+
+    def chain_labels(self) -> list[str]:
+        """The names of the chains: "key=value" per compared value, else the space name."""
+        if self.compare is None:
+            return [self.name]
+        key, values = self.compare
+        return [f"{key}={value}" for value in values]

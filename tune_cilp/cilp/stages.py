@@ -1,0 +1,318 @@
+"""The three CILP stages (docs/CILP.md), each a StageTrainer:
+
+    contrastive  both embedders, contrastive loss          -> rgb, lidar (+ scale)
+    projector    frozen embedders; projector, MSE          -> + projector (+ lidar_cnn, frozen)
+    classifier   image embedder -> projector -> head, BCE  -> + head: the RGB-only classifier
+
+A stage's input is the best weights of the stage before, from the checkpoint file its config
+names (load_stage_checkpoint: weights_only, and of the right stage). Parts a stage does not
+train are computed once where that is exact (frozen, no randomness): the projector's inputs and
+targets, and the classifier's projected embeddings when nothing before its head trains.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tune_cilp.checkpoint import load_checkpoint
+from tune_cilp.cilp.config import (
+    ClassifierConfig,
+    ContrastiveConfig,
+    ProjectorConfig,
+    StageConfig,
+    stage_config,
+)
+from tune_cilp.cilp.losses import (
+    SEED_SCALE,
+    LogitScale,
+    contrastive_loss,
+    retrieval_top1,
+    similarity_logits,
+)
+from tune_cilp.cilp.models import (
+    FLAT,
+    LIDAR_INPUTS,
+    LidarCNN,
+    check_lidar_cnn_state,
+    embedder,
+    head,
+    lidar_input,
+    projector,
+)
+from tune_cilp.cilp.trainer import StageTrainer, load_stage_checkpoint
+from tune_cilp.data import CilpArrays
+from tune_cilp.errors import UserError
+from tune_cilp.train import _DeviceSplit, _metrics
+
+EVAL_STEP = 256  # embeddings of a split are computed in chunks of this many scenes
+
+
+def load_lidar_cnn(path: str) -> dict[str, torch.Tensor]:
+    """NVIDIA's LiDAR CNN state dict from ``path`` (weights_only); UserError for anything else."""
+    return check_lidar_cnn_state(load_checkpoint(path), path)
+
+
+def _embedders(c: ContrastiveConfig) -> dict[str, nn.Module]:
+    return {
+        "rgb": embedder(4, c.emb_dim, c.downsample),
+        "lidar": embedder(LIDAR_INPUTS[c.lidar_input], c.emb_dim, c.downsample),
+    }
+
+
+class ContrastiveTrainer(StageTrainer):
+    cfg: ContrastiveConfig
+
+    def build(self) -> nn.ModuleDict:
+        parts = _embedders(self.cfg)
+        if self.cfg.similarity == "clip":
+            parts["scale"] = LogitScale(self.cfg.logit_scale_init)
+        return nn.ModuleDict(parts)
+
+    def _logits(self, rgb: torch.Tensor, lidar: torch.Tensor) -> torch.Tensor:
+        scale = self.parts["scale"]() if "scale" in self.parts else None
+        return similarity_logits(rgb, lidar, self.cfg.similarity, scale)
+
+    def _embed(self, split: _DeviceSplit, index) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, xyza, _ = split.batch(index, self.memory_format)
+        with self.autocast():
+            a = self.parts["rgb"](rgb)
+            b = self.parts["lidar"](lidar_input(xyza, self.cfg.lidar_input))
+        return a.float(), b.float()
+
+    def train_epoch(self) -> float:
+        total = torch.zeros((), device=self.device)
+        for index in self.batches(len(self.train_data)):
+            loss = contrastive_loss(self._logits(*self._embed(self.train_data, index)))
+            self.step(loss)
+            if "scale" in self.parts:
+                self.parts["scale"].clamp_()
+            total += loss.detach() * len(index)
+        return total.item() / len(self.train_data)
+
+    def evaluate(self) -> dict[str, float]:
+        n, bs = len(self.val_data), self.cfg.batch_size
+        pairs = [
+            self._embed(self.val_data, slice(s, s + EVAL_STEP)) for s in range(0, n, EVAL_STEP)
+        ]
+        rgb, lidar = (torch.cat(x) for x in zip(*pairs, strict=True))
+        # The loss on validation batches of the training batch size, in split order, weighted
+        # by batch size: its chance level is ln(batch), as in training.
+        loss = sum(
+            contrastive_loss(self._logits(rgb[s : s + bs], lidar[s : s + bs])).item()
+            * len(rgb[s : s + bs])
+            for s in range(0, n, bs)
+        )
+        r2l, l2r = retrieval_top1(rgb, lidar)
+        scale = self.parts["scale"]().item() if "scale" in self.parts else SEED_SCALE
+        return {
+            "val_loss": loss / n,
+            "val_top1_rgb_to_lidar": r2l,
+            "val_top1_lidar_to_rgb": l2r,
+            "logit_scale": scale,
+        }
+
+
+class _Downstream(StageTrainer):
+    """A stage that starts from the best weights of the stage before."""
+
+    upstream_stage = ""
+
+    def __init__(self, cfg: StageConfig, data: CilpArrays, **kwargs):
+        path = getattr(cfg, f"{self.upstream_stage}_checkpoint")
+        self.upstream = load_stage_checkpoint(path, self.upstream_stage)
+        self.upstream_cfg = stage_config(self.upstream["config"])
+        contrastive = self.upstream.get("contrastive_config", self.upstream["config"])
+        self.contrastive_cfg: ContrastiveConfig = stage_config(contrastive)
+        super().__init__(cfg, data, **kwargs)
+
+    def state_dict(self) -> dict:
+        """The trainer's state plus the contrastive config (the embedders' shapes)."""
+        return {**super().state_dict(), "contrastive_config": self.contrastive_cfg.to_dict()}
+
+    def _load_upstream(self, parts: dict[str, nn.Module]) -> None:
+        """Put the upstream stage's best weights into the parts of the same names."""
+        best = self.upstream["best_model"]
+        for name, module in parts.items():
+            own = {k[len(name) + 1 :]: v for k, v in best.items() if k.startswith(f"{name}.")}
+            if own:
+                try:
+                    module.load_state_dict(own)
+                except RuntimeError as exc:
+                    first = str(exc).splitlines()[0]
+                    raise UserError(f"{self.upstream_stage} checkpoint: {first}") from None
+
+    @torch.no_grad()
+    def embed_split(self, split: _DeviceSplit, fn) -> torch.Tensor:
+        """fn(rgb, xyza) -> features over a whole split, in chunks, in eval mode."""
+        out = []
+        for s in range(0, len(split), EVAL_STEP):
+            rgb, xyza, _ = split.batch(slice(s, s + EVAL_STEP), self.memory_format)
+            with self.autocast():
+                out.append(fn(rgb, xyza).float())
+        return torch.cat(out)
+
+    def lidar_features(self, rgb: torch.Tensor, xyza: torch.Tensor) -> torch.Tensor:
+        """What the projector maps onto: NVIDIA's LiDAR CNN embedding, or the LiDAR embedding."""
+        if "lidar_cnn" in self.parts:
+            return self.parts["lidar_cnn"].embedder(lidar_input(xyza, "depth"))
+        return self.parts["lidar"](lidar_input(xyza, self.contrastive_cfg.lidar_input))
+
+
+class ProjectorTrainer(_Downstream):
+    cfg: ProjectorConfig
+    upstream_stage = "contrastive"
+
+    def __init__(self, cfg: ProjectorConfig, data: CilpArrays, **kwargs):
+        self.lidar_cnn = None if cfg.lidar_cnn is None else load_lidar_cnn(cfg.lidar_cnn)
+        super().__init__(cfg, data, **kwargs)
+        self.parts.eval()
+        img = lambda rgb, xyza: self.parts["rgb"](rgb)  # noqa: E731
+        self.inputs = {s: self.embed_split(d, img) for s, d in self._splits()}
+        self.targets = {s: self.embed_split(d, self.lidar_features) for s, d in self._splits()}
+
+    def _splits(self):
+        return (("train", self.train_data), ("val", self.val_data))
+
+    def build(self) -> nn.ModuleDict:
+        parts = _embedders(self.contrastive_cfg)
+        self._load_upstream(parts)
+        out_dim = self.contrastive_cfg.emb_dim
+        if self.lidar_cnn is not None:
+            parts["lidar_cnn"] = LidarCNN()
+            parts["lidar_cnn"].load_state_dict(self.lidar_cnn)
+            out_dim = FLAT
+        parts["projector"] = projector(self.contrastive_cfg.emb_dim, out_dim)
+        return nn.ModuleDict(parts)
+
+    def frozen_parts(self) -> tuple[str, ...]:
+        return ("rgb", "lidar", *(("lidar_cnn",) if self.lidar_cnn is not None else ()))
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parts["projector"].parameters())
+
+    def train_epoch(self) -> float:
+        x, y = self.inputs["train"], self.targets["train"]
+        total = torch.zeros((), device=self.device)
+        for index in self.batches(len(x)):
+            with self.autocast():
+                out = self.parts["projector"](x[index])
+            loss = F.mse_loss(out.float(), y[index])
+            self.step(loss)
+            total += loss.detach() * len(index)
+        return total.item() / len(x)
+
+    def evaluate(self) -> dict[str, float]:
+        with self.autocast():
+            out = self.parts["projector"](self.inputs["val"]).float()
+        y = self.targets["val"]
+        return {
+            "val_loss": F.mse_loss(out, y).item(),
+            "val_cosine": F.cosine_similarity(out, y, dim=1).mean().item(),
+        }
+
+
+class ClassifierTrainer(_Downstream):
+    cfg: ClassifierConfig
+    upstream_stage = "projector"
+
+    def __init__(self, cfg: ClassifierConfig, data: CilpArrays, **kwargs):
+        super().__init__(cfg, data, **kwargs)
+        self.phases = cfg.phases(self.has_lidar_cnn)
+        self.parts.eval()
+        self.projected = None
+        if not cfg.finetune:  # nothing before the head trains: its inputs are fixed
+            self.projected = {
+                "train": self.embed_split(self.train_data, self._project),
+                "val": self.embed_split(self.val_data, self._project),
+            }
+        if "lidar" in self.phases:
+            self.lidar_embedded = self.embed_split(self.train_data, self.lidar_features)
+
+    @property
+    def has_lidar_cnn(self) -> bool:
+        return self.upstream_cfg.lidar_cnn is not None
+
+    def build(self) -> nn.ModuleDict:
+        parts = _embedders(self.contrastive_cfg)
+        out_dim = self.contrastive_cfg.emb_dim
+        if self.has_lidar_cnn:
+            parts["lidar_cnn"] = LidarCNN()
+            out_dim = FLAT
+        parts["projector"] = projector(self.contrastive_cfg.emb_dim, out_dim)
+        self._load_upstream(parts)
+        if self.has_lidar_cnn and self.cfg.mode == "nvidia":
+            parts["head"] = parts["lidar_cnn"].classifier  # the same module: trained weights
+        else:
+            parts["head"] = head(out_dim)
+        return nn.ModuleDict(parts)
+
+    def frozen_parts(self) -> tuple[str, ...]:
+        frozen = ["lidar", *(["lidar_cnn"] if self.has_lidar_cnn else [])]
+        if not self.cfg.finetune:
+            frozen += ["rgb", "projector"]
+        return tuple(frozen)
+
+    @property
+    def num_parameters(self) -> int:
+        """The RGB-only classifier's: image embedder, projector and head."""
+        return sum(
+            p.numel() for k in ("rgb", "projector", "head") for p in self.parts[k].parameters()
+        )
+
+    def _project(self, rgb: torch.Tensor, xyza: torch.Tensor) -> torch.Tensor:
+        return self.parts["projector"](self.parts["rgb"](rgb))
+
+    def _rgb_logits(self, split: str, data: _DeviceSplit, index) -> torch.Tensor:
+        if self.projected is not None:
+            with self.autocast():
+                return self.parts["head"](self.projected[split][index])[:, 0].float()
+        rgb, xyza, _ = data.batch(index, self.memory_format)
+        with self.autocast():
+            return self.parts["head"](self._project(rgb, xyza))[:, 0].float()
+
+    def train_epoch(self) -> float:
+        phase = self.phases[self.epoch]
+        # In mode nvidia the head trains on LiDAR embeddings only; on RGB it is used frozen.
+        self.parts["head"].requires_grad_(phase == "lidar" or self.cfg.mode == "seed")
+        if self.cfg.finetune:
+            for name in ("rgb", "projector"):
+                self.parts[name].requires_grad_(phase == "rgb")
+        data = self.train_data
+        total = torch.zeros((), device=self.device)
+        for index in self.batches(len(data)):
+            if phase == "lidar":
+                with self.autocast():
+                    logits = self.parts["head"](self.lidar_embedded[index])[:, 0].float()
+            else:
+                logits = self._rgb_logits("train", data, index)
+            loss = F.binary_cross_entropy_with_logits(logits, data.labels[index])
+            self.step(loss)
+            total += loss.detach() * len(index)
+        return total.item() / len(data)
+
+    def evaluate(self) -> dict[str, float]:
+        """The RGB-only classifier on the validation split (whatever the epoch trained)."""
+        n = len(self.val_data)
+        logits = torch.cat(
+            [
+                self._rgb_logits("val", self.val_data, slice(s, s + EVAL_STEP))
+                for s in range(0, n, EVAL_STEP)
+            ]
+        )
+        return _metrics(logits, self.val_data.labels)
+
+
+TRAINERS: dict[str, type[StageTrainer]] = {
+    "contrastive": ContrastiveTrainer,
+    "projector": ProjectorTrainer,
+    "classifier": ClassifierTrainer,
+}
+
+
+def make_trainer(config: dict, data: CilpArrays, **kwargs) -> StageTrainer:
+    """The trainer of a trial config (its ``stage`` key picks the stage)."""
+    cfg = stage_config(config)
+    return TRAINERS[cfg.stage](cfg, data, **kwargs)
