@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmarks.bench_epoch import layer_order
 from tune_cilp.checkpoint import load_checkpoint, save_checkpoint
 from tune_cilp.data import CilpArrays, generate_raw, load_arrays
 from tune_cilp.errors import UserError
@@ -139,6 +140,30 @@ def test_resume_after_k_epochs_is_bit_for_bit(tiny_arrays: CilpArrays, tmp_path:
         resumed.state_dict()["optimizer"]["state"].keys()
         == straight.optimizer.state_dict()["state"].keys()
     )
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("downsample", ["maxpool", "stride"])
+def test_pool_then_relu_trains_as_relu_then_pool(
+    tiny_arrays: CilpArrays, downsample: str, precision: str
+) -> None:
+    """The layer order conv -> pool -> ReLU trains bit-for-bit like conv -> ReLU -> pool (the
+    order before), from the same weights, and loads that order's state_dict."""
+    cfg = TrainConfig(variant="concat", downsample=downsample, epochs=2, precision=precision)
+    with layer_order("conv-relu-pool"):
+        before = Trainer(cfg, tiny_arrays, threads=2)
+    after = Trainer(cfg, tiny_arrays, threads=2)
+    pool = " MaxPool2d" if downsample == "maxpool" else ""
+    layers = {
+        trainer: " ".join(type(m).__name__ for m in trainer.model.encoders[0])
+        for trainer in (before, after)
+    }
+    assert layers[before] == f"Conv2d ReLU{pool} Conv2d ReLU{pool}"
+    assert layers[after] == f"Conv2d{pool} ReLU Conv2d{pool} ReLU"
+    before.model.load_state_dict(after.model.state_dict())  # strict: the same keys
+    for _ in range(2):
+        assert _without_timings([before.run_epoch()]) == _without_timings([after.run_epoch()])
+    assert _same_weights(before.model, after.model)
 
 
 def test_state_of_another_config_is_refused(tiny_arrays: CilpArrays) -> None:

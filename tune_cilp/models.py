@@ -22,7 +22,8 @@ rgb and lidar are the single-modality baselines ("what does the other modality a
 network with one encoder, whose forward(rgb, xyza) ignores the other input.
 
 "v" marks a downsampling conv: followed by MaxPool2d(2) (downsample="maxpool") or with stride 2
-(downsample="stride"). All convs are 3x3, padding 1, followed by ReLU. Every variant but late ends
+(downsample="stride"). All convs are 3x3, padding 1, followed by ReLU, which comes after the pool
+where there is one (conv -> pool -> ReLU). Every variant but late ends
 in the head flatten -> linear hidden -> ReLU -> linear num_classes; late's head is
 linear 2*hidden -> hidden -> ReLU -> linear num_classes.
 
@@ -113,12 +114,17 @@ def variant_name(config: Mapping[str, Any]) -> str:
 
 
 def _conv(c_in: int, c_out: int, downsample: str | None) -> list[nn.Module]:
-    """3x3 conv + ReLU; with downsample "maxpool" a 2x2 pool after, with "stride" stride 2."""
+    """3x3 conv, then ReLU; with downsample "maxpool" a 2x2 pool between, with "stride" stride 2.
+
+    Pool then ReLU gives exactly the values and gradients of ReLU then pool (ReLU is monotone,
+    so it commutes with max) with ReLU on a quarter of the elements. The ReLU is in place: neither
+    the pool's nor the conv's backward reads its output (autograd's version check guards this).
+    """
     stride = 2 if downsample == "stride" else 1
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU()]
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)]
     if downsample == "maxpool":
         layers.append(nn.MaxPool2d(2))
-    return layers
+    return [*layers, nn.ReLU(inplace=True)]
 
 
 class L2Normalize(nn.Module):
