@@ -39,7 +39,7 @@ from tune_cilp import models
 from tune_cilp.data import CilpArrays, depth_to_xyza, generate_raw, load_arrays
 from tune_cilp.errors import ArgumentParser, UserError, run_cli
 from tune_cilp.models import ModelConfig, build_model, forward_flops
-from tune_cilp.train import TrainConfig, Trainer
+from tune_cilp.train import TrainConfig, Trainer, configure_process
 
 LAYER_ORDERS = ("current", "conv-relu-pool")
 
@@ -157,8 +157,9 @@ def trainer_epochs(
     device: str = "cpu",
 ) -> Iterator[float]:
     """Epoch times of our Trainer with ``cfg`` and layer ``order``, one per next()."""
+    configure_process(threads=threads, device=device)
     with layer_order(order):
-        trainer = Trainer(cfg, data, device=device, threads=threads)
+        trainer = Trainer(cfg, data, device=device)
     while True:
         yield trainer.run_epoch()["epoch_time_s"]
 
@@ -173,8 +174,9 @@ def late_epoch_check(data: CilpArrays, downsample: str, epochs: int, threads: in
     """fp32 training for ``epochs`` with flush-to-zero on, then off: early vs late epoch times."""
     cfg = TrainConfig(downsample=downsample, epochs=epochs, precision="fp32")
     for ftz in (True, False):
-        trainer = Trainer(cfg, data, device="cpu", threads=threads)
-        torch.set_flush_denormal(ftz)  # Trainer turns it on; switch it off for the comparison
+        configure_process(threads=threads)
+        trainer = Trainer(cfg, data, device="cpu")
+        torch.set_flush_denormal(ftz)  # configure_process turns it on; off for the comparison
         times = [trainer.run_epoch()["epoch_time_s"] for _ in range(epochs)]
         early, late = statistics.median(times[1:4]), statistics.median(times[-3:])
         print(

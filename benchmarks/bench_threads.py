@@ -18,25 +18,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_epoch import matmul_peak  # noqa: E402
+from bench_epoch import cpu_summary, matmul_peak  # noqa: E402
 
 from tune_cilp.cpu_plan import TWO_THREAD_SPEEDUP  # noqa: E402
 from tune_cilp.data import load_arrays  # noqa: E402
 from tune_cilp.train import TrainConfig, Trainer, configure_process  # noqa: E402
-
-
-def cpu_model() -> str:
-    """The processor's model name (from /proc/cpuinfo), or what platform says."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -62,7 +48,7 @@ def main() -> None:
                 best[(downsample, t)] = min(best.get((downsample, t), seconds), seconds)
     configure_process(threads=max(counts))
     peaks = {d: matmul_peak(d) for d in (torch.float32, torch.bfloat16)}
-    print(f"{cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {precision}")
+    print(f"{cpu_summary()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {precision}")
     print(
         f"matmul peak on {max(counts)} threads, same run: fp32 {peaks[torch.float32]:.0f}, "
         f"bf16 {peaks[torch.bfloat16]:.0f} GFLOP/s"

@@ -25,8 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_epoch import matmul_peak  # noqa: E402
-from bench_threads import cpu_model  # noqa: E402
+from bench_epoch import cpu_summary, matmul_peak  # noqa: E402
 
 from tune_cilp.data import load_arrays  # noqa: E402
 from tune_cilp.train import TrainConfig, Trainer, configure_process  # noqa: E402
@@ -83,7 +82,7 @@ def main() -> None:
 
     configure_process(threads=os.cpu_count())
     peaks = {d: matmul_peak(d) for d in (torch.float32, torch.bfloat16)}
-    print(f"{cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
+    print(f"{cpu_summary()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
     print(
         f"matmul peak on {os.cpu_count()} threads, same run: fp32 {peaks[torch.float32]:.0f}, "
         f"bf16 {peaks[torch.bfloat16]:.0f} GFLOP/s"

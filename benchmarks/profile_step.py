@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 from benchmarks.bench_epoch import LAYER_ORDERS, cpu_summary, layer_order
 from tune_cilp.data import load_arrays
 from tune_cilp.errors import ArgumentParser, run_cli
-from tune_cilp.train import TrainConfig, Trainer
+from tune_cilp.train import TrainConfig, Trainer, configure_process
 
 
 def profiled_pass(trainer: Trainer) -> tuple[float, profile]:
@@ -52,9 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_index = np.flatnonzero(data.is_train)[: cfg.batch_size * args.steps]
     subset = data.subset(np.concatenate([train_index, np.flatnonzero(~data.is_train)[:1]]))
     trainers = {}
+    configure_process(threads=args.threads)
     for order in LAYER_ORDERS:
         with layer_order(order):
-            trainers[order] = Trainer(cfg, subset, device="cpu", threads=args.threads)
+            trainers[order] = Trainer(cfg, subset, device="cpu")
         trainers[order]._train_one_epoch()  # warm-up: allocator, oneDNN primitive caches
     best: dict[str, tuple[float, profile]] = {}
     for _ in range(args.repeats):

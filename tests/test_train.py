@@ -151,8 +151,8 @@ def test_pool_then_relu_trains_as_relu_then_pool(
     order before), from the same weights, and loads that order's state_dict."""
     cfg = TrainConfig(variant="concat", downsample=downsample, epochs=2, precision=precision)
     with layer_order("conv-relu-pool"):
-        before = Trainer(cfg, tiny_arrays, threads=2)
-    after = Trainer(cfg, tiny_arrays, threads=2)
+        before = Trainer(cfg, tiny_arrays)
+    after = Trainer(cfg, tiny_arrays)
     pool = " MaxPool2d" if downsample == "maxpool" else ""
     layers = {
         trainer: " ".join(type(m).__name__ for m in trainer.model.encoders[0])
