@@ -68,8 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{cpu_summary()}, {args.threads} threads, torch {torch.__version__}")
     for order, (elapsed, prof) in best.items():
         step = elapsed / args.steps
-        print(f"\n{name}, layer order {order}: {1000 * step:.1f} ms/step (batch 32, profiled, ")
-        print(f"fastest of {args.repeats} passes of {args.steps} steps)")
+        print(
+            f"\n{name}, layer order {order}: {1000 * step:.1f} ms/step (batch 32, profiled; "
+            f"fastest of {args.repeats} passes of {args.steps} steps)"
+        )
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
     return 0
 

@@ -142,14 +142,16 @@ def test_resume_after_k_epochs_is_bit_for_bit(tiny_arrays: CilpArrays, tmp_path:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("downsample", ["maxpool", "stride"])
 def test_pool_then_relu_trains_as_relu_then_pool(
     tiny_arrays: CilpArrays, downsample: str, precision: str
 ) -> None:
     """The layer order conv -> pool -> ReLU trains bit-for-bit like conv -> ReLU -> pool (the
-    order before), from the same weights, and loads that order's state_dict."""
-    cfg = TrainConfig(variant="concat", downsample=downsample, epochs=2, precision=precision)
+    order before), from the same weights, and loads that order's state_dict. One epoch of the
+    tiny set is two Adam steps (batches of 32 and 8) and an evaluation."""
+    cfg = TrainConfig(variant="concat", downsample=downsample, epochs=1, precision=precision)
     with layer_order("conv-relu-pool"):
         before = Trainer(cfg, tiny_arrays)
     after = Trainer(cfg, tiny_arrays)
@@ -161,8 +163,7 @@ def test_pool_then_relu_trains_as_relu_then_pool(
     assert layers[before] == f"Conv2d ReLU{pool} Conv2d ReLU{pool}"
     assert layers[after] == f"Conv2d{pool} ReLU Conv2d{pool} ReLU"
     before.model.load_state_dict(after.model.state_dict())  # strict: the same keys
-    for _ in range(2):
-        assert _without_timings([before.run_epoch()]) == _without_timings([after.run_epoch()])
+    assert _without_timings([before.run_epoch()]) == _without_timings([after.run_epoch()])
     assert _same_weights(before.model, after.model)
 
 

@@ -118,7 +118,8 @@ def _conv(c_in: int, c_out: int, downsample: str | None) -> list[nn.Module]:
 
     Pool then ReLU gives exactly the values and gradients of ReLU then pool (ReLU is monotone,
     so it commutes with max) with ReLU on a quarter of the elements. The ReLU is in place: neither
-    the pool's nor the conv's backward reads its output (autograd's version check guards this).
+    the pool's nor the conv's backward reads its output (autograd's version check guards this),
+    though autograd refuses a full backward hook on the module before an in-place op.
     """
     stride = 2 if downsample == "stride" else 1
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)]
