@@ -14,10 +14,10 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from scipy import stats as scipy_stats
 from tabulate import tabulate
 
 from analysis.experiment import TrialRecord, load_experiment, trial_results
+from analysis.ranking import half_width
 from analysis.stats import (
     Comparison,
     Summary,
@@ -29,6 +29,7 @@ from analysis.stats import (
     summarize_variants,
     verdict,
 )
+from analysis.table import fmt_value, metric_rows
 from tune_cilp.cilp.chain import BASELINES
 from tune_cilp.cilp.select import Link, by_trial_dir, select
 from tune_cilp.cilp.space import CilpSpace
@@ -66,39 +67,16 @@ class CilpTable:
     verdict: str = ""
 
     def rows(self) -> list[list[str]]:
-        out = []
-        for m in CILP_ROWS:
-            row = [m.label] + [_cell(c.metrics[m.key], m.fmt) for c in self.chains]
-            if self.comparisons:
-                row.append(_difference(self.comparisons[m.key], m.fmt))
-            out.append(row)
-        return out
-
-
-def _fmt(value: float, spec: str) -> str:
-    return "n/a" if value is None or math.isnan(value) else format(value, spec)
-
-
-def ci_half_width(s: Summary, confidence: float = 0.95) -> float:
-    """Half-width of the t confidence interval of the mean (NaN for fewer than two values)."""
-    if s.n < 2 or math.isnan(s.std):
-        return math.nan
-    return float(scipy_stats.t.ppf((1 + confidence) / 2, s.n - 1) * s.std / math.sqrt(s.n))
+        return metric_rows(CILP_ROWS, self.chains, self.comparisons, _cell)
 
 
 def _cell(s: Summary, spec: str) -> str:
+    """mean ± 95 % CI half-width (n), across the chains' seeds."""
     if s.n == 0 or math.isnan(s.mean):
         return "n/a"
     if s.n == 1:
-        return _fmt(s.mean, spec)
-    return f"{_fmt(s.mean, spec)} ± {_fmt(ci_half_width(s), spec)} ({s.n})"
-
-
-def _difference(c: Comparison, spec: str) -> str:
-    diff = "n/a" if math.isnan(c.difference) else format(c.difference, "+" + spec)
-    if not c.testable:
-        return diff
-    return f"{diff} [{_fmt(c.ci_low, spec)}, {_fmt(c.ci_high, spec)}] p={c.p_value:.2g}"
+        return fmt_value(s.mean, spec)
+    return f"{fmt_value(s.mean, spec)} ± {fmt_value(half_width(s.std, s.n), spec)} ({s.n})"
 
 
 def is_cilp_experiment(path: str) -> bool:

@@ -72,16 +72,21 @@ class Ranking:
         )
 
 
+def half_width(std: float, n: int, confidence: float = CONFIDENCE) -> float:
+    """Half-width of the t confidence interval of a mean from its sample std (ddof 1) and n;
+    NaN for fewer than two values."""
+    if n < 2 or math.isnan(std):
+        return math.nan
+    return float(scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+
+
 def interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
     """Mean ± the t-based confidence half-width of the mean."""
     arr = np.asarray(values, dtype=float)
     if arr.size == 0:
         return Interval(math.nan, math.nan, 0)
-    if arr.size < 2:
-        return Interval(float(arr.mean()), math.nan, 1)
-    sem = float(np.std(arr, ddof=1)) / math.sqrt(arr.size)
-    t = float(scipy_stats.t.ppf(0.5 + confidence / 2, arr.size - 1))
-    return Interval(float(arr.mean()), t * sem, int(arr.size))
+    std = float(np.std(arr, ddof=1)) if arr.size > 1 else math.nan
+    return Interval(float(arr.mean()), half_width(std, int(arr.size), confidence), int(arr.size))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import textwrap
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,16 +66,29 @@ class ComparisonTable:
 
     def rows(self) -> list[list[str]]:
         """Formatted cells, one row per entry of ROWS."""
-        out = []
-        for m in ROWS:
-            row = [m.label] + [_cell(v.metrics[m.key], m.fmt) for v in self.variants]
-            if self.comparisons:
-                row.append(_difference_cell(self.comparisons[m.key], m.fmt))
-            out.append(row)
-        return out
+        return metric_rows(ROWS, self.variants, self.comparisons, _cell)
 
 
-def _fmt(value: float, spec: str) -> str:
+def metric_rows(
+    metrics: Sequence[Metric],
+    columns: Sequence[VariantSummary],
+    comparisons: dict[str, Comparison],
+    cell: Callable[[Summary, str], str],
+) -> list[list[str]]:
+    """One formatted row per metric: its label, a `cell` per column, then the Difference cell
+    when there are comparisons (tables in the seed notebook's shape: metrics down, variants
+    across)."""
+    out = []
+    for m in metrics:
+        row = [m.label] + [cell(v.metrics[m.key], m.fmt) for v in columns]
+        if comparisons:
+            row.append(difference_cell(comparisons[m.key], m.fmt))
+        out.append(row)
+    return out
+
+
+def fmt_value(value: float, spec: str) -> str:
+    """`value` in `spec`, or "n/a" for a missing one."""
     return "n/a" if value is None or math.isnan(value) else format(value, spec)
 
 
@@ -82,15 +96,16 @@ def _cell(summary: Summary, spec: str) -> str:
     if summary.n == 0:
         return "n/a"
     if summary.n == 1:
-        return _fmt(summary.mean, spec)
-    return f"{_fmt(summary.mean, spec)} ± {_fmt(summary.std, spec)} ({summary.n})"
+        return fmt_value(summary.mean, spec)
+    return f"{fmt_value(summary.mean, spec)} ± {fmt_value(summary.std, spec)} ({summary.n})"
 
 
-def _difference_cell(c: Comparison, spec: str) -> str:
+def difference_cell(c: Comparison, spec: str) -> str:
+    """The difference b - a, with its 95 % CI and Welch p when both sides have 2+ seeds."""
     diff = format(c.difference, "+" + spec) if not math.isnan(c.difference) else "n/a"
     if not c.testable:
         return diff
-    return f"{diff} [{_fmt(c.ci_low, spec)}, {_fmt(c.ci_high, spec)}] p={c.p_value:.2g}"
+    return f"{diff} [{fmt_value(c.ci_low, spec)}, {fmt_value(c.ci_high, spec)}] p={c.p_value:.2g}"
 
 
 def comparison_table(

@@ -118,11 +118,7 @@ CILP_ROWS: tuple[Metric, ...] = (
     Metric("top1_lidar_to_rgb", "Retrieval top-1 LiDAR→RGB", ".3f", "max"),
     Metric("projector_val_mse", "Projector Validation MSE", ".4g", "min"),
     Metric("classifier_val_loss", "Classifier Validation Loss", ".4g", "min"),
-    Metric("val_accuracy", "Accuracy", ".3f", "max"),
-    Metric("val_balanced_accuracy", "Balanced Accuracy", ".3f", "max"),
-    Metric("val_f1", "F1", ".3f", "max"),
-    Metric("params_m", "Parameters (M)", ".4f"),
-    Metric("training_time_s", "Training Time (s)", ".1f", "min"),
+    *(TRIAL_METRICS[k] for k in (*AT_BEST_EPOCH, "params_m", "training_time_s")),
 )
 
 

@@ -175,6 +175,42 @@ def replicated_space(args: Any, seeds: list[int] | None) -> tuple[SearchSpace, l
     return space, picks
 
 
+def load_run(
+    args: Any,
+    space_name: str,
+    *,
+    epochs: int | None,
+    seeds: list[int] | None,
+    samples: int | None,
+    argv: list[str],
+    **extra: Any,
+) -> tuple[CilpArrays, ExperimentMeta]:
+    """The run's data (loaded once, the smoke-test subset if asked) and its identity as
+    tune_cilp.json records it; `extra`: the ExperimentMeta fields particular to the run."""
+    dataset = args.dataset or DEFAULT_SOURCE
+    data = load_arrays(dataset, data_dir=args.data_dir)
+    if args.smoke_test:
+        data = smoke_subset(data)
+    args.wandb = resolve_mode(args.wandb)
+    meta = ExperimentMeta(
+        space=space_name,
+        dataset=dataset,
+        data_fingerprint=fingerprint(data),
+        data_dir=str(default_data_dir(args.data_dir).resolve()) if is_synthetic(dataset) else None,
+        smoke_test=args.smoke_test,
+        epochs=epochs,
+        seeds=seeds,
+        num_samples=samples,
+        precision=args.precision,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        argv=argv,
+        created_at=now(),
+        **extra,
+    )
+    return data, meta
+
+
 def num_samples(args: Any, space: SearchSpace) -> int:
     """Tune's num_samples: --num-samples, else the space's (at most 2 in a smoke test)."""
     if args.num_samples:
@@ -221,28 +257,16 @@ def main(argv: Sequence[str] | None = None, trainable: Callable[..., None] = tra
     local = not is_uri(args.storage_path)
     storage = str(local_storage(args.storage_path)) if local else args.storage_path
     experiment = f"{storage.rstrip('/')}/{args.name}"
-    dataset = args.dataset or DEFAULT_SOURCE
-    data = load_arrays(dataset, data_dir=args.data_dir)
-    if args.smoke_test:
-        data = smoke_subset(data)
-    args.wandb = resolve_mode(args.wandb)
-    meta = ExperimentMeta(
-        space=space.name,
-        dataset=dataset,
-        data_fingerprint=fingerprint(data),
-        data_dir=str(default_data_dir(args.data_dir).resolve()) if is_synthetic(dataset) else None,
-        smoke_test=args.smoke_test,
+    data, meta = load_run(
+        args,
+        space.name,
         epochs=params["epochs"],
         seeds=seeds,
-        num_samples=num_samples(args, space),
-        precision=args.precision,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
+        samples=num_samples(args, space),
+        argv=list(sys.argv[1:] if argv is None else argv),
         replicate=args.replicate,
         top_k=args.top_k,
         picks=[{"trial_id": p.trial_id, "val_loss": p.val_loss, "config": p.config} for p in picks],
-        argv=list(sys.argv[1:] if argv is None else argv),
-        created_at=now(),
     )
 
     print(f"experiment: {experiment}")

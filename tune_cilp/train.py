@@ -217,7 +217,104 @@ class _DeviceSplit:
         return rgb, xyza, self.labels[index]
 
 
-class Trainer:
+def device_splits(data: CilpArrays, device: torch.device) -> tuple[_DeviceSplit, _DeviceSplit]:
+    """The train and validation splits resident on `device`; UserError if one is empty."""
+    n_train, n_val = int(data.is_train.sum()), int((~data.is_train).sum())
+    if n_train == 0 or n_val == 0:
+        raise UserError(f"data: need train and validation scenes, got {n_train} and {n_val}")
+    return _DeviceSplit(data.train, device), _DeviceSplit(data.validation, device)
+
+
+class ResumableLoop:
+    """The resumable bookkeeping of a training loop, shared by Trainer and the CILP stage
+    trainers: config, optimiser, scheduler, batch-order generator, epoch, best weights by
+    validation loss and the per-epoch history. A subclass names the module it trains
+    (trained_module); state_dict() is then everything needed to continue exactly."""
+
+    cfg: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    generator: torch.Generator
+    epoch: int
+    best_val_loss: float
+    best_epoch: int
+    history: list[dict[str, float | int]]
+    _best_state: dict[str, torch.Tensor]
+
+    def trained_module(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _start_loop(self, seed: int) -> None:
+        """Epoch 0: no best yet, the initial weights as the best so far, and the batch order's
+        own generator (so nothing else that draws random numbers shifts it)."""
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch = 0
+        self.best_val_loss = math.inf
+        self.best_epoch = 0
+        self._best_state = _copy_state(self.trained_module().state_dict())
+        self.history = []
+
+    def _end_epoch(
+        self, train_loss: float, val: dict[str, float], lr: float, elapsed: float, samples: int
+    ) -> dict[str, float | int]:
+        """Count the epoch, keep the best weights by val_loss, and return (and record) the
+        epoch's metrics in the schema's order (tune_cilp.metrics.EPOCH)."""
+        self.epoch += 1
+        if val["val_loss"] < self.best_val_loss:
+            self.best_val_loss, self.best_epoch = val["val_loss"], self.epoch
+            self._best_state = _copy_state(self.trained_module().state_dict())
+        metrics: dict[str, float | int] = {
+            "epoch": self.epoch,
+            "train_loss": train_loss,
+            **val,
+            "lr": float(lr),
+            "epoch_time_s": elapsed,
+            "samples_per_s": samples / elapsed,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+        }
+        self.history.append(metrics)
+        return dict(metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly (tensors are live: save before
+        training on). Loads with torch.load(weights_only=True)."""
+        return {
+            "config": self.cfg.to_dict(),
+            "model": self.trained_module().state_dict(),
+            "best_model": self._best_state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            # Training draws random numbers from the batch-order generator only.
+            "rng": {"batch_order": self.generator.get_state()},
+            "epoch": self.epoch,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "history": [dict(h) for h in self.history],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a state_dict() of a run with the same config."""
+        if state.get("config") != self.cfg.to_dict():
+            raise UserError(
+                f"checkpoint config {state.get('config')!r} differs from this run's "
+                f"{self.cfg.to_dict()!r}"
+            )
+        try:
+            self.trained_module().load_state_dict(state["model"])
+            self._best_state = _copy_state(state["best_model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.generator.set_state(state["rng"]["batch_order"])
+            self.epoch = int(state["epoch"])
+            self.best_val_loss = float(state["best_val_loss"])
+            self.best_epoch = int(state["best_epoch"])
+            self.history = [dict(h) for h in state["history"]]
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise UserError(f"checkpoint state is incomplete or mismatched: {exc}") from None
+
+
+class Trainer(ResumableLoop):
     """Trains one model on ``data`` (its is_train / validation split), one epoch per run_epoch().
 
     Attributes the caller records: device, precision ("fp32" | "bf16"), channels_last,
@@ -233,11 +330,7 @@ class Trainer:
         self.channels_last = resolve_channels_last(cfg.channels_last, self.device)
         self._memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
 
-        n_train, n_val = int(data.is_train.sum()), int((~data.is_train).sum())
-        if n_train == 0 or n_val == 0:
-            raise UserError(f"data: need train and validation scenes, got {n_train} and {n_val}")
-        self.train_data = _DeviceSplit(data.train, self.device)
-        self.val_data = _DeviceSplit(data.validation, self.device)
+        self.train_data, self.val_data = device_splits(data, self.device)
 
         # The initial weights come from the seed alone, and the global generator is left as it was.
         with torch.random.fork_rng(devices=[]):
@@ -250,17 +343,10 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=cfg.epochs, eta_min=cfg.eta_min
         )
-        # Batch order has its own generator, so nothing else that draws random numbers shifts it.
-        self.generator = torch.Generator().manual_seed(cfg.seed)
         self._pos_weight = (
             None if cfg.pos_weight is None else torch.tensor(cfg.pos_weight, device=self.device)
         )
-
-        self.epoch = 0
-        self.best_val_loss = math.inf
-        self.best_epoch = 0
-        self._best_state = _copy_state(self.model.state_dict())
-        self.history: list[dict[str, float | int]] = []
+        self._start_loop(cfg.seed)
 
     def _new_model(self) -> nn.Module:
         model = build_model(self.cfg.model_config).to(self.device)
@@ -313,23 +399,8 @@ class Trainer:
         train_loss = self._train_one_epoch()
         val = _metrics(self._logits(self.model, self.val_data), self.val_data.labels)
         self.scheduler.step()
-        elapsed = time.perf_counter() - start
-        self.epoch += 1
-        if val["val_loss"] < self.best_val_loss:
-            self.best_val_loss, self.best_epoch = val["val_loss"], self.epoch
-            self._best_state = _copy_state(self.model.state_dict())
-        metrics: dict[str, float | int] = {
-            "epoch": self.epoch,
-            "train_loss": train_loss,
-            **val,
-            "lr": float(lr),
-            "epoch_time_s": elapsed,
-            "samples_per_s": (len(self.train_data) + len(self.val_data)) / elapsed,
-            "best_val_loss": self.best_val_loss,
-            "best_epoch": self.best_epoch,
-        }
-        self.history.append(metrics)
-        return dict(metrics)
+        samples = len(self.train_data) + len(self.val_data)
+        return self._end_epoch(train_loss, val, lr, time.perf_counter() - start, samples)
 
     def best_model(self) -> nn.Module:
         """A fresh model (eval mode, on the trainer's device) holding the best weights so far."""
@@ -337,43 +408,8 @@ class Trainer:
         model.load_state_dict(self._best_state)
         return model.eval()
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this run exactly (tensors are live: save before
-        training on). Loads with torch.load(weights_only=True)."""
-        # Training draws random numbers from the batch-order generator only.
-        rng = {"batch_order": self.generator.get_state()}
-        return {
-            "config": self.cfg.to_dict(),
-            "model": self.model.state_dict(),
-            "best_model": self._best_state,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng,
-            "epoch": self.epoch,
-            "best_val_loss": self.best_val_loss,
-            "best_epoch": self.best_epoch,
-            "history": [dict(h) for h in self.history],
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from a state_dict() of a run with the same config."""
-        if state.get("config") != self.cfg.to_dict():
-            raise UserError(
-                f"checkpoint config {state.get('config')!r} differs from this run's "
-                f"{self.cfg.to_dict()!r}"
-            )
-        try:
-            self.model.load_state_dict(state["model"])
-            self._best_state = _copy_state(state["best_model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.generator.set_state(state["rng"]["batch_order"])
-            self.epoch = int(state["epoch"])
-            self.best_val_loss = float(state["best_val_loss"])
-            self.best_epoch = int(state["best_epoch"])
-            self.history = [dict(h) for h in state["history"]]
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise UserError(f"checkpoint state is incomplete or mismatched: {exc}") from None
+    def trained_module(self) -> nn.Module:
+        return self.model
 
 
 def _copy_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,29 @@ def train_cilp(
     so a trial needs no files or database on its node.
     """
     cfg = TrainConfig.from_dict(config)
+    info = {
+        "variant_name": variant_name(config),
+        "val_majority_rate": majority_rate(data.labels[~data.is_train]),
+    }
+    run_trial(lambda: Trainer(cfg, data), config, wandb_kwargs, info)
+
+
+def run_trial(
+    make_trainer: Callable[[], Any],
+    config: dict[str, Any],
+    wandb_kwargs: dict[str, str] | None,
+    info: dict[str, Any],
+) -> None:
+    """The trial loop of every trainer (fusion or a CILP stage): this process set up for the
+    granted resources, the trainer restored from Tune's checkpoint if there is one, then one
+    report + checkpoint (``state.pt``, the full trainer state) per epoch, W&B alongside.
+
+    The trainer has run_epoch(), done, state_dict(), load_state_dict(), device, precision and
+    num_parameters; `info` goes into every report with the trial's constants.
+    """
     threads, gpu_fraction = _granted_resources()
     configure_process(threads, gpu_fraction=gpu_fraction or None)
-    trainer = Trainer(cfg, data)
+    trainer = make_trainer()
     reset_peak(trainer.device)
 
     checkpoint = tune.get_checkpoint()
@@ -56,8 +77,7 @@ def train_cilp(
         "pid": os.getpid(),
         "threads": threads,
         "gpu_fraction": gpu_fraction,
-        "variant_name": variant_name(config),
-        "val_majority_rate": majority_rate(data.labels[~data.is_train]),
+        **info,
     }
     # W&B gets the trial config (+ the run's constants) once and the numeric metrics per epoch.
     run = _start_wandb({**config, **static}, wandb_kwargs) if wandb_kwargs else None

@@ -27,13 +27,10 @@ from tune_cilp.cilp.space import CilpSpace
 from tune_cilp.cilp.stages import load_lidar_cnn
 from tune_cilp.cilp.trainable import train_stage
 from tune_cilp.cilp.trainer import load_stage_checkpoint
-from tune_cilp.data import DEFAULT_SOURCE, default_data_dir, is_synthetic, load_arrays
 from tune_cilp.driver_lock import hold_experiment
 from tune_cilp.errors import UserError
 from tune_cilp.experiment_meta import (
-    ExperimentMeta,
     check_same,
-    fingerprint,
     now,
     read_meta,
     write_meta,
@@ -41,11 +38,11 @@ from tune_cilp.experiment_meta import (
 from tune_cilp.graceful_stop import remove_empty_records, storage_message
 from tune_cilp.metrics import CILP_EPOCH, CILP_STAGES, STATUS_COLUMNS, status_columns
 from tune_cilp.ray_session import forget_session, reap_dead_session, start_ray
-from tune_cilp.run import CHECKPOINTS_TO_KEEP, INTERRUPTED, smoke_subset, trial_resources
+from tune_cilp.run import CHECKPOINTS_TO_KEEP, INTERRUPTED, load_run, trial_resources
 from tune_cilp.run_args import check_address, check_numbers, is_uri, local_storage, parse_seeds
 from tune_cilp.train import TrainConfig
 from tune_cilp.trainable import train_cilp
-from tune_cilp.wandb_setup import resolve_mode, wandb_env, wandb_init_kwargs
+from tune_cilp.wandb_setup import wandb_env, wandb_init_kwargs
 
 BASELINES = "baselines"  # the reference models' experiment, beside the stages
 
@@ -126,26 +123,14 @@ def run_chain(args: Any, space: CilpSpace, argv: list[str], t_start: float) -> i
     if not local:
         raise UserError("--storage-path: CILP chains need a local or NFS storage path")
     experiment = str(local_storage(args.storage_path) / args.name)
-    dataset = args.dataset or DEFAULT_SOURCE
-    data = load_arrays(dataset, data_dir=args.data_dir)
-    if args.smoke_test:
-        data = smoke_subset(data)
-    args.wandb = resolve_mode(args.wandb)
-    meta = ExperimentMeta(
-        space=space.name,
-        dataset=dataset,
-        data_fingerprint=fingerprint(data),
-        data_dir=str(default_data_dir(args.data_dir).resolve()) if is_synthetic(dataset) else None,
-        smoke_test=args.smoke_test,
+    data, meta = load_run(
+        args,
+        space.name,
         epochs=epochs,
         seeds=seeds,
-        num_samples=args.num_samples or space.num_samples,
-        precision=args.precision,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        lidar_cnn=lidar_cnn,
+        samples=args.num_samples or space.num_samples,
         argv=argv,
-        created_at=now(),
+        lidar_cnn=lidar_cnn,
     )
     print(f"experiment: {experiment}")
     with hold_experiment(experiment, local):

@@ -11,9 +11,8 @@ restored from state_dict() after epoch k continues bit-for-bit (on CPU).
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -24,8 +23,8 @@ from tune_cilp.cilp.config import StageConfig
 from tune_cilp.data import CilpArrays
 from tune_cilp.errors import UserError
 from tune_cilp.train import (
-    _copy_state,
-    _DeviceSplit,
+    ResumableLoop,
+    device_splits,
     resolve_channels_last,
     resolve_device,
     resolve_precision,
@@ -45,7 +44,7 @@ def load_stage_checkpoint(path: str, stage: str) -> dict[str, Any]:
     return state
 
 
-class StageTrainer:
+class StageTrainer(ResumableLoop):
     """Base of the stage trainers (see the module docstring)."""
 
     def __init__(
@@ -59,11 +58,7 @@ class StageTrainer:
             if resolve_channels_last(None, self.device)
             else torch.contiguous_format
         )
-        n_train, n_val = int(data.is_train.sum()), int((~data.is_train).sum())
-        if n_train == 0 or n_val == 0:
-            raise UserError(f"data: need train and validation scenes, got {n_train} and {n_val}")
-        self.train_data = _DeviceSplit(data.train, self.device)
-        self.val_data = _DeviceSplit(data.validation, self.device)
+        self.train_data, self.val_data = device_splits(data, self.device)
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -76,12 +71,7 @@ class StageTrainer:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=cfg.total_epochs, eta_min=cfg.eta_min
         )
-        self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.epoch = 0
-        self.best_val_loss = math.inf
-        self.best_epoch = 0
-        self._best_state = _copy_state(self.parts.state_dict())
-        self.history: list[dict[str, float | int]] = []
+        self._start_loop(cfg.seed)
 
     # What a stage defines ---------------------------------------------------------------------
     def build(self) -> nn.ModuleDict:
@@ -149,23 +139,8 @@ class StageTrainer:
             val = self.evaluate()
         self.scheduler.step()
         self.check_frozen()
-        elapsed = time.perf_counter() - start
-        self.epoch += 1
-        if val["val_loss"] < self.best_val_loss:
-            self.best_val_loss, self.best_epoch = val["val_loss"], self.epoch
-            self._best_state = _copy_state(self.parts.state_dict())
-        metrics: dict[str, float | int] = {
-            "epoch": self.epoch,
-            "train_loss": train_loss,
-            **val,
-            "lr": float(lr),
-            "epoch_time_s": elapsed,
-            "samples_per_s": (len(self.train_data) + len(self.val_data)) / elapsed,
-            "best_val_loss": self.best_val_loss,
-            "best_epoch": self.best_epoch,
-        }
-        self.history.append(metrics)
-        return dict(metrics)
+        samples = len(self.train_data) + len(self.val_data)
+        return self._end_epoch(train_loss, val, lr, time.perf_counter() - start, samples)
 
     def best_parts(self) -> nn.ModuleDict:
         """A fresh copy of the parts (eval mode, on the trainer's device) with the best weights."""
@@ -174,37 +149,5 @@ class StageTrainer:
         parts.load_state_dict(self._best_state)
         return parts.eval()
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly; loads with torch.load(weights_only=True)."""
-        return {
-            "config": self.cfg.to_dict(),
-            "model": self.parts.state_dict(),
-            "best_model": self._best_state,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": {"batch_order": self.generator.get_state()},
-            "epoch": self.epoch,
-            "best_val_loss": self.best_val_loss,
-            "best_epoch": self.best_epoch,
-            "history": [dict(h) for h in self.history],
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from a state_dict() of a run with the same config."""
-        if state.get("config") != self.cfg.to_dict():
-            raise UserError(
-                f"checkpoint config {state.get('config')!r} differs from this run's "
-                f"{self.cfg.to_dict()!r}"
-            )
-        try:
-            self.parts.load_state_dict(state["model"])
-            self._best_state = _copy_state(state["best_model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.generator.set_state(state["rng"]["batch_order"])
-            self.epoch = int(state["epoch"])
-            self.best_val_loss = float(state["best_val_loss"])
-            self.best_epoch = int(state["best_epoch"])
-            self.history = [dict(h) for h in state["history"]]
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise UserError(f"checkpoint state is incomplete or mismatched: {exc}") from None
+    def trained_module(self) -> nn.Module:
+        return self.parts
