@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
+from ray import cloudpickle
 from ray import tune
 
 # Write failures the user fixes on the storage side, then resumes.
