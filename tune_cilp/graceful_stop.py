@@ -21,8 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ray import cloudpickle
-from ray import tune
+from ray import cloudpickle, tune
 
 # Write failures the user fixes on the storage side, then resumes.
 STORAGE_ERRNOS = {
