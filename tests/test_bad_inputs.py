@@ -18,6 +18,8 @@ import pytest
 import torch
 from payloads import MkdirOnLoad
 
+from tune_cilp.driver_lock import LOCK_FILE
+
 pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,9 +38,12 @@ def closed_port() -> int:
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
-    """Every entry under root: directories by name, files by size, mtime and SHA-256."""
+    """Every entry under root: directories by name, files by size, mtime and SHA-256 (the
+    driver lock aside: every driver that takes it writes its pid there)."""
     state: dict[str, tuple] = {}
     for path in sorted(root.rglob("*")):
+        if path.name == LOCK_FILE:
+            continue
         rel = str(path.relative_to(root))
         if path.is_dir():
             state[rel] = ("dir",)

@@ -214,9 +214,19 @@ def test_experiment_completes_when_the_second_node_dies(
     runs = histories(experiment)
     assert len(runs) == 4
     for name, rows in runs.items():
-        assert [row["epoch"] for row in rows] == list(range(1, epochs + 1)), name  # each once
-    # The trial on the lost node went on from its checkpoint on the surviving (head) node.
-    nodes = [row["node_id"] for row in runs[killed]]
+        if name != killed:
+            assert [row["epoch"] for row in rows] == list(range(1, epochs + 1)), name  # once
+    # The trial on the lost node went on from its checkpoint on the surviving (head) node. An
+    # epoch whose report reached the driver just before the node died, but whose checkpoint
+    # did not become the one to restore, is trained again: it must report the same numbers.
+    by_epoch: dict[int, dict] = {}
+    for row in runs[killed]:
+        if row["epoch"] in by_epoch:
+            assert row["val_loss"] == by_epoch[row["epoch"]]["val_loss"], row["epoch"]
+        by_epoch[row["epoch"]] = row
+    assert sorted(by_epoch) == list(range(1, epochs + 1))
+    assert len(runs[killed]) <= epochs + 1  # at most the one epoch in flight again
+    nodes = [by_epoch[e]["node_id"] for e in sorted(by_epoch)]
     on_worker = nodes.index(cluster.head_node) if cluster.head_node in nodes else len(nodes)
     assert 1 <= on_worker < epochs, nodes
     assert nodes == [cluster.worker_node] * on_worker + [cluster.head_node] * (epochs - on_worker)

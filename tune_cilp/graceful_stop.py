@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import signal
@@ -178,31 +179,52 @@ class _RayLogFilter(logging.Filter):
         return True
 
 
-def storage_message(exc: OSError, where: str) -> str:
+def storage_message(exc: OSError, where: str, started_over: bool = False) -> str:
     """The one line for a storage failure: what, where, and how to go on."""
     what = STORAGE_ERRNOS.get(exc.errno or 0, exc.strerror or "storage error")
     path = exc.filename or where
+    if started_over:
+        return (
+            f"{what} writing {path}: Tune's saved state was cut short (set aside as *.damaged); "
+            "fix the storage and re-run the same command to run the experiment again"
+        )
     return f"{what} writing {path}: fix the storage and re-run the same command to resume"
 
 
-def remove_empty_records(experiment_dir: str) -> list[str]:
-    """Delete the 0-byte files a full disk leaves (Tune's records, trial files, half-written
-    checkpoints: they break resuming and analysis, and hold nothing) and the checkpoint
-    folders left empty; return the files' paths."""
+def repair_after_storage_failure(experiment_dir: str) -> bool:
+    """Make what a full disk left resumable: delete the 0-byte files (Tune's records, trial
+    files, half-written checkpoints: they break resuming and analysis, and hold nothing) and
+    the checkpoint folders left empty; set aside (rename to *.damaged) a Tune state file that
+    was cut short, which Tune would restore wrongly. True when the state had to be set aside,
+    so that a re-run starts the experiment over."""
     root = Path(experiment_dir)
     candidates = [*root.glob("*.json"), *root.glob("*.pkl")]
     for trial_dir in (d for d in root.iterdir() if d.is_dir()):
         candidates += trial_dir.rglob("*")
-    removed = []
     for path in candidates:
         if path.is_file() and path.stat().st_size == 0:
             with contextlib.suppress(OSError):
                 path.unlink()
-                removed.append(str(path))
     for folder in root.glob("*/checkpoint_*"):
         with contextlib.suppress(OSError):
             folder.rmdir()  # only if empty
-    return removed
+    states = [*root.glob("experiment_state-*.json"), *root.glob("*-state-*.json")]
+    if all(_readable_json(state) for state in states):
+        return False
+    # Tune restores from tuner.pkl and these files together: set all of them aside, so the
+    # re-run starts the experiment over instead of restoring a wrong one.
+    for path in [*states, root / "tuner.pkl"]:
+        with contextlib.suppress(OSError):
+            path.rename(path.with_name(path.name + ".damaged"))
+    return True
+
+
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 _CURRENT: GracefulStop | None = None

@@ -39,7 +39,7 @@ from tune_cilp.experiment_meta import (
     read_meta,
     write_meta,
 )
-from tune_cilp.graceful_stop import remove_empty_records, storage_message
+from tune_cilp.graceful_stop import repair_after_storage_failure, storage_message
 from tune_cilp.metrics import STATUS_COLUMNS
 from tune_cilp.ray_session import forget_session, reap_dead_session, start_ray
 from tune_cilp.replicate import Pick, pick_configs, replicate_space
@@ -352,9 +352,9 @@ def run_experiment(
                 forget_session(record_dir)
 
     if stop.storage_error is not None:
-        if local:
-            remove_empty_records(experiment)
-        print(f"error: {storage_message(stop.storage_error, experiment)}", file=sys.stderr)
+        started_over = local and repair_after_storage_failure(experiment)
+        message = storage_message(stop.storage_error, experiment, started_over)
+        print(f"error: {message}", file=sys.stderr)
         return 1
     if stop.interrupted:
         print(INTERRUPTED, file=sys.stderr)

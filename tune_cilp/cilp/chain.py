@@ -35,7 +35,7 @@ from tune_cilp.experiment_meta import (
     read_meta,
     write_meta,
 )
-from tune_cilp.graceful_stop import remove_empty_records, storage_message
+from tune_cilp.graceful_stop import repair_after_storage_failure, storage_message
 from tune_cilp.metrics import CILP_EPOCH, CILP_STAGES, STATUS_COLUMNS, status_columns
 from tune_cilp.ray_session import forget_session, reap_dead_session, start_ray
 from tune_cilp.run import CHECKPOINTS_TO_KEEP, INTERRUPTED, load_run, trial_resources
@@ -222,10 +222,9 @@ def _run_stages(args, space, data, experiment, seeds, epochs, lidar_cnn, done, t
                 stage_dir = os.path.join(experiment, stage)
                 results = _fit(args, space, stage, trainable, params, experiment, stop, columns)
                 if stop.storage_error is not None:
-                    remove_empty_records(stage_dir)
-                    print(
-                        f"error: {storage_message(stop.storage_error, stage_dir)}", file=sys.stderr
-                    )
+                    started_over = repair_after_storage_failure(stage_dir)
+                    message = storage_message(stop.storage_error, stage_dir, started_over)
+                    print(f"error: {message}", file=sys.stderr)
                     return 1
                 if stop.interrupted:
                     print(INTERRUPTED, file=sys.stderr)
