@@ -23,7 +23,7 @@ os.environ["TUNE_CILP_DATA_DIR"] = str(_PRIVATE / "data")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import pytest  # noqa: E402
-from processes import saved_environ  # noqa: E402
+from processes import RayEnv, saved_environ  # noqa: E402
 
 from tune_cilp.data import CilpArrays, generate_raw, load_arrays  # noqa: E402
 
@@ -61,3 +61,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def ray_env() -> Iterator[RayEnv]:
+    """A private Ray temp dir for a module's runner subprocesses; their leftovers are stopped."""
+    env = RayEnv()
+    yield env
+    env.close()

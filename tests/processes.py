@@ -30,6 +30,11 @@ def saved_environ() -> Iterator[None]:
         os.environ.update(saved)
 
 
+def error_lines(text: str) -> list[str]:
+    """The `error:` lines of a command's output."""
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
 def run_command(dataset: Path, storage: Path, *extra: str) -> list[str]:
     """`python -m tune_cilp.run` on `dataset` into `storage`, W&B off."""
     return [

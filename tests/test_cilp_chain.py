@@ -10,12 +10,11 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from processes import ROOT, RayEnv, finish, run_command, start, wait_for
+from processes import ROOT, RayEnv, error_lines, finish, run_command, start, wait_for
 from tune_results import histories
 
 from tune_cilp.cilp.models import LidarCNN
@@ -32,17 +31,6 @@ def snapshot(root: Path) -> dict[str, tuple]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name != LOCK_FILE
     }
-
-
-def errors(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("error:")]
-
-
-@pytest.fixture(scope="module")
-def ray_env() -> Iterator[RayEnv]:
-    env = RayEnv()
-    yield env
-    env.close()
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +139,7 @@ def test_bad_lidar_cnn_is_one_line_and_stores_nothing(
             timeout=300,
         )
         assert proc.returncode == 2, proc.stderr[-2000:]
-        (line,) = errors(proc.stderr)
+        (line,) = error_lines(proc.stderr)
         assert expected in line
         assert not storage.exists() or not any(storage.iterdir())
 
@@ -184,6 +172,6 @@ def test_missing_or_foreign_stage_checkpoint_is_one_line(
         before = snapshot(copy)
         proc = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-        (line,) = errors(proc.stderr)
+        (line,) = error_lines(proc.stderr)
         assert expected in line and str(checkpoint) in line
         assert snapshot(copy) == before

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +36,6 @@ def fault_command(tiny_raw: Path, storage: Path, *extra: str) -> list[str]:
     # Two CPUs per trial on the local 2-CPU Ray: the two trials run one after the other, with
     # the same thread count in every run (so the numbers match between runs).
     return run_command(tiny_raw, storage, "--epochs", str(EPOCHS), "--cpus-per-trial", "2", *extra)
-
-
-@pytest.fixture(scope="module")
-def ray_env() -> Iterator[RayEnv]:
-    env = RayEnv()
-    yield env
-    env.close()
 
 
 def progress_epochs(trial_dir: Path) -> list[int]:

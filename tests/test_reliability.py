@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from processes import RayEnv, finish, run_command, start, wait_for
+from processes import RayEnv, error_lines, finish, run_command, start, wait_for
 from tune_results import histories, trial_statuses
 
 from tune_cilp.driver_lock import LOCK_FILE
@@ -41,10 +41,6 @@ def snapshot(root: Path) -> dict[str, tuple]:
 
 def run(cmd: list[str], env: RayEnv) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env.env, capture_output=True, text=True, timeout=300)
-
-
-def error_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("error:")]
 
 
 def first_row(experiment: Path) -> bool:
@@ -72,13 +68,6 @@ def assert_every_epoch_once(experiment: Path) -> None:
     for name, rows in runs.items():
         assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 1)), name
     assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
-
-
-@pytest.fixture(scope="module")
-def ray_env() -> Iterator[RayEnv]:
-    env = RayEnv()
-    yield env
-    env.close()
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,6 @@ SEEDS = (1, 2)
 TOP_K = 3
 
 
-@pytest.fixture(scope="module")
-def ray_env() -> RayEnv:
-    env = RayEnv()
-    yield env
-    env.close()
-
-
 def run(cmd: list[str], env: RayEnv) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, env=env.env, capture_output=True, text=True, timeout=600)
 

@@ -33,6 +33,7 @@ STORAGE_ERRNOS = {
     errno.EPERM: "operation not permitted",
 }
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+INTERRUPTED = "interrupted: re-run the same command to resume"
 QUIET_WHEN_STOPPING = (
     "Tuner.restore(",
     "Stop signal received",
@@ -101,6 +102,19 @@ class GracefulStop(tune.Callback):
             for sig, handler in previous.items():
                 if handler is not None:  # None: set outside Python (Ray's C++ core worker)
                     signal.signal(sig, handler)
+
+    def stopped_exit_code(self, experiment_dir: str, local: bool = True) -> int | None:
+        """After a run: for a storage failure (repaired for the re-run) or an interrupt, print
+        its one line and return the exit code (1, 130); None when the run was not stopped."""
+        if self.storage_error is not None:
+            started_over = local and repair_after_storage_failure(experiment_dir)
+            message = storage_message(self.storage_error, experiment_dir, started_over)
+            print(f"error: {message}", file=sys.stderr)
+            return 1
+        if self.interrupted:
+            print(INTERRUPTED, file=sys.stderr)
+            return 130
+        return None
 
     def reinstall(self) -> None:
         """Our SIGINT/SIGTERM handler again, after a library replaced it."""

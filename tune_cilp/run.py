@@ -39,7 +39,7 @@ from tune_cilp.experiment_meta import (
     read_meta,
     write_meta,
 )
-from tune_cilp.graceful_stop import repair_after_storage_failure, storage_message
+from tune_cilp.graceful_stop import INTERRUPTED
 from tune_cilp.metrics import STATUS_COLUMNS
 from tune_cilp.ray_session import forget_session, reap_dead_session, start_ray
 from tune_cilp.replicate import Pick, pick_configs, replicate_space
@@ -57,7 +57,6 @@ from tune_cilp.wandb_setup import resolve_mode, wandb_env, wandb_init_kwargs
 
 SMOKE_PER_CLASS = {True: 16, False: 8}  # train / validation scenes per class: 32 + 16
 DEFAULT_GPU_FRACTION = 0.25
-INTERRUPTED = "interrupted: re-run the same command to resume"
 CHECKPOINTS_TO_KEEP = 2  # the latest two: enough to resume, bounded disk
 
 
@@ -351,14 +350,9 @@ def run_experiment(
                 ray.shutdown()
                 forget_session(record_dir)
 
-    if stop.storage_error is not None:
-        started_over = local and repair_after_storage_failure(experiment)
-        message = storage_message(stop.storage_error, experiment, started_over)
-        print(f"error: {message}", file=sys.stderr)
-        return 1
-    if stop.interrupted:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+    code = stop.stopped_exit_code(experiment, local)
+    if code is not None:
+        return code
     from analysis import experiment_table, format_table, load_experiment
 
     loaded = load_experiment(experiment)

@@ -35,10 +35,10 @@ from tune_cilp.experiment_meta import (
     read_meta,
     write_meta,
 )
-from tune_cilp.graceful_stop import repair_after_storage_failure, storage_message
+from tune_cilp.graceful_stop import INTERRUPTED
 from tune_cilp.metrics import CILP_EPOCH, CILP_STAGES, STATUS_COLUMNS, status_columns
 from tune_cilp.ray_session import forget_session, reap_dead_session, start_ray
-from tune_cilp.run import CHECKPOINTS_TO_KEEP, INTERRUPTED, load_run, trial_resources
+from tune_cilp.run import CHECKPOINTS_TO_KEEP, load_run, trial_resources
 from tune_cilp.run_args import check_address, check_numbers, is_uri, local_storage, parse_seeds
 from tune_cilp.train import TrainConfig
 from tune_cilp.trainable import train_cilp
@@ -221,14 +221,9 @@ def _run_stages(args, space, data, experiment, seeds, epochs, lidar_cnn, done, t
                 )
                 stage_dir = os.path.join(experiment, stage)
                 results = _fit(args, space, stage, trainable, params, experiment, stop, columns)
-                if stop.storage_error is not None:
-                    started_over = repair_after_storage_failure(stage_dir)
-                    message = storage_message(stop.storage_error, stage_dir, started_over)
-                    print(f"error: {message}", file=sys.stderr)
-                    return 1
-                if stop.interrupted:
-                    print(INTERRUPTED, file=sys.stderr)
-                    return 130
+                code = stop.stopped_exit_code(stage_dir)
+                if code is not None:
+                    return code
                 if results.errors:
                     print(
                         f"error: stage {stage}: {len(results.errors)} trial(s) failed (see "
