@@ -36,7 +36,7 @@ from tune_cilp.cilp.space import CilpSpace
 from tune_cilp.errors import UserError
 from tune_cilp.experiment_meta import read_meta
 from tune_cilp.metrics import CILP_ROWS, CILP_STAGES, TRIAL_METRICS
-from tune_cilp.models import fusion_variants
+from tune_cilp.variants import fusion_variants
 
 VERDICT_METRIC = "classifier_val_loss"  # the chain's end product: the RGB-only classifier
 REFERENCE_ROWS = tuple(

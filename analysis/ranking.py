@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from analysis.stats import Comparison, VariantSummary, compare
 from tune_cilp.metrics import SELECT, TRIAL_METRICS
@@ -77,6 +76,8 @@ def half_width(std: float, n: int, confidence: float = CONFIDENCE) -> float:
     NaN for fewer than two values."""
     if n < 2 or math.isnan(std):
         return math.nan
+    from scipy import stats as scipy_stats  # here: ~1.6 s to import, needed only with 2+ seeds
+
     return float(scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
 
 
@@ -110,6 +111,8 @@ def probability_of_improvement(best: Sequence[float], other: Sequence[float]) ->
     the Mann-Whitney U of `other` against `best` divided by the number of pairs."""
     if not len(best) or not len(other):
         return math.nan
+    from scipy import stats as scipy_stats  # here: ~1.6 s to import, needed only with 2+ seeds
+
     u = scipy_stats.mannwhitneyu(other, best, alternative="two-sided").statistic
     return float(u) / (len(best) * len(other))
 

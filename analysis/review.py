@@ -74,7 +74,7 @@ def load_best_model(variant: VariantSummary):  # -> torch.nn.Module
     """The best trial's best-epoch weights (state.pt "best_model") in a freshly built model."""
     from tune_cilp.checkpoint import load_checkpoint
     from tune_cilp.models import build_model
-    from tune_cilp.train import TrainConfig
+    from tune_cilp.train_config import TrainConfig
     from tune_cilp.trainable import STATE_FILE
 
     checkpoint = variant.best.checkpoint

@@ -27,7 +27,7 @@ from analysis.stats import (
 from tune_cilp.atomic import atomic_output
 from tune_cilp.errors import UserError
 from tune_cilp.metrics import TRIAL_METRICS, Metric
-from tune_cilp.models import variant_name
+from tune_cilp.variants import variant_name
 
 # The seed's rows, then two that survive class imbalance (labels and formats: the schema).
 ROWS: tuple[Metric, ...] = tuple(

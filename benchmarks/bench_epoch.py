@@ -38,8 +38,9 @@ from torch.utils.data import DataLoader, Dataset
 from tune_cilp import models
 from tune_cilp.data import CilpArrays, depth_to_xyza, generate_raw, load_arrays
 from tune_cilp.errors import ArgumentParser, UserError, run_cli
-from tune_cilp.models import ModelConfig, build_model, forward_flops
+from tune_cilp.models import build_model
 from tune_cilp.train import TrainConfig, Trainer, configure_process
+from tune_cilp.variants import ModelConfig, forward_flops
 
 LAYER_ORDERS = ("current", "conv-relu-pool")
 

@@ -16,7 +16,7 @@ from typing import Any
 from ray.tune.search.sample import Domain
 
 from tune_cilp.errors import UserError
-from tune_cilp.train import TrainConfig
+from tune_cilp.train_config import TrainConfig
 
 DEFAULT_SPACE = "seed-ablation"
 

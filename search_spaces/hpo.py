@@ -6,7 +6,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
 from tune_cilp.data import DEFAULT_SEED
-from tune_cilp.models import DOWNSAMPLES, fusion_variants
+from tune_cilp.variants import DOWNSAMPLES, fusion_variants
 
 
 def _asha(epochs: int) -> ASHAScheduler:

@@ -3,7 +3,7 @@
 from ray import tune
 
 from search_spaces import SearchSpace
-from tune_cilp.models import DOWNSAMPLES
+from tune_cilp.variants import DOWNSAMPLES
 
 SPACE = SearchSpace(
     name="seed-ablation",

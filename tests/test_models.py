@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from tune_cilp.errors import UserError
-from tune_cilp.models import (
+from tune_cilp.models import build_model
+from tune_cilp.variants import (
     DOWNSAMPLES,
     ModelConfig,
-    build_model,
     forward_flops,
     fusion_variants,
     list_variants,
@@ -101,6 +102,37 @@ def test_forward_flops_match_hand_count() -> None:
     assert forward_flops(ModelConfig("concat", "stride")) == 2 * per_modality + shared + head
     assert forward_flops(ModelConfig("concat", "maxpool")) == 446_771_400  # ~447 MFLOP
     assert forward_flops(ModelConfig("early", "maxpool")) < forward_flops(ModelConfig("add"))
+
+
+def hooked_flops(cfg: ModelConfig) -> int:
+    """FLOPs of the built network, counted from the output shapes of its convs and linears."""
+    with torch.device("meta"):
+        model = build_model(cfg)
+        x = torch.zeros(1, 4, 64, 64)
+    total = 0
+
+    def count(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels
+            total += 2 * k * output.numel()
+        elif isinstance(module, nn.Linear):
+            total += 2 * module.in_features * output.numel()
+
+    for m in model.modules():
+        m.register_forward_hook(count)
+    model(x, x)
+    return total
+
+
+@pytest.mark.parametrize("downsample", DOWNSAMPLES)
+@pytest.mark.parametrize("variant", list_variants())
+def test_analytic_flops_match_the_built_network(variant: str, downsample: str) -> None:
+    cfg = ModelConfig(variant, downsample, channels=(6, 10, 14), hidden=9, num_classes=3)
+    assert forward_flops(cfg) == hooked_flops(cfg)
+    assert forward_flops(ModelConfig(variant, downsample)) == hooked_flops(
+        ModelConfig(variant, downsample)
+    )
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,8 @@ def test_seed_ablation_reports_every_metric_every_epoch(seed_ablation: tuple[Pat
             assert all(row.get(key) is not None for key in EPOCH_METRICS), row
             assert row["num_parameters"] == 2_094_501
         assert len(list((experiment / name).glob("checkpoint_*/state.pt"))) == 2
+        assert (experiment / name / "progress.csv").is_file()
+    assert not list(experiment.rglob("events.out.tfevents*"))  # TensorBoard only if asked
     meta = json.loads((experiment / META_FILE).read_text())
     assert meta["space"] == "seed-ablation" and meta["smoke_test"] is False
     assert output.count(f"experiment: {experiment}") == 2
@@ -120,9 +122,11 @@ def test_fake_gpu_runs_four_trials_on_it_at_once(
 @pytest.mark.slow
 def test_hpo_asha_stops_some_trials_early(tiny_raw: Path, tmp_path: Path, local_ray: None) -> None:
     argv = run_args(tiny_raw, tmp_path, "--space", "hpo", "--epochs", "4", "--num-samples", "8")
-    assert main([*argv, "--wandb", "disabled"]) == 0
+    assert main([*argv, "--wandb", "disabled", "--tensorboard"]) == 0
     runs = histories(tmp_path / "hpo")
     assert len(runs) == 8
+    for name in runs:
+        assert list((tmp_path / "hpo" / name).glob("events.out.tfevents*")), name
     # The first trial to reach each rung always goes on; each later one stops when worse than
     # the median so far, so with 8 trials some stop early (all beating it has odds < 1 %).
     epochs_run = sorted(len(rows) for rows in runs.values())
@@ -178,6 +182,14 @@ def test_gpu_request_on_a_cluster_without_gpu_is_one_line(
     assert (
         "--gpus-per-trial: 0.5 requested but the Ray cluster has no GPU" in capsys.readouterr().err
     )
+
+
+def test_the_driver_imports_no_torch() -> None:
+    # The driver hands Tune the trainable and plans threads from FLOPs: torch (~2 s) is the
+    # trial's import. A subprocess: this test process has torch loaded already.
+    code = "import sys, tune_cilp.run; print(sorted({'torch', 'scipy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_smoke_subset_keeps_both_classes_on_both_sides(tiny_arrays: CilpArrays) -> None:

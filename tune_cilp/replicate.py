@@ -20,8 +20,8 @@ from ray.tune.search import BasicVariantGenerator
 from search_spaces import SearchSpace
 from tune_cilp.errors import UserError
 from tune_cilp.metrics import SELECT
-from tune_cilp.models import variant_name
-from tune_cilp.train import TrainConfig
+from tune_cilp.train_config import TrainConfig
+from tune_cilp.variants import variant_name
 
 NAME_KEYS = ("variant", "downsample")
 SPACE_NAME = "replicate"

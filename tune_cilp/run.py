@@ -6,7 +6,6 @@ Checks every argument first (one-line error, exit 2), loads the data once on the
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -51,8 +50,9 @@ from tune_cilp.run_args import (
     local_storage,
     parse_seeds,
 )
-from tune_cilp.train import TrainConfig
+from tune_cilp.train_config import TrainConfig
 from tune_cilp.trainable import train_cilp
+from tune_cilp.tune_settings import apply_tune_settings, result_loggers
 from tune_cilp.wandb_setup import resolve_mode, wandb_env, wandb_init_kwargs
 
 SMOKE_PER_CLASS = {True: 16, False: 8}  # train / validation scenes per class: 32 + 16
@@ -112,7 +112,7 @@ def new_tuner(
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage,
-            callbacks=callbacks,
+            callbacks=[*callbacks, *result_loggers(restoring=False, tensorboard=args.tensorboard)],
             failure_config=tune.FailureConfig(max_failures=args.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
             verbose=1,  # the status table only; every result is in the experiment directory
@@ -313,10 +313,7 @@ def run_experiment(
         reaped = reap_dead_session(record_dir)
         if reaped:
             print(f"stopped {reaped} leftover Ray process(es) of this experiment's dead driver")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic status table (CLIReporter)
-    # Tune snapshots its state each num_to_keep checkpoints (what makes resume exact); short
-    # epochs make it warn about that on every snapshot.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    apply_tune_settings(local)
     stop = graceful_stop.fresh()
     results = None
     # From before ray.init (a Ctrl-C during start-up is not lost) until after ray.shutdown()
@@ -334,6 +331,7 @@ def run_experiment(
             )
             if restoring:
                 print(f"resuming experiment {experiment}")
+                result_loggers(restoring=True)
                 tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
             else:
                 write_meta(experiment, meta)

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from tune_cilp.errors import ArgumentParser, UserError
-from tune_cilp.train import MAX_EPOCHS
+from tune_cilp.train_config import MAX_EPOCHS
 
 DEFAULT_STORAGE = "~/ray_results"
 DEFAULT_GCS_PORT = 6379
@@ -57,6 +57,9 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--wandb", choices=["offline", "online", "disabled"], default="offline")
     p.add_argument("--smoke-test", action="store_true", help="a few samples, one epoch")
+    p.add_argument(
+        "--tensorboard", action="store_true", help="also write TensorBoard event files per trial"
+    )
     p.add_argument(
         "--replicate",
         metavar="EXPERIMENT",

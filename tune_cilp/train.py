@@ -18,10 +18,8 @@ caller makes them once with configure_process(). On CPU the same seed gives the 
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -30,108 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from tune_cilp.data.arrays import CilpArrays
-from tune_cilp.data.constants import DEFAULT_SEED
 from tune_cilp.errors import UserError
 from tune_cilp.metrics import binary_metrics
-from tune_cilp.models import DOWNSAMPLES, ModelConfig, build_model, list_variants
+from tune_cilp.models import build_model
+from tune_cilp.train_config import TrainConfig, is_int
 
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
-MAX_EPOCHS = 10_000  # far past any schedule here; a typo of extra zeros would run for ever
 # Evaluation batch per device type. On CPU, batches beyond ~32 fall out of cache: 256 was 3x
 # slower per sample than 32 (2 Zen 4 cores, benchmarks/README.md); GPUs want big batches.
 EVAL_BATCH = {"cpu": 32, "cuda": 1024}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run. Defaults are the seed notebook's protocol.
-
-    precision: "auto" (default) = bf16 autocast where the hardware computes bf16 natively (CPUs
-    with AVX512-BF16/AMX, CUDA GPUs with bf16 tensor cores), else fp32; "fp32" (the seed's) or
-    "bf16" to force. auto is the default because the default experiment must be fast as well as
-    faithful: on 2 Zen 4 cores bf16 trains ~1.9x faster, which takes the 50-epoch seed ablation
-    under 10 minutes, and weights, optimiser and loss stay fp32 (autocast covers convolutions
-    and matmuls only). Every trial records the precision it used (Trainer.precision).
-    channels_last: None = where faster (measured: always, on CPU in fp32 and bf16; on CUDA the
-    tensor cores want NHWC); True/False to force.
-    pos_weight: weight of the positive class (spheres) in the training loss, for imbalanced data.
-    """
-
-    variant: str = "concat"
-    downsample: str = "maxpool"
-    epochs: int = 50
-    batch_size: int = 32
-    lr: float = 1e-3
-    eta_min: float = 1e-6
-    weight_decay: float = 0.0
-    pos_weight: float | None = None
-    seed: int = DEFAULT_SEED
-    precision: str = "auto"
-    channels_last: bool | None = None
-
-    def __post_init__(self) -> None:
-        def bad(name: str, rule: str) -> UserError:
-            return UserError(f"{name}: expected {rule}, got {getattr(self, name)!r}")
-
-        if self.variant not in list_variants():
-            raise bad("variant", f"one of {', '.join(list_variants())}")
-        if self.downsample not in DOWNSAMPLES:
-            raise bad("downsample", f"one of {', '.join(DOWNSAMPLES)}")
-        for name in ("epochs", "batch_size"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise bad(name, "an integer >= 1")
-        if self.epochs > MAX_EPOCHS:
-            raise bad("epochs", f"at most {MAX_EPOCHS:,}")
-        if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
-            raise bad("seed", "an integer in [0, 2**63)")
-        if not _is_real(self.lr) or not 0 < self.lr < math.inf:
-            raise bad("lr", "a finite number > 0")
-        for name in ("eta_min", "weight_decay"):
-            if not _is_real(getattr(self, name)) or not 0 <= getattr(self, name) < math.inf:
-                raise bad(name, "a finite number >= 0")
-        if self.pos_weight is not None and (
-            not _is_real(self.pos_weight) or not 0 < self.pos_weight < math.inf
-        ):
-            raise bad("pos_weight", "null or a finite number > 0")
-        if self.precision not in PRECISIONS:
-            raise bad("precision", f"one of {', '.join(PRECISIONS)}")
-        if self.channels_last not in (None, True, False):
-            raise bad("channels_last", "null, true or false")
-
-    @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any]) -> TrainConfig:
-        """A validated config from a plain mapping (e.g. a Ray Tune trial config).
-
-        Unknown keys and bad values raise UserError; NumPy scalars become Python values.
-        """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(mapping) - known)
-        if unknown:
-            raise UserError(
-                f"unknown training option(s) {', '.join(map(repr, unknown))}; "
-                f"valid: {', '.join(sorted(known))}"
-            )
-        values = {k: v.item() if isinstance(v, np.generic) else v for k, v in mapping.items()}
-        for name in ("lr", "eta_min", "weight_decay", "pos_weight"):
-            if _is_int(values.get(name)):
-                values[name] = float(values[name])
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as a plain dict (JSON- and weights_only-safe)."""
-        return asdict(self)
-
-    @property
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(variant=self.variant, downsample=self.downsample)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -187,7 +91,7 @@ def configure_process(
     granted), flush-to-zero (denormals are slow on CPUs and change no result that matters
     here), and on CUDA a memory cap of ``gpu_fraction`` of the device."""
     if threads is not None:
-        if not _is_int(threads) or threads < 1:
+        if not is_int(threads) or threads < 1:
             raise UserError(f"threads: expected an integer >= 1, got {threads!r}")
         torch.set_num_threads(threads)
     torch.set_flush_denormal(True)

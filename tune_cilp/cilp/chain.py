@@ -40,8 +40,9 @@ from tune_cilp.metrics import CILP_EPOCH, CILP_STAGES, STATUS_COLUMNS, status_co
 from tune_cilp.ray_session import forget_session, reap_dead_session, start_ray
 from tune_cilp.run import CHECKPOINTS_TO_KEEP, load_run, trial_resources
 from tune_cilp.run_args import check_address, check_numbers, is_uri, local_storage, parse_seeds
-from tune_cilp.train import TrainConfig
+from tune_cilp.train_config import TrainConfig
 from tune_cilp.trainable import train_cilp
+from tune_cilp.tune_settings import apply_tune_settings, result_loggers
 from tune_cilp.wandb_setup import wandb_env, wandb_init_kwargs
 
 BASELINES = "baselines"  # the reference models' experiment, beside the stages
@@ -187,8 +188,7 @@ def _run_stages(args, space, data, experiment, seeds, epochs, lidar_cnn, done, t
     reaped = reap_dead_session(experiment)
     if reaped:
         print(f"stopped {reaped} leftover Ray process(es) of this experiment's dead driver")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    apply_tune_settings(not is_uri(experiment))
     stop = graceful_stop.fresh()
     wandb_kwargs = wandb_init_kwargs(args.wandb, Path(experiment))
     compare_key = space.compare[0] if space.compare else None
@@ -257,6 +257,7 @@ def _fit(args, space, stage, trainable, params, experiment, stop, columns):
     stage_dir = os.path.join(experiment, stage)
     if tune.Tuner.can_restore(stage_dir):
         print(f"resuming stage {stage}")
+        result_loggers(restoring=True)
         tuner = tune.Tuner.restore(stage_dir, trainable=trainable, resume_errored=True)
     else:
         print(f"starting stage {stage}")
@@ -274,7 +275,7 @@ def _fit(args, space, stage, trainable, params, experiment, stop, columns):
             run_config=tune.RunConfig(
                 name=stage,
                 storage_path=experiment,
-                callbacks=[stop],
+                callbacks=[stop, *result_loggers(restoring=False, tensorboard=args.tensorboard)],
                 failure_config=tune.FailureConfig(max_failures=args.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
                 verbose=1,

@@ -17,8 +17,8 @@ from tune_cilp.cilp.losses import CLIP_INIT, CLIP_MAX_SCALE, SIMILARITIES
 from tune_cilp.cilp.models import LIDAR_INPUTS
 from tune_cilp.errors import UserError
 from tune_cilp.metrics import CILP_STAGES
-from tune_cilp.models import DOWNSAMPLES
-from tune_cilp.train import MAX_EPOCHS, PRECISIONS, _is_int, _is_real
+from tune_cilp.train_config import MAX_EPOCHS, PRECISIONS, is_int, is_real
+from tune_cilp.variants import DOWNSAMPLES
 
 CLASSIFIER_MODES: tuple[str, ...] = ("seed", "nvidia")
 FLOATS = ("lr", "eta_min", "weight_decay", "logit_scale_init")
@@ -42,16 +42,16 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise self._bad(name, "an integer >= 1")
         if self.epochs > MAX_EPOCHS:
             raise self._bad("epochs", f"at most {MAX_EPOCHS:,}")
-        if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
+        if not is_int(self.seed) or not 0 <= self.seed < 2**63:
             raise self._bad("seed", "an integer in [0, 2**63)")
-        if not _is_real(self.lr) or not 0 < self.lr < math.inf:
+        if not is_real(self.lr) or not 0 < self.lr < math.inf:
             raise self._bad("lr", "a finite number > 0")
         for name in ("eta_min", "weight_decay"):
-            if not _is_real(getattr(self, name)) or not 0 <= getattr(self, name) < math.inf:
+            if not is_real(getattr(self, name)) or not 0 <= getattr(self, name) < math.inf:
                 raise self._bad(name, "a finite number >= 0")
         if self.precision not in PRECISIONS:
             raise self._bad("precision", f"one of {', '.join(PRECISIONS)}")
@@ -80,14 +80,14 @@ class ContrastiveConfig(StageConfig):
         super().__post_init__()
         if self.downsample not in DOWNSAMPLES:
             raise self._bad("downsample", f"one of {', '.join(DOWNSAMPLES)}")
-        if not _is_int(self.emb_dim) or self.emb_dim < 2:
+        if not is_int(self.emb_dim) or self.emb_dim < 2:
             raise self._bad("emb_dim", "an integer >= 2")
         if self.lidar_input not in LIDAR_INPUTS:
             raise self._bad("lidar_input", f"one of {', '.join(LIDAR_INPUTS)}")
         if self.similarity not in SIMILARITIES:
             raise self._bad("similarity", f"one of {', '.join(SIMILARITIES)}")
         limit = math.log(CLIP_MAX_SCALE)
-        if not _is_real(self.logit_scale_init) or not 0 <= self.logit_scale_init <= limit:
+        if not is_real(self.logit_scale_init) or not 0 <= self.logit_scale_init <= limit:
             raise self._bad("logit_scale_init", f"a number in [0, log 100 = {limit:.4f}]")
 
 
@@ -133,7 +133,7 @@ class ClassifierConfig(StageConfig):
             raise self._bad("mode", f"one of {', '.join(CLASSIFIER_MODES)}")
         if self.finetune not in (True, False):
             raise self._bad("finetune", "true or false")
-        if not _is_int(self.head_epochs) or not 0 <= self.head_epochs <= MAX_EPOCHS:
+        if not is_int(self.head_epochs) or not 0 <= self.head_epochs <= MAX_EPOCHS:
             raise self._bad("head_epochs", "an integer >= 0")
         if self.mode == "seed" and self.head_epochs:
             raise self._bad("head_epochs", "0 in mode seed (its head trains on RGB)")
@@ -197,6 +197,6 @@ def stage_config(mapping: Mapping[str, Any]) -> StageConfig:
     values = {k: v.item() if isinstance(v, np.generic) else v for k, v in mapping.items()}
     values.pop("stage")
     for name in FLOATS:
-        if _is_int(values.get(name)):
+        if is_int(values.get(name)):
             values[name] = float(values[name])
     return cls(**values)

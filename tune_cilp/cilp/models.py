@@ -18,8 +18,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tune_cilp.data.constants import IMAGE_SIZE
 from tune_cilp.errors import UserError
-from tune_cilp.models import IMAGE_SIZE, IN_CHANNELS, L2Normalize, _conv
+from tune_cilp.models import L2Normalize, _conv
+from tune_cilp.variants import IN_CHANNELS
 
 WIDTHS = (50, 100, 200, 200)
 FLAT = WIDTHS[-1] * (IMAGE_SIZE // 16) ** 2  # four downsamplings: 64 -> 4; 3,200
