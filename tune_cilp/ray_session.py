@@ -36,6 +36,11 @@ def start_ray(address: str | None, env: dict[str, str], record_dir: str | None =
     # AWS_* credentials there for each trial, the W&B callback the API key. At "warning" a local
     # Ray writes neither to its session logs.
     os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")
+    # A Ray started here prestarts one idle worker per CPU for the driver's job, but Tune gives
+    # every trial a runtime env of its own (env_vars), so none of them can host a trial: they
+    # only take ~0.5 s of CPU each while the trial's own worker starts (a joined cluster keeps
+    # its setting: the raylet reads it when it starts).
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
     try:
         ray.init(address=address, runtime_env={"env_vars": env}, include_dashboard=False)
     except ConnectionError as exc:
