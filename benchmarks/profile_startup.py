@@ -12,6 +12,7 @@ and times, from the moment it is launched:
   trial entered       Tune called the trainable (first epoch on disk - Tune's time_this_iter_s)
   first epoch begun   the Trainer started its first epoch (on disk - epoch_time_s)
   first epoch on disk result.json of a trial is no longer empty
+  last epoch on disk  the last write of a result.json (after it: the table, Ray's shutdown)
   exit                the command exited
 
 and, in fresh interpreters, what importing the driver's and the trial's modules costs. Prints
@@ -122,6 +123,8 @@ def one_run(epochs: int) -> dict[str, float]:
         if proc.returncode != 0 or first_result is None:
             raise SystemExit(f"error: {' '.join(cmd)} exited {proc.returncode}")
         first = json.loads(first_result.read_text().splitlines()[0])
+        last_write = max(p.stat().st_mtime for p in experiment.glob("*/result.json"))
+        seen["last epoch on disk"] = last_write - launched
         logs = Path(ray_tmp, "ray", "session_latest", "logs")
         for phase, at in worker_events(logs, int(first["pid"])).items():
             seen[phase] = at - launched
@@ -134,7 +137,7 @@ def one_run(epochs: int) -> dict[str, float]:
 
 PHASES = ["driver ready", "Ray started", "trials starting", "trial process", "worker connected",
           "actor created", "trial entered", "first epoch begun", "first epoch on disk",
-          "exit"]  # fmt: skip
+          "last epoch on disk", "exit"]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,8 +23,9 @@ def _state() -> dict:
     }
 
 
-def test_round_trip(tmp_path: Path) -> None:
-    path = save_checkpoint(tmp_path / "sub" / "state.pt", _state())
+@pytest.mark.parametrize("atomic", [True, False])
+def test_round_trip(tmp_path: Path, atomic: bool) -> None:
+    path = save_checkpoint(tmp_path / "sub" / "state.pt", _state(), atomic=atomic)
     loaded = load_checkpoint(path)
     assert loaded.keys() == _state().keys()
     assert torch.equal(loaded["model"]["w"], _state()["model"]["w"])

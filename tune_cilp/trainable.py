@@ -98,8 +98,8 @@ def run_trial(
                 if trainer.done:  # before the last report: after it, Tune may end this process
                     _finish_wandb(run)
                     run = None
-            with tempfile.TemporaryDirectory() as tmp:
-                save_checkpoint(Path(tmp) / STATE_FILE, trainer.state_dict())
+            with tempfile.TemporaryDirectory() as tmp:  # tune.report copies it into the experiment
+                save_checkpoint(Path(tmp) / STATE_FILE, trainer.state_dict(), atomic=False)
                 tune.report({**metrics, **static}, checkpoint=tune.Checkpoint.from_directory(tmp))
     finally:  # a trial stopped early (ASHA) or failing still closes its W&B run
         if run is not None:
