@@ -112,7 +112,7 @@ def new_tuner(
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage,
-            callbacks=[*callbacks, *result_loggers(restoring=False, tensorboard=args.tensorboard)],
+            callbacks=[*callbacks, *result_loggers(args.tensorboard)],
             failure_config=tune.FailureConfig(max_failures=args.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
             verbose=1,  # the status table only; every result is in the experiment directory
@@ -313,7 +313,7 @@ def run_experiment(
         reaped = reap_dead_session(record_dir)
         if reaped:
             print(f"stopped {reaped} leftover Ray process(es) of this experiment's dead driver")
-    apply_tune_settings(local)
+    apply_tune_settings(local, restoring)
     stop = graceful_stop.fresh()
     results = None
     # From before ray.init (a Ctrl-C during start-up is not lost) until after ray.shutdown()
@@ -331,7 +331,6 @@ def run_experiment(
             )
             if restoring:
                 print(f"resuming experiment {experiment}")
-                result_loggers(restoring=True)
                 tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
             else:
                 write_meta(experiment, meta)

@@ -15,6 +15,11 @@ torch into the driver as the run starts: ~2 s on 2 cores before the first trial 
 names its loggers itself.
 A resumed one keeps the loggers it was made with (Tune stores them with the experiment) and Tune
 adds any default it lacks: an experiment made before this still gets its result.json.
+
+Tune reads these switches from the environment. One process may run several experiments (the
+CILP chain, a notebook, the tests), local and URI, new and resumed, so the switches are set
+for each fit from what the user had set when this module was imported, never from what the
+previous fit left behind.
 """
 
 from __future__ import annotations
@@ -23,27 +28,40 @@ import os
 
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-_NO_DEFAULT_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+STATUS_TABLE = "RAY_AIR_NEW_OUTPUT"
+SYNC_WARNING = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
+SYNC_PERIOD = "TUNE_GLOBAL_CHECKPOINT_S"
+NO_DEFAULT_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 LOCAL_SYNC_PERIOD_S = "1"
 
-
-def apply_tune_settings(local: bool) -> None:
-    """Tune's environment switches for a run on `local` (or NFS) storage or a URI; a value the
-    user set is kept."""
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic status table (CLIReporter)
-    # The state snapshots above would each warn that they are frequent.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if local:
-        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", LOCAL_SYNC_PERIOD_S)
+# The user's own values (None = not set), read once, before any fit here has set them.
+_SWITCHES = (STATUS_TABLE, SYNC_WARNING, SYNC_PERIOD, NO_DEFAULT_LOGGERS)
+_USER = {key: os.environ.get(key) for key in _SWITCHES}
 
 
-def result_loggers(restoring: bool, tensorboard: bool = False) -> list[object]:
-    """The logger callbacks for a new experiment (none for a resumed one, see the module
-    docstring); sets Tune's switch for its default loggers to match. Call before each fit."""
-    if restoring:
-        os.environ.pop(_NO_DEFAULT_LOGGERS, None)
-        return []
-    os.environ[_NO_DEFAULT_LOGGERS] = "1"
+def tune_environment(local: bool, restoring: bool) -> dict[str, str | None]:
+    """The switches for one fit on `local` (or NFS) storage or a URI, new or `restoring`
+    (None = unset); a value the user set wins."""
+    ours: dict[str, str | None] = {
+        STATUS_TABLE: "0",  # Tune's classic status table (CLIReporter)
+        SYNC_WARNING: "0",  # the frequent state snapshots below would each warn
+        SYNC_PERIOD: LOCAL_SYNC_PERIOD_S if local else None,
+        NO_DEFAULT_LOGGERS: None if restoring else "1",  # see result_loggers
+    }
+    return {key: _USER[key] if _USER[key] is not None else value for key, value in ours.items()}
+
+
+def apply_tune_settings(local: bool, restoring: bool) -> None:
+    """Set Tune's environment switches for the next fit (call before building its Tuner)."""
+    for key, value in tune_environment(local, restoring).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def result_loggers(tensorboard: bool = False) -> list[object]:
+    """The logger callbacks of a new experiment: JSON and CSV, TensorBoard's only if asked."""
     loggers: list[object] = [JsonLoggerCallback(), CSVLoggerCallback()]
     if tensorboard:
         from ray.tune.logger import TBXLoggerCallback

@@ -188,7 +188,6 @@ def _run_stages(args, space, data, experiment, seeds, epochs, lidar_cnn, done, t
     reaped = reap_dead_session(experiment)
     if reaped:
         print(f"stopped {reaped} leftover Ray process(es) of this experiment's dead driver")
-    apply_tune_settings(not is_uri(experiment))
     stop = graceful_stop.fresh()
     wandb_kwargs = wandb_init_kwargs(args.wandb, Path(experiment))
     compare_key = space.compare[0] if space.compare else None
@@ -255,9 +254,10 @@ def trial_dirname(trial: Any) -> str:
 
 def _fit(args, space, stage, trainable, params, experiment, stop, columns):
     stage_dir = os.path.join(experiment, stage)
-    if tune.Tuner.can_restore(stage_dir):
+    restoring = tune.Tuner.can_restore(stage_dir)
+    apply_tune_settings(not is_uri(experiment), restoring)
+    if restoring:
         print(f"resuming stage {stage}")
-        result_loggers(restoring=True)
         tuner = tune.Tuner.restore(stage_dir, trainable=trainable, resume_errored=True)
     else:
         print(f"starting stage {stage}")
@@ -275,7 +275,7 @@ def _fit(args, space, stage, trainable, params, experiment, stop, columns):
             run_config=tune.RunConfig(
                 name=stage,
                 storage_path=experiment,
-                callbacks=[stop, *result_loggers(restoring=False, tensorboard=args.tensorboard)],
+                callbacks=[stop, *result_loggers(args.tensorboard)],
                 failure_config=tune.FailureConfig(max_failures=args.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
                 verbose=1,
