@@ -6,8 +6,9 @@ Runs, on the same machine and data (the default synthetic set, cached), for each
   (tune)  `python -m tune_cilp.run --epochs N` as a subprocess (threads per trial as the CPU
           plan decides), timed from the command to its exit, and to the first epoch on disk.
 Prints the CPU model and the matmul peaks measured in the same run, wall times, Tune's own time
-(wall minus the trials' training: summed when the CPU plan ran them in turn, else the longest)
-and tune / plain; beside it, tune / (plain + what a script pays for its interpreter and
+(wall minus the trials' training: summed when the CPU plan ran them in turn, else the longest),
+split, when in turn, into the trials' set-up, their time after each epoch and the rest, and
+tune / plain; beside it, tune / (plain + what a script pays for its interpreter and
 imports, which the in-process loop does not).
 
     python benchmarks/bench_tune_overhead.py --epochs 10,50
@@ -69,14 +70,21 @@ def tune(epochs: int, precision: str) -> dict[str, float]:
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"error: {' '.join(cmd)} exited {proc.returncode}")
-        trials, threads = [], []
+        trials, threads, setup, per_epoch = [], [], [], []
         for result in sorted(experiment.glob("*/result.json")):
             rows = [json.loads(line) for line in result.read_text().splitlines() if line]
             trials.append(sum(row["epoch_time_s"] for row in rows))
             threads.append(rows[0]["threads"])
+            # Tune times each iteration from the call into the trial: the first one includes
+            # the trial's own set-up (imports, the Trainer), the others the checkpoint and the
+            # report after the epoch.
+            outside = [row["time_this_iter_s"] - row["epoch_time_s"] for row in rows]
+            setup.append(outside[0])
+            per_epoch.extend(outside[1:])
     one_at_a_time = sum(threads) > (os.cpu_count() or 1)  # the CPU plan ran them in turn
     return {"wall": wall, "first_epoch": first or float("nan"), "trial_train_s": trials,
-            "one_at_a_time": one_at_a_time}  # fmt: skip
+            "one_at_a_time": one_at_a_time, "trial_setup_s": setup,
+            "per_epoch_s": per_epoch}  # fmt: skip
 
 
 def script_start_s() -> float:
@@ -122,6 +130,16 @@ def main() -> None:
         overhead = t["wall"] - training
         print(f"  Tune's own time ({how}): {overhead:.1f} s "
               f"({100 * overhead / t['wall']:.0f} % of wall)")  # fmt: skip
+        if t["one_at_a_time"]:  # in turn, the parts add up to Tune's own time
+            setup, per_epoch = sum(t["trial_setup_s"]), sum(t["per_epoch_s"])
+            mean = per_epoch / max(len(t["per_epoch_s"]), 1)
+            print(f"    in the trials before their first epoch (imports, Trainer): {setup:.1f} s")
+            print(
+                f"    in the trials after each epoch (checkpoint, Tune's copy, report): "
+                f"{per_epoch:.1f} s ({1000 * mean:.0f} ms x {len(t['per_epoch_s'])})"
+            )
+            print(f"    outside the trials (driver, Ray's start, worker start, shutdown): "
+                  f"{overhead - setup - per_epoch:.1f} s")  # fmt: skip
         print(f"tune / plain wall time:      {t['wall'] / plain_wall:7.2f}x")
         print(f"  (a plain script also pays {start_s:.1f} s of interpreter and imports: "
               f"tune / (plain + that) = {t['wall'] / (plain_wall + start_s):.2f}x)")  # fmt: skip
