@@ -9,6 +9,7 @@ reference), so one Ray run serves both.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 from faulty_run import MESSAGE
-from processes import ROOT, RUN_TIMEOUT_S, RayEnv, finish, run_command, start
+from processes import ROOT, RUN_TIMEOUT_S, RayEnv, finish, run_command, start, wait_for
 from tune_results import histories, trial_statuses
 
 from analysis import experiment_table, load_experiment
@@ -189,6 +190,65 @@ def test_killed_driver_resumes_and_matches_an_uninterrupted_run(
         if rows[0]["trial_id"] in finished:
             assert rows == driver_kill["before"][name]  # not rerun
     assert numbers_table(experiment) == numbers_table(baseline["path"])
+    expected = by_downsample(histories(baseline["path"]))
+    for downsample, rows in by_downsample(after).items():
+        assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in expected[downsample]]
+
+
+def state_with(experiment: Path, iteration: int) -> tuple[Path, bytes] | None:
+    """The experiment state file and its bytes, once a trial's last saved result in it is
+    `iteration`; None before (or while the file is being rewritten)."""
+    for path in experiment.glob("experiment_state-*.json"):
+        data = path.read_bytes()
+        try:
+            metas = [json.loads(meta) for _, meta in json.loads(data)["trial_data"]]
+        except (ValueError, KeyError):
+            continue
+        if any((m.get("last_result") or {}).get("training_iteration") == iteration for m in metas):
+            return path, data
+    return None
+
+
+def test_rows_newer_than_the_saved_state_are_not_reported_twice(
+    tiny_raw: Path, tmp_path: Path, baseline: dict[str, Any]
+) -> None:
+    """Tune copies the rows and its experiment state to the storage path in the background; a
+    driver that dies mid-copy can leave rows newer than the state (seen after a second Ctrl-C:
+    epochs 1, 2, 2, 3, ...). Made here from outside: SIGKILL, then the state as it was one
+    epoch earlier put back. The re-run drops the newer row, trains that epoch again and
+    reports every epoch once, with the uninterrupted run's numbers."""
+    experiment = tmp_path / EXPERIMENT
+    cmd = fault_command(tiny_raw, tmp_path)
+    # The state saved at every step, so that it follows the rows closely: the one put back
+    # is then one epoch behind, and its checkpoint is among the two Tune keeps.
+    env = RayEnv(TUNE_GLOBAL_CHECKPOINT_S="0")
+    try:
+        log = tmp_path / "first.log"
+        driver = start(cmd, env, log)
+        try:
+            state, saved_state = wait_for(lambda: state_with(experiment, 2), driver, "epoch 2")
+            wait_for(lambda: max(map(len, histories(experiment).values())) >= 3, driver, "3")
+            os.killpg(driver.pid, signal.SIGKILL)
+        finally:
+            finish(driver, log)
+        before = histories(experiment)
+        state.write_bytes(saved_state)
+        log = tmp_path / "resumed.log"
+        resumed = start(cmd, env, log)
+        output = finish(resumed, log)
+    finally:
+        env.close()
+    assert resumed.returncode == 0, output[-3000:]
+    after = histories(experiment)
+    for name, rows in after.items():
+        assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 1)), name
+        assert progress_epochs(experiment / name) == list(range(1, EPOCHS + 1)), name
+        # The dropped rows' epochs, trained again, gave the same numbers.
+        assert [r["val_loss"] for r in before.get(name, [])] == [
+            r["val_loss"] for r in rows[: len(before.get(name, []))]
+        ]
+    assert "reported after the last saved state are trained and reported again" in output
+    assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
     expected = by_downsample(histories(baseline["path"]))
     for downsample, rows in by_downsample(after).items():
         assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in expected[downsample]]

@@ -52,6 +52,7 @@ from tune_cilp.run_args import (
 )
 from tune_cilp.train_config import TrainConfig
 from tune_cilp.trainable import train_cilp
+from tune_cilp.trial_rows import trim_unsaved_rows
 from tune_cilp.tune_settings import apply_tune_settings, result_loggers
 from tune_cilp.wandb_setup import resolve_mode, wandb_env, wandb_init_kwargs
 
@@ -331,6 +332,9 @@ def run_experiment(
             )
             if restoring:
                 print(f"resuming experiment {experiment}")
+                if local:
+                    for line in trim_unsaved_rows(experiment):
+                        print(line)
                 tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
             else:
                 write_meta(experiment, meta)

@@ -42,6 +42,7 @@ from tune_cilp.run import CHECKPOINTS_TO_KEEP, load_run, trial_resources
 from tune_cilp.run_args import check_address, check_numbers, is_uri, local_storage, parse_seeds
 from tune_cilp.train_config import TrainConfig
 from tune_cilp.trainable import train_cilp
+from tune_cilp.trial_rows import trim_unsaved_rows
 from tune_cilp.tune_settings import apply_tune_settings, result_loggers
 from tune_cilp.wandb_setup import wandb_env, wandb_init_kwargs
 
@@ -258,6 +259,9 @@ def _fit(args, space, stage, trainable, params, experiment, stop, columns):
     apply_tune_settings(not is_uri(experiment), restoring)
     if restoring:
         print(f"resuming stage {stage}")
+        if not is_uri(stage_dir):
+            for line in trim_unsaved_rows(stage_dir):
+                print(line)
         tuner = tune.Tuner.restore(stage_dir, trainable=trainable, resume_errored=True)
     else:
         print(f"starting stage {stage}")
