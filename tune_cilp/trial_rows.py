@@ -47,7 +47,7 @@ def trim_unsaved_rows(experiment: str | Path) -> list[str]:
     messages = []
     for result in sorted(Path(experiment).glob("*/result.json")):
         kept, dropped, trial_id = _trim_json_lines(result.read_text(), saved)
-        if not dropped or trial_id is None:
+        if not dropped:  # rows are dropped only for a trial the state knows
             continue
         with atomic_output(result, "w") as f:
             f.write(kept)
