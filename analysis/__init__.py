@@ -6,9 +6,9 @@ print(analysis.report("~/ray_results/seed-ablation", fmt="github"))
 
 from __future__ import annotations
 
-from analysis.experiment import Experiment, TrialRecord, load_experiment, trial_results
-from analysis.stats import TrialResult, VariantSummary, summarize_variants
+from analysis.stats import TrialResult, VariantSummary, summarize_variants, trial_results
 from analysis.table import ComparisonTable, comparison_table, experiment_table, format_table
+from tune_cilp.results import Experiment, TrialRecord, load_experiment
 
 __all__ = [
     "ComparisonTable",

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from analysis.experiment import load_experiment
 from analysis.table import check_format, experiment_table, format_table, write_csv, write_json
-from tune_cilp.errors import ArgumentParser, run_cli
+from tune_cilp.core.errors import ArgumentParser, run_cli
+from tune_cilp.results import load_experiment
 
 
 def build_parser() -> ArgumentParser:

@@ -16,7 +16,6 @@ from typing import Any
 
 from tabulate import tabulate
 
-from analysis.experiment import TrialRecord, load_experiment, trial_results
 from analysis.ranking import half_width
 from analysis.stats import (
     Comparison,
@@ -27,16 +26,18 @@ from analysis.stats import (
     compare,
     summarize,
     summarize_variants,
+    trial_results,
     verdict,
 )
 from analysis.table import fmt_value, metric_rows
 from tune_cilp.cilp.chain import BASELINES
 from tune_cilp.cilp.select import Link, by_trial_dir, select
 from tune_cilp.cilp.space import CilpSpace
-from tune_cilp.errors import UserError
-from tune_cilp.experiment_meta import read_meta
-from tune_cilp.metrics import CILP_ROWS, CILP_STAGES, TRIAL_METRICS
-from tune_cilp.variants import fusion_variants
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import CILP_ROWS, CILP_STAGES, TRIAL_METRICS
+from tune_cilp.experiment.identity import read_meta
+from tune_cilp.models.variants import fusion_variants
+from tune_cilp.results import TrialRecord, load_experiment
 
 VERDICT_METRIC = "classifier_val_loss"  # the chain's end product: the RGB-only classifier
 REFERENCE_ROWS = tuple(
@@ -89,7 +90,7 @@ def is_cilp_experiment(path: str) -> bool:
 
 
 def _cilp_space_names() -> set[str]:
-    from search_spaces import list_spaces
+    from tune_cilp.spaces import list_spaces
 
     return {s.name for s in list_spaces() if isinstance(s, CilpSpace)}
 
@@ -125,7 +126,7 @@ def cilp_table(experiment_path: str) -> CilpTable:
     meta = read_meta(path)
     space = None
     if meta is not None and meta.space in _cilp_space_names():
-        from search_spaces import get_space
+        from tune_cilp.spaces import get_space
 
         space = get_space(meta.space)
     compare_key = space.compare[0] if space is not None and space.compare else None

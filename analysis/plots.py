@@ -18,9 +18,9 @@ from matplotlib.ticker import MaxNLocator
 
 from analysis.ranking import Ranking, interval, rank_variants
 from analysis.stats import VariantSummary
-from tune_cilp.atomic import atomic_output
-from tune_cilp.errors import UserError
-from tune_cilp.metrics import AT_BEST_EPOCH, EPOCH_METRICS, TRIAL_METRICS
+from tune_cilp.core.atomic import atomic_output
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import AT_BEST_EPOCH, EPOCH_METRICS, TRIAL_METRICS
 
 CURVES = tuple(EPOCH_METRICS[key] for key in ("val_loss", "val_accuracy"))  # per epoch
 FINAL = tuple(TRIAL_METRICS[key] for key in AT_BEST_EPOCH)  # at the best epoch

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.stats import Comparison, VariantSummary, compare
-from tune_cilp.metrics import SELECT, TRIAL_METRICS
+from tune_cilp.core.metrics import SELECT, TRIAL_METRICS
 
 ALPHA = 0.05
 CONFIDENCE = 0.95

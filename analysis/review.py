@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.experiment import Experiment
 from analysis.stats import VariantSummary
-from tune_cilp.errors import UserError
-from tune_cilp.experiment_meta import META_FILE
-from tune_cilp.fiftyone_env import import_fiftyone
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.fiftyone_env import import_fiftyone
+from tune_cilp.experiment.identity import META_FILE
+from tune_cilp.results import Experiment
 
 
 def field_name(variant_name: str) -> str:
@@ -72,10 +72,9 @@ def prepare_dataset(experiment: Experiment, name: str | None = None) -> str:
 
 def load_best_model(variant: VariantSummary):  # -> torch.nn.Module
     """The best trial's best-epoch weights (state.pt "best_model") in a freshly built model."""
-    from tune_cilp.checkpoint import load_checkpoint
-    from tune_cilp.models import build_model
-    from tune_cilp.train_config import TrainConfig
-    from tune_cilp.trainable import STATE_FILE
+    from tune_cilp.core.checkpoint import STATE_FILE, load_checkpoint
+    from tune_cilp.models.fusion import build_model
+    from tune_cilp.training.config import TrainConfig
 
     checkpoint = variant.best.checkpoint
     if checkpoint is None:
@@ -96,7 +95,7 @@ def to_fiftyone(
     Returns {field: number of misclassified scenes}.
     """
     from tune_cilp.data import add_predictions, load_arrays
-    from tune_cilp.train import predict_proba
+    from tune_cilp.training.fusion import predict_proba
 
     if not variants:
         raise UserError("--to-fiftyone: no trial has reported results yet")

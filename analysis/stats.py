@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from tune_cilp.metrics import AT_BEST_EPOCH, SELECT, TRIAL_METRICS
-from tune_cilp.variants import variant_name
+from tune_cilp.core.metrics import AT_BEST_EPOCH, SELECT, TRIAL_METRICS
+from tune_cilp.models.variants import variant_name
+from tune_cilp.results import Experiment
 
 SEED_KEY = "seed"
 NAME_KEYS = ("variant", "downsample")  # in every variant_name
@@ -29,7 +30,7 @@ class TrialResult:
     status: str
     epochs: int  # epochs reported so far
     best_epoch: int
-    metrics: dict[str, float]  # keys of tune_cilp.metrics.TRIAL
+    metrics: dict[str, float]  # keys of tune_cilp.core.metrics.TRIAL
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)
     checkpoint: Any = field(default=None, repr=False)
     majority_rate: float = math.nan  # of its validation split (reported by the trial)
@@ -210,3 +211,14 @@ def verdict(a: VariantSummary, b: VariantSummary, metric: str = SELECT, alpha: f
         f"difference in {metric} ({b.name} - {a.name} = {c.difference:+.4g}) {significant} "
         f"significant at {alpha:.0%} (Welch's t-test, p={c.p_value:.3g}) {sizes}"
     )
+
+
+def trial_results(experiment: Experiment) -> list[TrialResult]:
+    """Each trial reduced to its best epoch; trials without a finite validation loss are left out
+    (experiment_table names them in its notes)."""
+    out = []
+    for t in experiment.trials:
+        result = summarize_trial(t.trial_id, t.config, t.history, t.status, t.checkpoint)
+        if result is not None:
+            out.append(result)
+    return out

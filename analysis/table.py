@@ -14,7 +14,6 @@ from typing import Any
 
 from tabulate import tabulate, tabulate_formats
 
-from analysis.experiment import Experiment, TrialRecord, trial_results
 from analysis.ranking import Ranking, interval, rank_variants, ranking_notes, ranking_table
 from analysis.stats import (
     Comparison,
@@ -22,12 +21,14 @@ from analysis.stats import (
     VariantSummary,
     compare,
     summarize_variants,
+    trial_results,
     verdict,
 )
-from tune_cilp.atomic import atomic_output
-from tune_cilp.errors import UserError
-from tune_cilp.metrics import TRIAL_METRICS, Metric
-from tune_cilp.variants import variant_name
+from tune_cilp.core.atomic import atomic_output
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import TRIAL_METRICS, Metric
+from tune_cilp.models.variants import variant_name
+from tune_cilp.results import Experiment, TrialRecord
 
 # The seed's rows, then two that survive class imbalance (labels and formats: the schema).
 ROWS: tuple[Metric, ...] = tuple(

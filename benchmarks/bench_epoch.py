@@ -35,18 +35,18 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tune_cilp import models
+from tune_cilp.core.errors import ArgumentParser, UserError, run_cli
 from tune_cilp.data import CilpArrays, depth_to_xyza, generate_raw, load_arrays
-from tune_cilp.errors import ArgumentParser, UserError, run_cli
-from tune_cilp.models import build_model
-from tune_cilp.train import TrainConfig, Trainer, configure_process
-from tune_cilp.variants import ModelConfig, forward_flops
+from tune_cilp.models import fusion as models
+from tune_cilp.models.fusion import build_model
+from tune_cilp.models.variants import ModelConfig, forward_flops
+from tune_cilp.training.fusion import TrainConfig, Trainer, configure_process
 
 LAYER_ORDERS = ("current", "conv-relu-pool")
 
 
 def _conv_relu_pool(c_in: int, c_out: int, downsample: str | None) -> list[nn.Module]:
-    # tune_cilp.models._conv before it pooled first: the same numbers, ReLU on 4x the elements
+    # the fusion conv block before it pooled first: the same numbers, ReLU on 4x the elements
     stride = 2 if downsample == "stride" else 1
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU()]
     return layers + [nn.MaxPool2d(2)] if downsample == "maxpool" else layers
@@ -55,7 +55,7 @@ def _conv_relu_pool(c_in: int, c_out: int, downsample: str | None) -> list[nn.Mo
 @contextlib.contextmanager
 def layer_order(order: str) -> Iterator[None]:
     """Models built inside (by build_model, e.g. in a Trainer) use ``order``: "current"
-    (tune_cilp.models as it is) or "conv-relu-pool" (the order before, for A/B timing)."""
+    (tune_cilp.models.fusion as it is) or "conv-relu-pool" (the order before, for A/B timing)."""
     if order not in LAYER_ORDERS:
         raise UserError(f"layer order: expected one of {', '.join(LAYER_ORDERS)}, got {order!r}")
     saved = models._conv

@@ -37,10 +37,10 @@ from typing import Any
 import torch
 
 from benchmarks.bench_epoch import best_after_first, trainer_epochs
+from tune_cilp.core.errors import ArgumentParser, UserError, run_cli
 from tune_cilp.data import CilpArrays, load_arrays
-from tune_cilp.errors import ArgumentParser, UserError, run_cli
-from tune_cilp.train import TrainConfig, Trainer
-from tune_cilp.variants import DOWNSAMPLES, list_variants
+from tune_cilp.models.variants import DOWNSAMPLES, list_variants
+from tune_cilp.training.fusion import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_EPOCH_S = 0.1

@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tune_cilp.core.errors import ArgumentParser, run_cli
 from tune_cilp.data.constants import LABELS
 from tune_cilp.data.synthetic import (
     DEFAULT_SPHERE_FRACTION,
@@ -20,7 +21,6 @@ from tune_cilp.data.synthetic import (
     render_lidar,
     sample_scenes,
 )
-from tune_cilp.errors import ArgumentParser, run_cli
 
 
 def render_only(scenes: int, seed: int) -> None:

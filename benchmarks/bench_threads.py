@@ -1,4 +1,4 @@
-"""Thread scaling of one training epoch: the measurement behind tune_cilp/cpu_plan.py.
+"""Thread scaling of one training epoch: the measurement behind tune_cilp/experiment/cpu_plan.py.
 
 Trains concat-maxpool and concat-stride (default data, the run's precision) for --epochs epochs
 at each thread count, round-robin so that load from other processes hits every count alike,
@@ -20,9 +20,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_epoch import cpu_summary, matmul_peak  # noqa: E402
 
-from tune_cilp.cpu_plan import TWO_THREAD_SPEEDUP  # noqa: E402
 from tune_cilp.data import load_arrays  # noqa: E402
-from tune_cilp.train import TrainConfig, Trainer, configure_process  # noqa: E402
+from tune_cilp.experiment.cpu_plan import TWO_THREAD_SPEEDUP  # noqa: E402
+from tune_cilp.training.fusion import TrainConfig, Trainer, configure_process  # noqa: E402
 
 
 def main() -> None:

@@ -1,9 +1,10 @@
 """What a trial pays after each epoch, piece by piece: the checkpoint it writes and Tune's copy.
 
-After every epoch the trainable (tune_cilp/trainable.py) takes the Trainer's state_dict, writes
-it to a staging directory (save_checkpoint, atomic=False) and hands that directory to
-tune.report, which copies it into the experiment with pyarrow's copy_files (what Ray Tune 2.60's
-StorageContext.persist_current_checkpoint calls, in 64 MiB chunks), then waits for the driver.
+After every epoch the trial function (tune_cilp/experiment/trial.py) takes the Trainer's
+state_dict, writes it to a staging directory (save_checkpoint, atomic=False) and hands that
+directory to tune.report, which copies it into the experiment with pyarrow's copy_files (what
+Ray Tune 2.60's StorageContext.persist_current_checkpoint calls, in 64 MiB chunks), then waits
+for the driver.
 This times the first three on the default data's concat-maxpool Trainer (after one epoch, so
 the optimiser state is full), in the same order and with the same calls, and beside them a
 plain shutil.copyfile of the same file; bench_tune_overhead.py measures the whole per-epoch
@@ -36,12 +37,11 @@ import torch
 from ray.train._internal.storage import _pyarrow_fs_copy_files
 
 from benchmarks.bench_epoch import cpu_summary, matmul_peak
-from tune_cilp.checkpoint import save_checkpoint
+from tune_cilp.core.checkpoint import STATE_FILE, save_checkpoint
+from tune_cilp.core.errors import ArgumentParser, UserError, run_cli
 from tune_cilp.data import load_arrays
-from tune_cilp.errors import ArgumentParser, UserError, run_cli
 from tune_cilp.run import CHECKPOINTS_TO_KEEP
-from tune_cilp.train import TrainConfig, Trainer, configure_process
-from tune_cilp.trainable import STATE_FILE
+from tune_cilp.training.fusion import TrainConfig, Trainer, configure_process
 
 TRAIN_SCENES = 64  # the state's size does not depend on the data; one short epoch fills it
 

@@ -37,8 +37,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.bench_epoch import cpu_summary, matmul_peak
-from tune_cilp.errors import ArgumentParser, run_cli
-from tune_cilp.train import configure_process
+from tune_cilp.core.errors import ArgumentParser, run_cli
+from tune_cilp.training.fusion import configure_process
 
 MARKERS = {  # phase -> the start of a line the command prints when it is reached
     "driver ready": "experiment:",
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip  (the data cached, as a user has it)
     runs = [one_run(args.epochs) for _ in range(args.repeats)]
     imports = {m: import_seconds(m) for m in ("torch", "ray.tune", "tune_cilp.run",
-                                              "tune_cilp.trainable")}  # fmt: skip
+                                              "tune_cilp.experiment.trial")}  # fmt: skip
     configure_process(threads=os.cpu_count())
     peak = matmul_peak(torch.bfloat16)
     print(f"{cpu_summary()}, {os.cpu_count()} CPUs, torch {torch.__version__}; "

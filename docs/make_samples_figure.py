@@ -20,8 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from tune_cilp.core.errors import ArgumentParser, run_cli  # noqa: E402
 from tune_cilp.data import DEFAULT_SEED, generate_raw  # noqa: E402
-from tune_cilp.errors import ArgumentParser, run_cli  # noqa: E402
 
 SAMPLES = [("cubes", 0), ("cubes", 1), ("spheres", 0), ("spheres", 1)]
 

@@ -3,8 +3,8 @@ the seed's protocol (TrainConfig's defaults)."""
 
 from ray import tune
 
-from search_spaces import SearchSpace
-from tune_cilp.variants import DOWNSAMPLES, fusion_variants
+from tune_cilp.experiment.space import SearchSpace
+from tune_cilp.models.variants import DOWNSAMPLES, fusion_variants
 
 SPACE = SearchSpace(
     name="fusion",

@@ -4,9 +4,9 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces import SearchSpace
 from tune_cilp.data import DEFAULT_SEED
-from tune_cilp.variants import DOWNSAMPLES, fusion_variants
+from tune_cilp.experiment.space import SearchSpace
+from tune_cilp.models.variants import DOWNSAMPLES, fusion_variants
 
 
 def _asha(epochs: int) -> ASHAScheduler:

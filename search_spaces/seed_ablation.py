@@ -2,8 +2,8 @@
 
 from ray import tune
 
-from search_spaces import SearchSpace
-from tune_cilp.variants import DOWNSAMPLES
+from tune_cilp.experiment.space import SearchSpace
+from tune_cilp.models.variants import DOWNSAMPLES
 
 SPACE = SearchSpace(
     name="seed-ablation",

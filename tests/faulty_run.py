@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tune_cilp.errors import run_cli
+from tune_cilp.core.errors import run_cli
+from tune_cilp.experiment.trial import train_cilp
 from tune_cilp.run import main
-from tune_cilp.trainable import train_cilp
 
 FAILING_SEED = 52
 MESSAGE = f"injected failure: seed {FAILING_SEED}"

@@ -35,7 +35,7 @@ from analysis.stats import (
     verdict,
 )
 from analysis.table import ROWS, comparison_table
-from tune_cilp.errors import UserError, run_cli
+from tune_cilp.core.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (51, 52, 53)
@@ -399,8 +399,8 @@ def test_predictions_land_on_fiftyone_samples(experiment_dir: Path, capsys) -> N
     from fiftyone import ViewField as F
 
     from analysis.review import to_fiftyone
+    from tune_cilp.core.fiftyone_env import import_fiftyone
     from tune_cilp.data import LABELS
-    from tune_cilp.fiftyone_env import import_fiftyone
 
     fo = import_fiftyone()
     experiment = load_experiment(experiment_dir)
@@ -428,8 +428,8 @@ def test_predictions_land_on_fiftyone_samples(experiment_dir: Path, capsys) -> N
 @pytest.mark.slow
 def test_fiftyone_source_is_used_in_place(experiment_dir: Path, tmp_path: Path, capsys) -> None:
     from analysis.review import prepare_dataset, to_fiftyone
+    from tune_cilp.core.fiftyone_env import import_fiftyone
     from tune_cilp.data import ingest_raw
-    from tune_cilp.fiftyone_env import import_fiftyone
 
     # An experiment whose data source was the FiftyOne dataset "cilp_src": no second ingestion.
     experiment = load_experiment(experiment_dir)

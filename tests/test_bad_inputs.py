@@ -18,7 +18,7 @@ import pytest
 import torch
 from payloads import MkdirOnLoad
 
-from tune_cilp.driver_lock import LOCK_FILE
+from tune_cilp.experiment.lock import LOCK_FILE
 
 pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
 

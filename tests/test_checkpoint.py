@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tune_cilp.checkpoint import load_checkpoint, save_checkpoint
-from tune_cilp.errors import UserError
+from tune_cilp.core.checkpoint import load_checkpoint, save_checkpoint
+from tune_cilp.core.errors import UserError
 
 
 def _state() -> dict:

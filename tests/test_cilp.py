@@ -10,19 +10,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from tune_cilp.checkpoint import save_checkpoint
-from tune_cilp.cilp.config import stage_config
-from tune_cilp.cilp.losses import (
+from tune_cilp.core.checkpoint import save_checkpoint
+from tune_cilp.core.errors import UserError
+from tune_cilp.data import CilpArrays
+from tune_cilp.models.cilp import LidarCNN, embedder, lidar_input, projector
+from tune_cilp.models.losses import (
     LogitScale,
     contrastive_loss,
     retrieval_top1,
     seed_loss_floor,
     similarity_logits,
 )
-from tune_cilp.cilp.models import LidarCNN, embedder, lidar_input, projector
-from tune_cilp.cilp.stages import load_lidar_cnn, make_trainer
-from tune_cilp.data import CilpArrays
-from tune_cilp.errors import UserError
+from tune_cilp.training.stage_config import stage_config
+from tune_cilp.training.stages import load_lidar_cnn, make_trainer
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -237,9 +237,10 @@ def test_bad_input_is_one_line(
 
 
 def test_every_cilp_space_checks_out() -> None:
-    from search_spaces import check_param_space, list_spaces
     from tune_cilp.cilp.chain import baseline_params, stage_params
     from tune_cilp.cilp.space import CilpSpace
+    from tune_cilp.experiment.space import check_param_space
+    from tune_cilp.spaces import list_spaces
 
     spaces = [s for s in list_spaces() if isinstance(s, CilpSpace)]
     assert {s.name for s in spaces} == {"cilp", "cilp-nvidia", "cilp-similarity"}

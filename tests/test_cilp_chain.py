@@ -17,10 +17,10 @@ import torch
 from processes import ROOT, RayEnv, error_lines, finish, run_command, start, wait_for
 from tune_results import histories
 
-from tune_cilp.cilp.models import LidarCNN
-from tune_cilp.driver_lock import LOCK_FILE
-from tune_cilp.experiment_meta import META_FILE
-from tune_cilp.metrics import CILP_ROWS, CILP_STAGES
+from tune_cilp.core.metrics import CILP_ROWS, CILP_STAGES
+from tune_cilp.experiment.identity import META_FILE
+from tune_cilp.experiment.lock import LOCK_FILE
+from tune_cilp.models.cilp import LidarCNN
 
 pytestmark = pytest.mark.slow
 

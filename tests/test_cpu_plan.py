@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from search_spaces import get_space
-from tune_cilp.cpu_plan import makespan, plan, speedup, trial_costs
+from tune_cilp.experiment.cpu_plan import makespan, plan, speedup, trial_costs
 from tune_cilp.run import param_space
+from tune_cilp.spaces import get_space
 
 
 def test_speedup_is_the_measured_one_at_two_threads_and_amdahl_beyond() -> None:

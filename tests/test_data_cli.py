@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from data_fakes import ANGLES, make_raw
 
+from tune_cilp.core.fiftyone_env import import_fiftyone
 from tune_cilp.data.fiftyone_data import media_dir
-from tune_cilp.fiftyone_env import import_fiftyone
 
 pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
 

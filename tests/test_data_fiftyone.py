@@ -14,6 +14,8 @@ import pytest
 from data_fakes import make_raw
 from test_data_cli import run_cli
 
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.fiftyone_env import import_fiftyone
 from tune_cilp.data import (
     LABELS,
     add_predictions,
@@ -24,8 +26,6 @@ from tune_cilp.data import (
 )
 from tune_cilp.data import fiftyone_data as fio
 from tune_cilp.data.fiftyone_data import TMP_PREFIX
-from tune_cilp.errors import UserError
-from tune_cilp.fiftyone_env import import_fiftyone
 
 NAME = "test_data_tiny"
 

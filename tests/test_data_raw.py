@@ -10,9 +10,9 @@ import pytest
 from data_fakes import ANGLES, make_raw
 from PIL import Image
 
+from tune_cilp.core.errors import UserError
 from tune_cilp.data import default_set, depth_to_xyza, detect_source, load_arrays
 from tune_cilp.data.split import DEFAULT_SPLIT, parse_split, split_mask, subset_index
-from tune_cilp.errors import UserError
 
 
 def test_xyza_follows_the_spec_formulas() -> None:

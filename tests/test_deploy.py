@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from search_spaces import DEFAULT_SPACE, get_space
 from tune_cilp.run import param_space
 from tune_cilp.run_args import build_parser, check_numbers, is_uri, parse_seeds
+from tune_cilp.spaces import DEFAULT_SPACE, get_space
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 RUN_COMMAND = ["python", "-m", "tune_cilp.run"]
@@ -145,7 +145,7 @@ def test_rayjob_entrypoint_is_accepted_by_the_runner(rayjob: dict[str, Any]) -> 
 
 def test_runner_argument_check_rejects_a_broken_entrypoint() -> None:
     # The check above can fail: a typo in the entrypoint is caught offline.
-    from tune_cilp.errors import UserError
+    from tune_cilp.core.errors import UserError
 
     with pytest.raises(UserError, match="--space: unknown space"):
         check_run_command([*RUN_COMMAND, "--space", "fusoin"])

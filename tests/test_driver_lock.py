@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow.fs
 import pytest
 
-from tune_cilp.driver_lock import LEASE_FILE, LEASE_STALE_S, Lease
-from tune_cilp.errors import UserError
+from tune_cilp.core.errors import UserError
+from tune_cilp.experiment.lock import LEASE_FILE, LEASE_STALE_S, Lease
 
 
 def lease(tmp_path: Path) -> Lease:
@@ -23,7 +23,7 @@ def lease(tmp_path: Path) -> Lease:
 def test_uri_lease_is_refused_while_fresh_and_taken_over_when_stale(
     tmp_path: Path, age_s: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tune_cilp.driver_lock.LEASE_SETTLE_S", 0.0)
+    monkeypatch.setattr("tune_cilp.experiment.lock.LEASE_SETTLE_S", 0.0)
     holder = {"host": "other-host", "pid": 4242, "since": 0.0, "token": "theirs"}
     holder["renewed"] = time.time() - age_s
     (tmp_path / LEASE_FILE).write_text(json.dumps(holder))

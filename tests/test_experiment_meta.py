@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tune_cilp.core.errors import UserError
 from tune_cilp.data import CilpArrays
-from tune_cilp.errors import UserError
-from tune_cilp.experiment_meta import (
+from tune_cilp.experiment.identity import (
     META_FILE,
     ExperimentMeta,
     check_same,

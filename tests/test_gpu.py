@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tune_cilp.data import CilpArrays
-from tune_cilp.peak_memory import peak_mb, reset_peak
-from tune_cilp.train import TrainConfig, Trainer, configure_process, predict_proba
+from tune_cilp.training.fusion import TrainConfig, Trainer, configure_process, predict_proba
+from tune_cilp.training.peak_memory import peak_mb, reset_peak
 
 pytestmark = pytest.mark.gpu
 FAST = {"variant": "early", "downsample": "stride", "epochs": 2}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from tune_cilp.metrics import EPOCH, EPOCH_KEYS, SELECT, STATUS_COLUMNS, TRIAL, binary_metrics
+from tune_cilp.core.metrics import EPOCH, EPOCH_KEYS, SELECT, STATUS_COLUMNS, TRIAL, binary_metrics
 
 
 @contextlib.contextmanager

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from tune_cilp.errors import UserError
-from tune_cilp.models import build_model
-from tune_cilp.variants import (
+from tune_cilp.core.errors import UserError
+from tune_cilp.models.fusion import build_model
+from tune_cilp.models.variants import (
     DOWNSAMPLES,
     ModelConfig,
     forward_flops,

@@ -20,8 +20,8 @@ import pytest
 from processes import RayEnv, error_lines, finish, run_command, start, wait_for
 from tune_results import histories, trial_statuses
 
-from tune_cilp.driver_lock import LOCK_FILE
-from tune_cilp.experiment_meta import META_FILE
+from tune_cilp.experiment.identity import META_FILE
+from tune_cilp.experiment.lock import LOCK_FILE
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from ray import tune
 from tune_results import histories
 
 from analysis import experiment_table, load_experiment, trial_results
-from tune_cilp.experiment_meta import META_FILE
+from tune_cilp.experiment.identity import META_FILE
 
 pytestmark = pytest.mark.slow
 

@@ -16,10 +16,10 @@ import ray
 from processes import saved_environ
 from tune_results import histories
 
+from tune_cilp.core.errors import run_cli
+from tune_cilp.core.metrics import EPOCH_KEYS, PROCESS, TRIAL_INFO
 from tune_cilp.data import CilpArrays
-from tune_cilp.errors import run_cli
-from tune_cilp.experiment_meta import META_FILE
-from tune_cilp.metrics import EPOCH_KEYS, PROCESS, TRIAL_INFO
+from tune_cilp.experiment.identity import META_FILE
 from tune_cilp.run import main, smoke_subset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tune_cilp.wandb_setup import PROJECT, resolve_mode, wandb_env, wandb_init_kwargs
+from tune_cilp.experiment.wandb_setup import PROJECT, resolve_mode, wandb_env, wandb_init_kwargs
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
 
-from search_spaces import SearchSpace, check_param_space, get_space, list_spaces
-from tune_cilp.errors import UserError
+from tune_cilp.core.errors import UserError
+from tune_cilp.experiment.space import SearchSpace, check_param_space
 from tune_cilp.run import param_space
-from tune_cilp.train import TrainConfig
+from tune_cilp.spaces import get_space, list_spaces
+from tune_cilp.training.fusion import TrainConfig
 
 
 def _grid(

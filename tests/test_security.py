@@ -15,9 +15,8 @@ import torch
 from payloads import MkdirOnLoad
 from processes import RayEnv, finish, run_command, start, wait_for
 
-from tune_cilp.checkpoint import load_checkpoint
-from tune_cilp.errors import UserError
-from tune_cilp.trainable import STATE_FILE
+from tune_cilp.core.checkpoint import STATE_FILE, load_checkpoint
+from tune_cilp.core.errors import UserError
 
 pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
 

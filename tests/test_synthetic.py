@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tune_cilp.core.errors import UserError
 from tune_cilp.data import LABELS, MAX_RANGE, synthetic
 from tune_cilp.data.synthetic import (
     AZIMUTH,
@@ -22,7 +23,6 @@ from tune_cilp.data.synthetic import (
     render_lidar,
     sample_scenes,
 )
-from tune_cilp.errors import UserError
 
 SEED = 5
 N_RAW = 8  # 4 cubes + 4 spheres on disk

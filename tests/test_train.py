@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.bench_epoch import layer_order
-from tune_cilp.checkpoint import load_checkpoint, save_checkpoint
+from tune_cilp.core.checkpoint import load_checkpoint, save_checkpoint
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import EPOCH_KEYS
 from tune_cilp.data import CilpArrays, generate_raw, load_arrays
-from tune_cilp.errors import UserError
-from tune_cilp.metrics import EPOCH_KEYS
-from tune_cilp.train import TrainConfig, Trainer, configure_process, predict_proba
+from tune_cilp.training.fusion import TrainConfig, Trainer, configure_process, predict_proba
 
 TIMINGS = ("epoch_time_s", "samples_per_s")
 FAST = {"variant": "early", "downsample": "stride"}  # the cheapest model: ~0.1 GFLOP / sample

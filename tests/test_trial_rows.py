@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tune_cilp.trial_rows import saved_iterations, trim_unsaved_rows
+from tune_cilp.experiment.trial_rows import saved_iterations, trim_unsaved_rows
 
 
 def _experiment(tmp_path: Path, saved: dict[str, int | None], rows: int) -> Path:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from tests.processes import saved_environ
-from tune_cilp.tune_settings import (
+from tune_cilp.experiment.tune_settings import (
     NO_DEFAULT_LOGGERS,
     SYNC_PERIOD,
     apply_tune_settings,
@@ -34,7 +34,7 @@ def test_each_fit_gets_its_own_switches() -> None:
 def test_the_users_values_win() -> None:
     env = {**os.environ, SYNC_PERIOD: "30", NO_DEFAULT_LOGGERS: "0"}
     code = (
-        "import json; from tune_cilp.tune_settings import tune_environment as t; "
+        "import json; from tune_cilp.experiment.tune_settings import tune_environment as t; "
         "print(json.dumps([t(True, False), t(False, True)]))"
     )
     out = subprocess.run(

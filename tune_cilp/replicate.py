@@ -17,11 +17,11 @@ from typing import Any
 from ray import tune
 from ray.tune.search import BasicVariantGenerator
 
-from search_spaces import SearchSpace
-from tune_cilp.errors import UserError
-from tune_cilp.metrics import SELECT
-from tune_cilp.train_config import TrainConfig
-from tune_cilp.variants import variant_name
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import SELECT
+from tune_cilp.experiment.space import SearchSpace
+from tune_cilp.models.variants import variant_name
+from tune_cilp.training.config import TrainConfig
 
 NAME_KEYS = ("variant", "downsample")
 SPACE_NAME = "replicate"

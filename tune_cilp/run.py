@@ -16,20 +16,14 @@ import numpy as np
 import ray
 from ray import tune
 
-from search_spaces import (
-    DEFAULT_SPACE,
-    SearchSpace,
-    check_param_space,
-    get_space,
-    list_spaces,
-)
-from tune_cilp import graceful_stop
 from tune_cilp.cilp.space import CilpSpace
-from tune_cilp.cpu_plan import plan, trial_costs
+from tune_cilp.core.errors import UserError, run_cli
+from tune_cilp.core.metrics import STATUS_COLUMNS
 from tune_cilp.data import DEFAULT_SOURCE, CilpArrays, default_data_dir, is_synthetic, load_arrays
-from tune_cilp.driver_lock import hold_experiment
-from tune_cilp.errors import UserError, run_cli
-from tune_cilp.experiment_meta import (
+from tune_cilp.experiment import graceful_stop
+from tune_cilp.experiment.cpu_plan import plan, trial_costs
+from tune_cilp.experiment.graceful_stop import INTERRUPTED
+from tune_cilp.experiment.identity import (
     META_FILE,
     ExperimentMeta,
     check_same,
@@ -38,9 +32,13 @@ from tune_cilp.experiment_meta import (
     read_meta,
     write_meta,
 )
-from tune_cilp.graceful_stop import INTERRUPTED
-from tune_cilp.metrics import STATUS_COLUMNS
-from tune_cilp.ray_session import forget_session, reap_dead_session, start_ray
+from tune_cilp.experiment.lock import hold_experiment
+from tune_cilp.experiment.ray_session import forget_session, reap_dead_session, start_ray
+from tune_cilp.experiment.space import SearchSpace, check_param_space
+from tune_cilp.experiment.trial import train_cilp
+from tune_cilp.experiment.trial_rows import trim_unsaved_rows
+from tune_cilp.experiment.tune_settings import apply_tune_settings, result_loggers
+from tune_cilp.experiment.wandb_setup import resolve_mode, wandb_env, wandb_init_kwargs
 from tune_cilp.replicate import Pick, pick_configs, replicate_space
 from tune_cilp.run_args import (
     build_parser,
@@ -50,11 +48,8 @@ from tune_cilp.run_args import (
     local_storage,
     parse_seeds,
 )
-from tune_cilp.train_config import TrainConfig
-from tune_cilp.trainable import train_cilp
-from tune_cilp.trial_rows import trim_unsaved_rows
-from tune_cilp.tune_settings import apply_tune_settings, result_loggers
-from tune_cilp.wandb_setup import resolve_mode, wandb_env, wandb_init_kwargs
+from tune_cilp.spaces import DEFAULT_SPACE, get_space, list_spaces
+from tune_cilp.training.config import TrainConfig
 
 SMOKE_PER_CLASS = {True: 16, False: 8}  # train / validation scenes per class: 32 + 16
 DEFAULT_GPU_FRACTION = 0.25

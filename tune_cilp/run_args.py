@@ -8,8 +8,8 @@ import socket
 import tempfile
 from pathlib import Path
 
-from tune_cilp.errors import ArgumentParser, UserError
-from tune_cilp.train_config import MAX_EPOCHS
+from tune_cilp.core.errors import ArgumentParser, UserError
+from tune_cilp.training.config import MAX_EPOCHS
 
 DEFAULT_STORAGE = "~/ray_results"
 DEFAULT_GCS_PORT = 6379

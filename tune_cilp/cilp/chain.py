@@ -19,32 +19,31 @@ from typing import Any
 import ray
 from ray import tune
 
-from search_spaces import check_param_space
-from tune_cilp import graceful_stop
-from tune_cilp.cilp.config import CONFIGS, UPSTREAM_KEY, stage_config
 from tune_cilp.cilp.select import Link, by_trial_dir, read_stage, select, write_stage
 from tune_cilp.cilp.space import CilpSpace
-from tune_cilp.cilp.stages import load_lidar_cnn
-from tune_cilp.cilp.trainable import train_stage
-from tune_cilp.cilp.trainer import load_stage_checkpoint
-from tune_cilp.driver_lock import hold_experiment
-from tune_cilp.errors import UserError
-from tune_cilp.experiment_meta import (
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import CILP_EPOCH, CILP_STAGES, STATUS_COLUMNS, status_columns
+from tune_cilp.experiment import graceful_stop
+from tune_cilp.experiment.graceful_stop import INTERRUPTED
+from tune_cilp.experiment.identity import (
     check_same,
     now,
     read_meta,
     write_meta,
 )
-from tune_cilp.graceful_stop import INTERRUPTED
-from tune_cilp.metrics import CILP_EPOCH, CILP_STAGES, STATUS_COLUMNS, status_columns
-from tune_cilp.ray_session import forget_session, reap_dead_session, start_ray
+from tune_cilp.experiment.lock import hold_experiment
+from tune_cilp.experiment.ray_session import forget_session, reap_dead_session, start_ray
+from tune_cilp.experiment.space import check_param_space
+from tune_cilp.experiment.trial import train_cilp, train_stage
+from tune_cilp.experiment.trial_rows import trim_unsaved_rows
+from tune_cilp.experiment.tune_settings import apply_tune_settings, result_loggers
+from tune_cilp.experiment.wandb_setup import wandb_env, wandb_init_kwargs
 from tune_cilp.run import CHECKPOINTS_TO_KEEP, load_run, trial_resources
 from tune_cilp.run_args import check_address, check_numbers, is_uri, local_storage, parse_seeds
-from tune_cilp.train_config import TrainConfig
-from tune_cilp.trainable import train_cilp
-from tune_cilp.trial_rows import trim_unsaved_rows
-from tune_cilp.tune_settings import apply_tune_settings, result_loggers
-from tune_cilp.wandb_setup import wandb_env, wandb_init_kwargs
+from tune_cilp.training.config import TrainConfig
+from tune_cilp.training.stage_config import CONFIGS, UPSTREAM_KEY, stage_config
+from tune_cilp.training.stage_loop import load_stage_checkpoint
+from tune_cilp.training.stages import load_lidar_cnn
 
 BASELINES = "baselines"  # the reference models' experiment, beside the stages
 
@@ -231,7 +230,7 @@ def _run_stages(args, space, data, experiment, seeds, epochs, lidar_cnn, done, t
                         file=sys.stderr,
                     )
                     return 1
-                from analysis.experiment import load_experiment
+                from tune_cilp.results import load_experiment
 
                 trials = load_experiment(stage_dir).trials
                 if stage == BASELINES:

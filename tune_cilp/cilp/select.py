@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tune_cilp.atomic import atomic_output
-from tune_cilp.cilp.config import UPSTREAM_KEY
-from tune_cilp.errors import UserError
-from tune_cilp.trainable import STATE_FILE
+from tune_cilp.core.atomic import atomic_output
+from tune_cilp.core.checkpoint import STATE_FILE
+from tune_cilp.core.errors import UserError
+from tune_cilp.training.stage_config import UPSTREAM_KEY
 
 STAGE_FILE = "stage.json"  # in a stage's directory, written once the stage has finished
 
@@ -61,7 +61,7 @@ def select(
     default_label: str,
     upstream: dict[str, Link],
 ) -> list[Link]:
-    """The best trial per chain among ``trials`` (analysis.experiment.TrialRecord objects with
+    """The best trial per chain among ``trials`` (tune_cilp.results.TrialRecord objects with
     a checkpoint), sorted by label and seed."""
     best: dict[tuple[str, int], Link] = {}
     for t in trials:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from search_spaces import SearchSpace
+from tune_cilp.experiment.space import SearchSpace
 
 
 @dataclass(frozen=True)

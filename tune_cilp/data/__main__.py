@@ -13,13 +13,13 @@ from collections.abc import Sequence
 
 from tabulate import tabulate
 
+from tune_cilp.core.errors import ArgumentParser, run_cli
 from tune_cilp.data.constants import DEFAULT_SEED
 from tune_cilp.data.default_set import DEFAULT_SCENES
 from tune_cilp.data.fiftyone_data import export_dataset, ingest_raw
 from tune_cilp.data.load import detect_source, load_arrays
 from tune_cilp.data.split import parse_split
 from tune_cilp.data.synthetic import DEFAULT_SPHERE_FRACTION, generate_raw
-from tune_cilp.errors import ArgumentParser, run_cli
 
 
 def _parser() -> ArgumentParser:

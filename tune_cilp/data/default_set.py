@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tune_cilp.atomic import atomic_output
+from tune_cilp.core.atomic import atomic_output
+from tune_cilp.core.errors import UserError
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.data.constants import DEFAULT_SEED
 from tune_cilp.data.raw import read_raw
 from tune_cilp.data.split import DEFAULT_SPLIT, split_mask
 from tune_cilp.data.synthetic import DEFAULT_SPHERE_FRACTION, generate_raw
-from tune_cilp.errors import UserError
 
 DEFAULT_SCENES = 1074  # the seed notebook's 1,074 groups
 # Named synthetic sets -> sphere fraction. round(1074 * 0.07) = 75 spheres, 999 cubes.

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.fiftyone_env import import_fiftyone
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.data.constants import DEFAULT_SEED, IMAGE_SIZE, LABELS
 from tune_cilp.data.default_set import default_data_dir
@@ -37,8 +39,6 @@ from tune_cilp.data.split import (
     subset_index,
 )
 from tune_cilp.data.util import one_line, progress_bar
-from tune_cilp.errors import UserError
-from tune_cilp.fiftyone_env import import_fiftyone
 
 SLICES = ("rgb", "lidar_img", "lidar_pcd")
 TMP_PREFIX = "tune_cilp-tmp-"  # names of datasets that exist only while one is built or replaced

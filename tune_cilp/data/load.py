@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tune_cilp.core.errors import UserError
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.data.constants import DEFAULT_SEED
 from tune_cilp.data.default_set import SYNTHETIC_PREFIX, read_default, synthetic_set
 from tune_cilp.data.fiftyone_data import read_dataset, read_export
 from tune_cilp.data.raw import is_raw_layout, read_raw
 from tune_cilp.data.split import DEFAULT_SPLIT, check_not_empty, split_mask, subset_index
-from tune_cilp.errors import UserError
 
 
 def detect_source(source: str | Path) -> str:

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tune_cilp.core.errors import UserError
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.data.constants import IMAGE_SIZE, LABELS
 from tune_cilp.data.util import one_line, progress_bar
 from tune_cilp.data.xyza import depth_to_xyza
-from tune_cilp.errors import UserError
 
 GRID = (IMAGE_SIZE, IMAGE_SIZE)
 # Files operating systems drop into folders they show (besides dot-files such as .DS_Store):

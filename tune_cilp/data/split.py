@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tune_cilp.core.errors import UserError
 from tune_cilp.data.constants import DEFAULT_SEED
-from tune_cilp.errors import UserError
 
 SPLITS = ("train", "validation")
 DEFAULT_SPLIT = {"train": 0.75, "validation": 0.15}

@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from tune_cilp.core.errors import UserError
 from tune_cilp.data.constants import IMAGE_SIZE, LABELS, MAX_RANGE
-from tune_cilp.errors import UserError
 
 GRID_DEG = np.arange(-16.0, 16.0, 0.5)
 AZIMUTH = np.deg2rad(GRID_DEG).astype(np.float32)  # indexes LiDAR rows

@@ -19,9 +19,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.stats import TrialResult, summarize_trial
-from tune_cilp.errors import UserError
-from tune_cilp.experiment_meta import ExperimentMeta, read_meta
+from tune_cilp.core.errors import UserError
+from tune_cilp.experiment.identity import ExperimentMeta, read_meta
 
 
 @dataclass
@@ -226,14 +225,3 @@ def load_experiment(path_or_uri: str | os.PathLike[str]) -> Experiment:
     # Trial ids end in a creation counter: sorting gives the order the search space listed them.
     trials.sort(key=lambda t: t.trial_id)
     return Experiment(path=path, trials=trials, meta=read_meta(path))
-
-
-def trial_results(experiment: Experiment) -> list[TrialResult]:
-    """Each trial reduced to its best epoch; trials without a finite validation loss are left out
-    (experiment_table names them in its notes)."""
-    out = []
-    for t in experiment.trials:
-        result = summarize_trial(t.trial_id, t.config, t.history, t.status, t.checkpoint)
-        if result is not None:
-            out.append(result)
-    return out

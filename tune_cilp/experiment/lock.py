@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow.fs
 
-from tune_cilp.errors import UserError
+from tune_cilp.core.errors import UserError
 
 LOCK_FILE = ".driver.lock"
 LEASE_FILE = ".driver.lease.json"

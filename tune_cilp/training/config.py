@@ -1,6 +1,6 @@
 """TrainConfig: one training run's protocol (the seed notebook's, docs/PROTOCOL.md section 2),
 validated, with no torch import: the driver checks every configuration of a space before Ray
-starts, and the trainer in tune_cilp.train runs it."""
+starts, and the trainer in tune_cilp.training.fusion runs it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from tune_cilp.core.errors import UserError
 from tune_cilp.data.constants import DEFAULT_SEED
-from tune_cilp.errors import UserError
-from tune_cilp.variants import DOWNSAMPLES, ModelConfig, list_variants
+from tune_cilp.models.variants import DOWNSAMPLES, ModelConfig, list_variants
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 MAX_EPOCHS = 10_000  # far past any schedule here; a typo of extra zeros would run for ever

@@ -18,8 +18,8 @@ from pathlib import Path
 import psutil
 import ray
 
-from tune_cilp.atomic import atomic_output
-from tune_cilp.errors import UserError
+from tune_cilp.core.atomic import atomic_output
+from tune_cilp.core.errors import UserError
 
 SESSION_FILE = ".ray_session.json"
 KILL_WAIT_S = 5.0

@@ -1,7 +1,7 @@
 """The fusion model zoo's registry: one parameterised RGB + LiDAR network, variants chosen by
 name. Names, configurations and analytic sizes live here without torch (the driver checks
 configurations and plans CPU threads from them before any trial starts: importing torch would
-cost it ~2 s); tune_cilp.models builds the networks.
+cost it ~2 s); tune_cilp.models.fusion builds the networks.
 
 Every variant is the same four-part pipeline (docs/PROTOCOL.md, section 1):
 
@@ -42,8 +42,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tune_cilp.core.errors import UserError
 from tune_cilp.data.constants import IMAGE_SIZE
-from tune_cilp.errors import UserError
 
 IN_CHANNELS = 4  # RGBA and XYZA
 DOWNSAMPLES: tuple[str, ...] = ("maxpool", "stride")

@@ -1,5 +1,5 @@
 """The fusion networks: build_model(ModelConfig) -> FusionNet. The variants, their layer plan
-and sizes are described in tune_cilp.variants (the registry, torch-free)."""
+and sizes are described in tune_cilp.models.variants (the registry, torch-free)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tune_cilp.data.constants import IMAGE_SIZE
-from tune_cilp.variants import IN_CHANNELS, SINGLE_INPUT_OPS, VARIANTS, ModelConfig
+from tune_cilp.models.variants import IN_CHANNELS, SINGLE_INPUT_OPS, VARIANTS, ModelConfig
 
 
 def _conv(c_in: int, c_out: int, downsample: str | None) -> list[nn.Module]:

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pyarrow.fs
 
-from tune_cilp.atomic import atomic_output
+from tune_cilp.core.atomic import atomic_output
+from tune_cilp.core.errors import UserError
 from tune_cilp.data import CilpArrays
-from tune_cilp.errors import UserError
 
 META_FILE = "tune_cilp.json"
 META_VERSION = 2
@@ -66,7 +66,7 @@ class ExperimentMeta:
     seeds: list[int] | None
     num_samples: int | None
     precision: str | None
-    cpus_per_trial: float | None  # None: the CPU plan's choice (tune_cilp/cpu_plan.py)
+    cpus_per_trial: float | None  # None: the CPU plan's choice (tune_cilp/experiment/cpu_plan.py)
     gpus_per_trial: float | None
     replicate: str | None = None  # experiment whose best configurations this one re-runs
     top_k: int | None = None  # with replicate: the k best overall, else the best per variant

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
 
-from tune_cilp.atomic import atomic_output
+from tune_cilp.core.atomic import atomic_output
 
 ITERATION = "training_iteration"  # Tune's own count of a trial's reports
 

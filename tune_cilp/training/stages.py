@@ -16,22 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tune_cilp.checkpoint import load_checkpoint
-from tune_cilp.cilp.config import (
-    ClassifierConfig,
-    ContrastiveConfig,
-    ProjectorConfig,
-    StageConfig,
-    stage_config,
-)
-from tune_cilp.cilp.losses import (
-    SEED_SCALE,
-    LogitScale,
-    contrastive_loss,
-    retrieval_top1,
-    similarity_logits,
-)
-from tune_cilp.cilp.models import (
+from tune_cilp.core.checkpoint import load_checkpoint
+from tune_cilp.core.errors import UserError
+from tune_cilp.data import CilpArrays
+from tune_cilp.models.cilp import (
     FLAT,
     LIDAR_INPUTS,
     LidarCNN,
@@ -41,10 +29,22 @@ from tune_cilp.cilp.models import (
     lidar_input,
     projector,
 )
-from tune_cilp.cilp.trainer import StageTrainer, load_stage_checkpoint
-from tune_cilp.data import CilpArrays
-from tune_cilp.errors import UserError
-from tune_cilp.train import _DeviceSplit, _metrics
+from tune_cilp.models.losses import (
+    SEED_SCALE,
+    LogitScale,
+    contrastive_loss,
+    retrieval_top1,
+    similarity_logits,
+)
+from tune_cilp.training.fusion import _DeviceSplit, _metrics
+from tune_cilp.training.stage_config import (
+    ClassifierConfig,
+    ContrastiveConfig,
+    ProjectorConfig,
+    StageConfig,
+    stage_config,
+)
+from tune_cilp.training.stage_loop import StageTrainer, load_stage_checkpoint
 
 EVAL_STEP = 256  # embeddings of a split are computed in chunks of this many scenes
 

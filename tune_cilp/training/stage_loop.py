@@ -4,7 +4,7 @@ parts that really stay frozen.
 A stage builds its parts (an nn.ModuleDict), names the ones it must not train, and implements
 train_epoch() and evaluate(). Frozen parts get requires_grad=False on every parameter, are left
 out of the optimiser and are checked bit-identical after every epoch (a stage that changed them
-would be a bug: RuntimeError). Like tune_cilp.train.Trainer: initial weights from the seed alone,
+would be a bug: RuntimeError). Like the fusion Trainer: initial weights from the seed alone,
 batch order from a seeded generator of its own, best weights by validation loss, and a run
 restored from state_dict() after epoch k continues bit-for-bit (on CPU).
 """
@@ -18,17 +18,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from tune_cilp.checkpoint import load_checkpoint
-from tune_cilp.cilp.config import StageConfig
+from tune_cilp.core.checkpoint import load_checkpoint
+from tune_cilp.core.errors import UserError
 from tune_cilp.data import CilpArrays
-from tune_cilp.errors import UserError
-from tune_cilp.train import (
+from tune_cilp.training.fusion import (
     ResumableLoop,
     device_splits,
     resolve_channels_last,
     resolve_device,
     resolve_precision,
 )
+from tune_cilp.training.stage_config import StageConfig
 
 
 def load_stage_checkpoint(path: str, stage: str) -> dict[str, Any]:

@@ -81,8 +81,8 @@ def trial_costs(params: Mapping[str, Any], num_samples: int) -> list[float]:
     from ray.tune.search.sample import Domain
     from ray.tune.search.variant_generator import generate_variants
 
-    from tune_cilp.train_config import TrainConfig
-    from tune_cilp.variants import forward_flops
+    from tune_cilp.models.variants import forward_flops
+    from tune_cilp.training.config import TrainConfig
 
     if any(isinstance(v, Domain) for v in params.values()):
         return [1.0] * num_samples

@@ -18,12 +18,10 @@ from typing import Any
 import ray
 from ray import tune
 
+from tune_cilp.core.metrics import majority_rate
 from tune_cilp.data import CilpArrays
-from tune_cilp.metrics import majority_rate
-from tune_cilp.train_config import TrainConfig
-from tune_cilp.variants import variant_name
-
-STATE_FILE = "state.pt"
+from tune_cilp.models.variants import variant_name
+from tune_cilp.training.config import TrainConfig
 
 
 def _granted_resources() -> tuple[int, float]:
@@ -41,7 +39,7 @@ def train_cilp(
     ``setup_wandb``, None = no W&B) arrive through ``tune.with_parameters`` (Ray's object store),
     so a trial needs no files or database on its node.
     """
-    from tune_cilp.train import Trainer
+    from tune_cilp.training.fusion import Trainer
 
     cfg = TrainConfig.from_dict(config)
     info = {
@@ -49,6 +47,16 @@ def train_cilp(
         "val_majority_rate": majority_rate(data.labels[~data.is_train]),
     }
     run_trial(lambda: Trainer(cfg, data), config, wandb_kwargs, info)
+
+
+def train_stage(
+    config: dict[str, Any], data: CilpArrays, wandb_kwargs: dict[str, str] | None = None
+) -> None:
+    """Train one CILP stage trial (``config["stage"]`` says which), with the same loop as
+    train_cilp; data and W&B arguments arrive the same way."""
+    from tune_cilp.training.stages import make_trainer
+
+    run_trial(lambda: make_trainer(config, data), config, wandb_kwargs, {})
 
 
 def run_trial(
@@ -64,9 +72,9 @@ def run_trial(
     The trainer has run_epoch(), done, state_dict(), load_state_dict(), device, precision and
     num_parameters; `info` goes into every report with the trial's constants.
     """
-    from tune_cilp.checkpoint import load_checkpoint, save_checkpoint
-    from tune_cilp.peak_memory import peak_mb, reset_peak
-    from tune_cilp.train import configure_process
+    from tune_cilp.core.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
+    from tune_cilp.training.fusion import configure_process
+    from tune_cilp.training.peak_memory import peak_mb, reset_peak
 
     threads, gpu_fraction = _granted_resources()
     configure_process(threads, gpu_fraction=gpu_fraction or None)

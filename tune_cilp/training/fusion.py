@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import binary_metrics
 from tune_cilp.data.arrays import CilpArrays
-from tune_cilp.errors import UserError
-from tune_cilp.metrics import binary_metrics
-from tune_cilp.models import build_model
-from tune_cilp.train_config import TrainConfig, is_int
+from tune_cilp.models.fusion import build_model
+from tune_cilp.training.config import TrainConfig, is_int
 
 # Evaluation batch per device type. On CPU, batches beyond ~32 fall out of cache: 256 was 3x
 # slower per sample than 32 (2 Zen 4 cores, benchmarks/README.md); GPUs want big batches.
@@ -76,7 +76,7 @@ def resolve_channels_last(channels_last: bool | None, device: torch.device) -> b
 
 def _metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """Validation loss (plain BCE, no pos_weight, so runs compare) and the classification
-    metrics of tune_cilp.metrics (spheres positive)."""
+    metrics of tune_cilp.core.metrics (spheres positive)."""
     loss = F.binary_cross_entropy_with_logits(logits, labels).item()
     predicted = (logits >= 0).cpu().numpy()  # sigmoid >= 0.5
     return {"val_loss": loss, **binary_metrics(predicted, labels.cpu().numpy() >= 0.5)}
@@ -162,7 +162,7 @@ class ResumableLoop:
         self, train_loss: float, val: dict[str, float], lr: float, elapsed: float, samples: int
     ) -> dict[str, float | int]:
         """Count the epoch, keep the best weights by val_loss, and return (and record) the
-        epoch's metrics in the schema's order (tune_cilp.metrics.EPOCH)."""
+        epoch's metrics in the schema's order (tune_cilp.core.metrics.EPOCH)."""
         self.epoch += 1
         if val["val_loss"] < self.best_val_loss:
             self.best_val_loss, self.best_epoch = val["val_loss"], self.epoch

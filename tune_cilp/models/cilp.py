@@ -8,7 +8,7 @@
                embedder's four conv blocks + flatten (3,200-d) as ``embedder``, a head
                3200->100->1 as ``classifier``
 
-"v" downsamples as in tune_cilp.models (MaxPool2d(2) or stride 2). Parameter counts: embedder
+"v" downsamples as in tune_cilp.models.fusion (MaxPool2d(2) or stride 2). Parameter counts: embedder
 927,650 for 4 input channels and emb 200 (either downsampling), 927,200 for 1 channel; projector
 801,700 for 200->200; head 20,201 on 200-d inputs.
 """
@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tune_cilp.core.errors import UserError
 from tune_cilp.data.constants import IMAGE_SIZE
-from tune_cilp.errors import UserError
-from tune_cilp.models import L2Normalize, _conv
-from tune_cilp.variants import IN_CHANNELS
+from tune_cilp.models.fusion import L2Normalize, _conv
+from tune_cilp.models.variants import IN_CHANNELS
 
 WIDTHS = (50, 100, 200, 200)
 FLAT = WIDTHS[-1] * (IMAGE_SIZE // 16) ** 2  # four downsamplings: 64 -> 4; 3,200

@@ -13,12 +13,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tune_cilp.cilp.losses import CLIP_INIT, CLIP_MAX_SCALE, SIMILARITIES
-from tune_cilp.cilp.models import LIDAR_INPUTS
-from tune_cilp.errors import UserError
-from tune_cilp.metrics import CILP_STAGES
-from tune_cilp.train_config import MAX_EPOCHS, PRECISIONS, is_int, is_real
-from tune_cilp.variants import DOWNSAMPLES
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import CILP_STAGES
+from tune_cilp.models.cilp import LIDAR_INPUTS
+from tune_cilp.models.losses import CLIP_INIT, CLIP_MAX_SCALE, SIMILARITIES
+from tune_cilp.models.variants import DOWNSAMPLES
+from tune_cilp.training.config import MAX_EPOCHS, PRECISIONS, is_int, is_real
 
 CLASSIFIER_MODES: tuple[str, ...] = ("seed", "nvidia")
 FLOATS = ("lr", "eta_min", "weight_decay", "logit_scale_init")
