@@ -20,7 +20,7 @@ from analysis.ranking import Ranking, interval, rank_variants
 from analysis.stats import VariantSummary
 from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import AT_BEST_EPOCH, EPOCH_METRICS, TRIAL_METRICS
+from tune_cilp.core.metrics import AT_BEST_EPOCH, EPOCH_METRICS, TRIAL_METRICS, Metric
 
 CURVES = tuple(EPOCH_METRICS[key] for key in ("val_loss", "val_accuracy"))  # per epoch
 FINAL = tuple(TRIAL_METRICS[key] for key in AT_BEST_EPOCH)  # at the best epoch
@@ -62,20 +62,27 @@ def colours(n: int) -> list:
     return [cmap(i / max(n - 1, 1)) if n > 20 else cmap(i) for i in range(n)]
 
 
-def plot_curves(variants: Sequence[VariantSummary]) -> Figure:
-    """Validation loss and accuracy per epoch, one line (and colour) per variant with a min-max
-    seed band."""
-    fig = Figure(figsize=(11, 4 if len(variants) <= 4 else 5.5), layout="constrained")
-    axes = fig.subplots(1, len(CURVES))
+def plot_curves(
+    variants: Sequence[VariantSummary],
+    curves: Sequence[Metric] = CURVES,
+    title: str = "Mean across seeds; band = min to max",
+) -> Figure:
+    """One panel per metric of `curves` (by default validation loss and accuracy) per epoch, one
+    line (and colour) per variant with a min-max seed band."""
+    width = max(11.0, 4.4 * len(curves))  # room for each panel's title ("Retrieval top-1 ...")
+    fig = Figure(figsize=(width, 4 if len(variants) <= 4 else 5.5), layout="constrained")
+    axes = fig.subplots(1, len(curves), squeeze=False)[0]
     palette = colours(len(variants))
-    for ax, curve in zip(axes, CURVES, strict=True):
-        metric, title = curve.key, f"{curve.label} (validation)"
+    for ax, curve in zip(axes, curves, strict=True):
+        # CILP's labels already say "Validation" ("Projector Validation MSE"); don't say it twice
+        validation = "validation" in curve.label.lower()
+        metric, panel = curve.key, curve.label if validation else f"{curve.label} (validation)"
         for v, colour in zip(variants, palette, strict=True):
             epochs, mean, low, high = epoch_band(v, metric)
             label = f"{v.name} (n={len(v.trials)})"
             ax.plot(epochs, mean, marker="o", ms=3, label=label, color=colour)
             ax.fill_between(epochs, low, high, color=colour, alpha=0.15)
-        ax.set(title=title, xlabel="epoch")
+        ax.set(title=panel, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if len(variants) <= 4:
@@ -83,7 +90,7 @@ def plot_curves(variants: Sequence[VariantSummary]) -> Figure:
     else:  # many variants: one legend below both panels
         fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4,
                    fontsize=8)  # fmt: skip
-    fig.suptitle("Mean across seeds; band = min to max")
+    fig.suptitle(title)
     return fig
 
 
@@ -131,16 +138,22 @@ def plot_final(variants: Sequence[VariantSummary]) -> Figure:
     return fig
 
 
-def write_plots(variants: Sequence[VariantSummary], out_dir: str) -> list[str]:
-    """Write curves.png and final_metrics.png (and for more than two variants ranking.png) into
-    `out_dir` (created if missing); their paths."""
-    if not variants:
-        raise UserError("--plots: no trial has reported results yet, nothing to plot")
+def output_dir(out_dir: str) -> str:
+    """`out_dir` made absolute and created if missing; one-line UserError if it cannot be."""
     out_dir = os.path.abspath(os.path.expanduser(out_dir))
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--plots {out_dir}: cannot create directory ({exc.strerror})") from exc
+    return out_dir
+
+
+def write_plots(variants: Sequence[VariantSummary], out_dir: str) -> list[str]:
+    """Write curves.png and final_metrics.png (and for more than two variants ranking.png) into
+    `out_dir` (created if missing); their paths."""
+    if not variants:
+        raise UserError("--plots: no trial has reported results yet, nothing to plot")
+    out_dir = output_dir(out_dir)
     paths = [
         _save(plot_curves(variants), out_dir, "curves.png"),
         _save(plot_final(variants), out_dir, "final_metrics.png"),

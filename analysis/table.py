@@ -14,10 +14,18 @@ from typing import Any
 
 from tabulate import tabulate, tabulate_formats
 
-from analysis.ranking import Ranking, interval, rank_variants, ranking_notes, ranking_table
+from analysis.ranking import (
+    Ranking,
+    half_width,
+    interval,
+    rank_variants,
+    ranking_notes,
+    ranking_table,
+)
 from analysis.stats import (
     Comparison,
     Summary,
+    TrialResult,
     VariantSummary,
     compare,
     summarize_variants,
@@ -42,6 +50,7 @@ ROWS: tuple[Metric, ...] = tuple(
         "val_f1",
     )
 )
+WELCH_TEST = "Welch's t-test, two-sided, 95% CI of the difference"  # JSON's "test", two columns
 MAJORITY_BALANCED = 0.6  # at or below, with majority-rate accuracy: "mostly the majority"
 FOOTER = (
     "Validation Loss: minimum over epochs; Accuracy, Balanced Accuracy and F1 (spheres positive): "
@@ -225,14 +234,29 @@ def format_table(table: ComparisonTable, fmt: str = "grid") -> str:
 
 def to_records(table: ComparisonTable) -> list[dict[str, Any]]:
     """One flat dict per metric: per-variant mean/std/n and, for two variants, the difference."""
+    return metric_records(ROWS, table.variants, table.comparisons)
+
+
+def metric_records(
+    metrics: Sequence[Metric],
+    columns: Sequence[VariantSummary],
+    comparisons: dict[str, Comparison],
+    ci_half_width: bool = False,
+) -> list[dict[str, Any]]:
+    """The numbers behind `metric_rows`, unformatted: per metric its label and key, per column
+    "<name> mean", "<name> std" and "<name> n" (and "<name> ci_half_width", the 95 % CI's, when
+    the table's cells show it), and with comparisons the difference, its CI and Welch's p (what
+    --csv writes and --json's "rows" hold, for every kind of table)."""
     records = []
-    for m in ROWS:
+    for m in metrics:
         rec: dict[str, Any] = {"metric": m.label, "key": m.key}
-        for v in table.variants:
+        for v in columns:
             s = v.metrics[m.key]
             rec.update({f"{v.name} mean": s.mean, f"{v.name} std": s.std, f"{v.name} n": s.n})
-        if table.comparisons:
-            c = table.comparisons[m.key]
+            if ci_half_width:
+                rec[f"{v.name} ci_half_width"] = half_width(s.std, s.n)
+        if comparisons:
+            c = comparisons[m.key]
             rec.update(
                 {
                     "difference": c.difference,
@@ -245,36 +269,39 @@ def to_records(table: ComparisonTable) -> list[dict[str, Any]]:
     return records
 
 
+def variant_dict(v: VariantSummary) -> dict[str, Any]:
+    """One variant for JSON: its name, config, metric summaries, best trial and every trial's
+    best-epoch numbers (NaN left in: the caller's `nan_to_none` turns them into null)."""
+    return {
+        "name": v.name,
+        "config": v.config,
+        "metrics": {m: asdict(s) for m, s in v.metrics.items()},
+        "best_trial": v.best.trial_id,
+        "trials": [trial_dict(t) for t in v.trials],
+    }
+
+
+def trial_dict(t: TrialResult) -> dict[str, Any]:
+    """One trial for JSON: id, seed, status, epochs reported, best epoch and its numbers."""
+    return {
+        "trial_id": t.trial_id,
+        "seed": t.config.get("seed"),
+        "status": t.status,
+        "epochs": t.epochs,
+        "best_epoch": t.best_epoch,
+        "metrics": t.metrics,
+    }
+
+
 def to_json_dict(table: ComparisonTable, experiment_path: str = "") -> dict[str, Any]:
     """Everything behind the table, JSON-ready (NaN becomes null)."""
-    variants = []
-    for v in table.variants:
-        variants.append(
-            {
-                "name": v.name,
-                "config": v.config,
-                "metrics": {m: asdict(s) for m, s in v.metrics.items()},
-                "best_trial": v.best.trial_id,
-                "trials": [
-                    {
-                        "trial_id": t.trial_id,
-                        "seed": t.config.get("seed"),
-                        "status": t.status,
-                        "epochs": t.epochs,
-                        "best_epoch": t.best_epoch,
-                        "metrics": t.metrics,
-                    }
-                    for t in v.trials
-                ],
-            }
-        )
-    return _nan_to_none(
+    return nan_to_none(
         {
             "experiment": experiment_path,
             "rows": to_records(table),
-            "variants": variants,
+            "variants": [variant_dict(v) for v in table.variants],
             "comparison": {m: asdict(c) for m, c in table.comparisons.items()},
-            "test": "Welch's t-test, two-sided, 95% CI of the difference"
+            "test": WELCH_TEST
             if table.comparisons
             else "Welch's t-test against the best, Holm-corrected"
             if table.ranking is not None
@@ -300,13 +327,14 @@ def to_json_dict(table: ComparisonTable, experiment_path: str = "") -> dict[str,
     )
 
 
-def _nan_to_none(obj: Any) -> Any:
+def nan_to_none(obj: Any) -> Any:
+    """`obj` with every NaN float, however deeply nested, replaced by None (JSON's null)."""
     if isinstance(obj, float) and math.isnan(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
+        return {k: nan_to_none(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_nan_to_none(v) for v in obj]
+        return [nan_to_none(v) for v in obj]
     return obj
 
 
@@ -322,7 +350,12 @@ def _write_atomic(path: str, text: str) -> None:
 
 def write_csv(table: ComparisonTable, path: str) -> None:
     """The table's numbers (unformatted) as CSV, one row per metric."""
-    records = to_records(table)
+    write_records_csv(to_records(table), path)
+
+
+def write_records_csv(records: Sequence[dict[str, Any]], path: str) -> None:
+    """`records` (flat dicts with the same keys, e.g. `metric_records`) as CSV, written
+    atomically."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(records[0]))
     writer.writeheader()
@@ -332,4 +365,9 @@ def write_csv(table: ComparisonTable, path: str) -> None:
 
 def write_json(table: ComparisonTable, path: str, experiment_path: str = "") -> None:
     """Everything behind the table as JSON (see to_json_dict)."""
-    _write_atomic(path, json.dumps(to_json_dict(table, experiment_path), indent=2) + "\n")
+    write_json_data(to_json_dict(table, experiment_path), path)
+
+
+def write_json_data(data: dict[str, Any], path: str) -> None:
+    """`data` (already JSON-ready: see `nan_to_none`) as indented JSON, written atomically."""
+    _write_atomic(path, json.dumps(data, indent=2) + "\n")
