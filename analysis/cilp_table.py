@@ -1,6 +1,8 @@
 """The CILP table in the seed notebook's shape: one column per chain configuration (mean ± 95 %
 CI across seeds), a Difference column and verdict for two, and the reference models (the
-single-modality baselines and the best fusion model) when the experiment trained them.
+single-modality baselines and the best fusion model) when the experiment trained them; the same
+numbers as CSV or JSON (with each seed's chosen trial per stage), and each stage's validation
+curves as PNG.
 
 import analysis.cilp_table as ct
 print(ct.cilp_report("~/ray_results/cilp"))
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tabulate import tabulate
@@ -29,12 +31,23 @@ from analysis.stats import (
     trial_results,
     verdict,
 )
-from analysis.table import fmt_value, metric_rows
+from analysis.table import (
+    WELCH_TEST,
+    check_format,
+    fmt_value,
+    metric_records,
+    metric_rows,
+    nan_to_none,
+    trial_dict,
+    variant_dict,
+    write_json_data,
+    write_records_csv,
+)
 from tune_cilp.cilp.chain import BASELINES
 from tune_cilp.cilp.select import Link, by_trial_dir, select
 from tune_cilp.cilp.space import CilpSpace
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import CILP_ROWS, CILP_STAGES, TRIAL_METRICS
+from tune_cilp.core.metrics import CILP_EPOCH, CILP_ROWS, CILP_STAGES, TRIAL_METRICS, Metric
 from tune_cilp.experiment.identity import read_meta
 from tune_cilp.models.variants import fusion_variants
 from tune_cilp.results import TrialRecord, load_experiment
@@ -51,6 +64,15 @@ REFERENCE_ROWS = tuple(
         "training_time_s",
     )
 )
+# Each stage's plot: its validation loss, then what says how well it did its job.
+STAGE_CURVES: dict[str, tuple[str, ...]] = {
+    "contrastive": ("val_loss", "val_top1_rgb_to_lidar", "val_top1_lidar_to_rgb"),
+    "projector": ("val_loss", "val_cosine"),
+    "classifier": ("val_loss", "val_accuracy"),
+}
+# A stage's per-epoch bookkeeping, left out of its best-epoch numbers (the best epoch is its own
+# field; best_val_loss equals val_loss there).
+_NOT_STAGE_RESULTS = ("epoch", "best_epoch", "best_val_loss")
 FOOTER = (
     "Each stage at its best epoch by validation loss, for the trial each chain used (per seed, "
     "the best of its stage); Retrieval top-1 over the whole validation set; Parameters: the "
@@ -66,8 +88,13 @@ class CilpTable:
     references: list[VariantSummary] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     verdict: str = ""
+    # Per stage, one summary per chain (same order as `chains`) whose trials are the stage's
+    # trials that chain used, one per seed, with their histories (for the curves).
+    stages: dict[str, list[VariantSummary]] = field(default_factory=dict)
+    path: str = ""  # the experiment directory, absolute
 
     def rows(self) -> list[list[str]]:
+        """Formatted cells, one row per entry of CILP_ROWS."""
         return metric_rows(CILP_ROWS, self.chains, self.comparisons, _cell)
 
 
@@ -149,7 +176,8 @@ def cilp_table(experiment_path: str) -> CilpTable:
             notes.append(f"stage {stage}: {len(unfinished)} trial(s) not finished: partial.")
         upstream = by_trial_dir(links)
     chains = _summaries(chosen)
-    table = CilpTable(chains, notes=notes, references=_references(path))
+    table = CilpTable(chains, notes=notes, references=_references(path), path=path)
+    table.stages = _stage_summaries(chosen, [c.name for c in chains])
     if len(chains) == 2:
         a, b = chains
         table.comparisons = {m.key: compare(a.values(m.key), b.values(m.key)) for m in CILP_ROWS}
@@ -182,6 +210,45 @@ def _summaries(chosen: dict[tuple[str, int], dict[str, TrialRecord]]) -> list[Va
     return out
 
 
+def _stage_result(stage: str, seed: int, trial: TrialRecord) -> TrialResult:
+    """One chosen trial of a stage at its best epoch by validation loss, with the stage's own
+    numbers there (CILP_EPOCH) and its history."""
+    row = best_epoch(trial.history) or {}
+    keys = [m.key for m in CILP_EPOCH[stage] if m.key not in _NOT_STAGE_RESULTS]
+    return TrialResult(
+        trial_id=trial.trial_id,
+        config={**trial.config, "seed": seed},
+        status=trial.status,
+        epochs=len(trial.history),
+        best_epoch=int(row.get("epoch", 0)),
+        metrics={k: float(row.get(k, math.nan)) for k in keys},
+        history=[dict(r) for r in trial.history],
+    )
+
+
+def _stage_summaries(
+    chosen: dict[tuple[str, int], dict[str, TrialRecord]], labels: list[str]
+) -> dict[str, list[VariantSummary]]:
+    """Per stage reached, per chain (in `labels` order), the stage trials it used (by seed)."""
+    out: dict[str, list[VariantSummary]] = {}
+    for stage in CILP_STAGES:
+        columns = []
+        for label in labels:
+            results = [
+                _stage_result(stage, seed, stages[stage])
+                for (name, seed), stages in sorted(chosen.items())
+                if name == label and stage in stages
+            ]
+            if not results:
+                continue
+            metrics = {k: summarize([r.metrics[k] for r in results]) for k in results[0].metrics}
+            best = min(results, key=lambda r: r.metrics["val_loss"])
+            columns.append(VariantSummary(label, {"chain": label}, results, metrics, best))
+        if columns:
+            out[stage] = columns
+    return out
+
+
 def _references(path: str) -> list[VariantSummary]:
     """The baselines' variants, and of the fusion variants among them the best by val_loss."""
     stage_dir = os.path.join(path, BASELINES)
@@ -196,6 +263,7 @@ def _references(path: str) -> list[VariantSummary]:
 
 def format_cilp_table(table: CilpTable, fmt: str = "grid") -> str:
     """The table, the reference models' table (if any), the notes and the verdict, as text."""
+    check_format(fmt)  # also with nothing to show: a typo fails the same either way
     if not table.chains:
         return "\n".join(["no CILP chain has results to show yet", *table.notes])
     headers = ["Metric", *(c.name for c in table.chains)]
@@ -221,10 +289,95 @@ def cilp_report(experiment_path: str, fmt: str = "grid") -> str:
     return format_cilp_table(cilp_table(experiment_path), fmt)
 
 
+def to_cilp_records(table: CilpTable) -> list[dict[str, Any]]:
+    """One flat dict per CILP_ROWS metric: per chain mean/std/n and the 95 % CI half-width its
+    cells show and, for two chains, the difference with its CI and Welch's p (the fusion
+    table's CSV columns)."""
+    return metric_records(CILP_ROWS, table.chains, table.comparisons, ci_half_width=True)
+
+
+def to_cilp_json_dict(table: CilpTable) -> dict[str, Any]:
+    """Everything behind the CILP table, JSON-ready (NaN becomes null): the rows, per chain its
+    summaries and per seed the chain's numbers and, per stage, the trial it used with that
+    trial's best-epoch numbers; the reference models as the fusion JSON's variants."""
+    chains = []
+    for chain in table.chains:
+        by_stage = {
+            stage: {t.config["seed"]: t for v in columns if v.name == chain.name for t in v.trials}
+            for stage, columns in table.stages.items()
+        }
+        seeds = [
+            {
+                "seed": t.config["seed"],
+                "metrics": t.metrics,
+                "stages": {
+                    stage: trial_dict(results[t.config["seed"]])
+                    for stage, results in by_stage.items()
+                    if t.config["seed"] in results
+                },
+            }
+            for t in chain.trials
+        ]
+        chains.append(
+            {
+                "name": chain.name,
+                "config": chain.config,
+                "metrics": {m: asdict(s) for m, s in chain.metrics.items()},
+                "seeds": seeds,
+            }
+        )
+    return nan_to_none(
+        {
+            "experiment": table.path,
+            "kind": "cilp",
+            "rows": to_cilp_records(table),
+            "chains": chains,
+            "references": [variant_dict(v) for v in table.references],
+            "comparison": {m: asdict(c) for m, c in table.comparisons.items()},
+            "test": WELCH_TEST if table.comparisons else None,
+            "verdict": table.verdict or None,
+            "verdict_metric": VERDICT_METRIC if table.verdict else None,
+            "notes": table.notes,
+        }
+    )
+
+
+def write_cilp_csv(table: CilpTable, path: str) -> None:
+    """The CILP table's numbers (unformatted) as CSV, one row per CILP_ROWS metric."""
+    write_records_csv(to_cilp_records(table), path)
+
+
+def write_cilp_json(table: CilpTable, path: str) -> None:
+    """Everything behind the CILP table as JSON (see to_cilp_json_dict)."""
+    write_json_data(to_cilp_json_dict(table), path)
+
+
+def write_cilp_plots(table: CilpTable, out_dir: str) -> list[str]:
+    """One PNG per stage reached, ``cilp_<stage>.png`` in `out_dir` (created if missing): its
+    validation curves (STAGE_CURVES) per chain, mean across seeds with a min-max band; paths."""
+    from analysis.plots import _save, output_dir, plot_curves  # here: matplotlib is slow
+
+    out_dir = output_dir(out_dir)
+    paths = []
+    for stage, columns in table.stages.items():
+        metrics: dict[str, Metric] = {m.key: m for m in CILP_EPOCH[stage]}
+        curves = [metrics[k] for k in STAGE_CURVES[stage]]
+        title = (
+            f"CILP {stage} stage (the trial each chain used): mean across seeds; band = min to max"
+        )
+        paths.append(_save(plot_curves(columns, curves, title), out_dir, f"cilp_{stage}.png"))
+    return paths
+
+
 __all__: list[Any] = [
     "CilpTable",
     "cilp_report",
     "cilp_table",
     "format_cilp_table",
     "is_cilp_experiment",
+    "to_cilp_json_dict",
+    "to_cilp_records",
+    "write_cilp_csv",
+    "write_cilp_json",
+    "write_cilp_plots",
 ]
