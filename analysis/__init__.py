@@ -1,4 +1,5 @@
-"""From a Ray Tune experiment directory to the comparison table, statistics, plots and review.
+"""From a Ray Tune experiment directory to the comparison table, statistics, plots and review;
+`report` reads fusion and CILP experiments alike.
 
 import analysis
 print(analysis.report("~/ray_results/seed-ablation", fmt="github"))
@@ -27,6 +28,13 @@ __all__ = [
 
 
 def report(experiment_path: str, fmt: str = "grid") -> str:
-    """The comparison table of the experiment at `experiment_path` as text in tabulate's `fmt`,
-    followed by its notes and, for two variants, a one-line verdict on val_loss."""
+    """The table of the experiment at `experiment_path` as text in tabulate's `fmt`, followed by
+    its notes and, for two variants (or chains), a one-line verdict: the CILP table for a CILP
+    experiment (analysis.cilp_table), the fusion comparison table for any other."""
+    # Here, not at the top: the CILP table's imports (torch, the chain) are slow and most
+    # `import analysis` users never need them.
+    from analysis.cilp_table import cilp_report, is_cilp_experiment
+
+    if is_cilp_experiment(experiment_path):
+        return cilp_report(experiment_path, fmt)
     return format_table(experiment_table(load_experiment(experiment_path)), fmt)

@@ -1,13 +1,23 @@
-"""`python -m analysis EXPERIMENT_PATH`: print the comparison table; optionally write CSV, JSON,
-plots, and each variant's best-model predictions onto a FiftyOne dataset."""
+"""`python -m analysis EXPERIMENT_PATH`: print the comparison table (a fusion experiment's, or a
+CILP chain's); optionally write its numbers as CSV and JSON and its curves as PNG, and (fusion
+only) each variant's best-model predictions onto a FiftyOne dataset."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from argparse import Namespace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from analysis.table import check_format, experiment_table, format_table, write_csv, write_json
-from tune_cilp.core.errors import ArgumentParser, run_cli
-from tune_cilp.results import load_experiment
+from analysis.table import (
+    ComparisonTable,
+    check_format,
+    experiment_table,
+    format_table,
+    write_csv,
+    write_json,
+)
+from tune_cilp.core.errors import ArgumentParser, UserError, run_cli
+from tune_cilp.results import Experiment, load_experiment
 
 
 def build_parser() -> ArgumentParser:
@@ -23,7 +33,7 @@ def build_parser() -> ArgumentParser:
         "--json", metavar="FILE", help="write the table, per-trial results and the test as JSON"
     )
     p.add_argument(
-        "--plots", metavar="DIR", help="write validation curves and final metrics as PNG"
+        "--plots", metavar="DIR", help="write validation curves (fusion: and final metrics) as PNG"
     )
     p.add_argument(
         "--to-fiftyone",
@@ -31,38 +41,102 @@ def build_parser() -> ArgumentParser:
         const="",
         metavar="DATASET",
         help="write each variant's best-model predictions onto the experiment's FiftyOne dataset "
-        "(or onto DATASET, ingesting the experiment's data there if it is not a FiftyOne dataset)",
+        "(or onto DATASET, ingesting the experiment's data there if it is not a FiftyOne dataset);"
+        " not for a CILP experiment",
     )
     return p
+
+
+# Why --to-fiftyone cannot apply to a CILP experiment (refused before anything is loaded).
+CILP_NO_FIFTYONE = (
+    "--to-fiftyone: not available for a CILP experiment: its stages store no per-scene fusion "
+    "predictions to write (writing the RGB-only classifier's predictions to FiftyOne is planned)"
+)
+
+
+@dataclass
+class Outputs:
+    """What one kind of experiment prints and how it writes each optional file."""
+
+    text: str  # the table, its notes and verdict
+    has_results: bool  # False: nothing to write (the text says why)
+    csv: Callable[[str], None]
+    json: Callable[[str], None]
+    plots: Callable[[str], list[str]]  # the paths written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_format(args.format)  # before the (slower) load, so a typo fails at once
-    from analysis.cilp_table import cilp_report, is_cilp_experiment
+    from analysis.cilp_table import is_cilp_experiment
 
     if is_cilp_experiment(args.experiment):  # a chain of stage experiments: its own table
-        print(cilp_report(args.experiment, args.format))
+        if args.to_fiftyone is not None:
+            raise UserError(CILP_NO_FIFTYONE)
+        write_outputs(args, cilp_outputs(args.experiment, args.format))
         return 0
     experiment = load_experiment(args.experiment)
     table = experiment_table(experiment)
-    print(format_table(table, args.format))
-    if args.csv and table.variants:
-        write_csv(table, args.csv)
-        print(f"wrote {args.csv}")
-    if args.json and table.variants:
-        write_json(table, args.json, experiment.path)
-        print(f"wrote {args.json}")
-    if args.plots and table.variants:
-        from analysis.plots import write_plots
-
-        for path in write_plots(table.variants, args.plots):
-            print(f"wrote {path}")
+    write_outputs(args, fusion_outputs(experiment, table, args.format))
     if args.to_fiftyone is not None:
         from analysis.review import to_fiftyone
 
         to_fiftyone(experiment, table.variants, args.to_fiftyone or None)
     return 0
+
+
+def fusion_outputs(experiment: Experiment, table: ComparisonTable, fmt: str) -> Outputs:
+    """A fusion (or any plain Ray Tune) experiment's table and files: one column per variant."""
+
+    def plots(folder: str) -> list[str]:
+        from analysis.plots import write_plots  # here: matplotlib only when plots are asked for
+
+        return write_plots(table.variants, folder)
+
+    return Outputs(
+        format_table(table, fmt),
+        bool(table.variants),
+        lambda path: write_csv(table, path),
+        lambda path: write_json(table, path, experiment.path),
+        plots,
+    )
+
+
+def cilp_outputs(experiment_path: str, fmt: str) -> Outputs:
+    """A CILP experiment's table and files: one column per chain, a curve plot per stage."""
+    from analysis.cilp_table import (
+        cilp_table,
+        format_cilp_table,
+        write_cilp_csv,
+        write_cilp_json,
+        write_cilp_plots,
+    )
+
+    table = cilp_table(experiment_path)
+    return Outputs(
+        format_cilp_table(table, fmt),
+        bool(table.chains),
+        lambda path: write_cilp_csv(table, path),
+        lambda path: write_cilp_json(table, path),
+        lambda folder: write_cilp_plots(table, folder),
+    )
+
+
+def write_outputs(args: Namespace, out: Outputs) -> None:
+    """Print the table, then write what --csv, --json and --plots ask for (the same for every
+    kind of experiment), a "wrote PATH" line per file."""
+    print(out.text)
+    if not out.has_results:  # the text already says there is nothing yet
+        return
+    if args.csv:
+        out.csv(args.csv)
+        print(f"wrote {args.csv}")
+    if args.json:
+        out.json(args.json)
+        print(f"wrote {args.json}")
+    if args.plots:
+        for path in out.plots(args.plots):
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":
