@@ -1,8 +1,10 @@
-"""Runner subprocesses for the tests: a private Ray temp dir per run, start, wait, leftovers."""
+"""What the tests share: the repository root, runner subprocesses (a private Ray temp dir per
+run, start, wait, leftovers) and a snapshot of what a run leaves stored."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -15,8 +17,29 @@ from pathlib import Path
 
 import psutil
 
+from tune_cilp.experiment.lock import LOCK_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 300
+
+
+def snapshot(root: Path, *, exact: bool = False) -> dict[str, tuple]:
+    """Every file under root by size and SHA-256, the driver's lock file aside (each driver
+    writes its pid there); `exact` adds each file's mtime and every directory (then nothing
+    was even rewritten or created)."""
+    state: dict[str, tuple] = {}
+    for path in sorted(root.rglob("*")):
+        if path.name == LOCK_FILE:
+            continue
+        rel = str(path.relative_to(root))
+        if path.is_dir():
+            if exact:
+                state[rel] = ("dir",)
+            continue
+        info = path.stat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        state[rel] = (info.st_size, info.st_mtime_ns, digest) if exact else (info.st_size, digest)
+    return state
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from processes import execute_notebook
+from processes import ROOT, execute_notebook
 from tune_results import histories
 
 from analysis import (
@@ -37,7 +37,6 @@ from analysis.stats import (
 from analysis.table import ROWS, comparison_table
 from tune_cilp.core.errors import UserError, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (51, 52, 53)
 VARIANTS = ("concat-maxpool", "concat-stride")  # the seed-ablation space, in its order
 

@@ -4,7 +4,6 @@ already stored (data, an existing experiment, checkpoints) exactly as it was."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import socket
@@ -17,12 +16,10 @@ import numpy as np
 import pytest
 import torch
 from payloads import MkdirOnLoad
-
-from tune_cilp.experiment.lock import LOCK_FILE
+from processes import ROOT, snapshot
 
 pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
 
-ROOT = Path(__file__).resolve().parents[1]
 RUN = ("-m", "tune_cilp.run")
 ANALYSIS = ("-m", "analysis")
 DATA = ("-m", "tune_cilp.data")
@@ -35,23 +32,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]  # closed again when the socket is
-
-
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Every entry under root: directories by name, files by size, mtime and SHA-256 (the
-    driver lock aside: every driver that takes it writes its pid there)."""
-    state: dict[str, tuple] = {}
-    for path in sorted(root.rglob("*")):
-        if path.name == LOCK_FILE:
-            continue
-        rel = str(path.relative_to(root))
-        if path.is_dir():
-            state[rel] = ("dir",)
-        else:
-            info = path.stat()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            state[rel] = (info.st_size, info.st_mtime_ns, digest)
-    return state
 
 
 def copy_with_checkpoints(experiment: Path, dest: Path, content: bytes) -> Path:
@@ -265,7 +245,7 @@ def run_case(args: list[str]) -> subprocess.CompletedProcess:
 def test_every_bad_input_is_one_line_exit_2_and_changes_nothing(store: Path) -> None:
     cases = catalogue(store)
     assert len(cases) >= 15
-    before = snapshot(store)
+    before = snapshot(store, exact=True)
     # The cases that reach FiftyOne's database run one at a time after the others: processes
     # racing to start one mongod can time out on a loaded machine.
     parallel = [i for i, (case, _, _) in enumerate(cases) if case not in NEEDS_DATABASE]
@@ -277,7 +257,7 @@ def test_every_bad_input_is_one_line_exit_2_and_changes_nothing(store: Path) -> 
     for i, (case, args, _) in enumerate(cases):
         if case in NEEDS_DATABASE:
             procs[i] = run_case(args)
-    after = snapshot(store)
+    after = snapshot(store, exact=True)
 
     wrong = []
     for (case, _, expected), proc in zip(cases, procs, strict=True):

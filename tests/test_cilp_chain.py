@@ -4,7 +4,6 @@ refused with one line and nothing stored changed."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import signal
@@ -14,23 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from processes import ROOT, RayEnv, error_lines, finish, run_command, start, wait_for
+from processes import ROOT, RayEnv, error_lines, finish, run_command, snapshot, start, wait_for
 from tune_results import histories
 
 from tune_cilp.core.metrics import CILP_ROWS, CILP_STAGES
 from tune_cilp.experiment.identity import META_FILE
-from tune_cilp.experiment.lock import LOCK_FILE
 from tune_cilp.models.cilp import LidarCNN
 
 pytestmark = pytest.mark.slow
-
-
-def snapshot(root: Path) -> dict[str, tuple]:
-    return {
-        str(p.relative_to(root)): (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != LOCK_FILE
-    }
 
 
 @pytest.fixture(scope="module")

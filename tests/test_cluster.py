@@ -20,11 +20,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from processes import ROOT
 from tune_results import histories
 
 pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
 
-ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
 START_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 300

@@ -5,7 +5,6 @@ real small file system) and checked for its exit code, its one line, and what is
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 import signal
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from processes import RayEnv, error_lines, finish, run_command, start, wait_for
+from processes import RayEnv, error_lines, finish, run_command, snapshot, start, wait_for
 from tune_results import histories, trial_statuses
 
 from tune_cilp.experiment.identity import META_FILE
@@ -27,16 +26,6 @@ pytestmark = pytest.mark.slow
 
 EPOCHS = 6
 NAME = "seed-ablation"
-
-
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Every file under root by size and SHA-256 (the driver's lock file aside: each driver
-    writes its pid there)."""
-    return {
-        str(p.relative_to(root)): (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != LOCK_FILE
-    }
 
 
 def run(cmd: list[str], env: RayEnv) -> subprocess.CompletedProcess:

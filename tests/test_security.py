@@ -20,7 +20,6 @@ from tune_cilp.core.errors import UserError
 
 pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
 
-ROOT = Path(__file__).resolve().parents[1]
 FAKE_WANDB_KEY = "f4k3" * 10  # 40 characters, the shape of a W&B API key
 FAKE_AWS_SECRET = "fakeAWSsecret/K7MDENG+bPxRfiCYEXAMPLEKEY"
 SECRETS = (FAKE_WANDB_KEY.encode(), FAKE_AWS_SECRET.encode())

@@ -2,9 +2,8 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from processes import ROOT
 
 
 def test_ruff_check_is_clean() -> None:
