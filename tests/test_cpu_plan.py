@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tune_cilp.experiment.cpu_plan import makespan, plan, speedup, trial_costs
-from tune_cilp.run import param_space
+from tune_cilp.experiment.fusion import param_space
 from tune_cilp.spaces import get_space
 
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import copy
 import shlex
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from processes import ROOT
 
-from tune_cilp.run import param_space
-from tune_cilp.run_args import build_parser, check_numbers, is_uri, parse_seeds
+from tune_cilp.experiment.fusion import param_space
+from tune_cilp.experiment.storage import is_uri
+from tune_cilp.run_args import build_parser, check_numbers, parse_seeds
 from tune_cilp.spaces import DEFAULT_SPACE, get_space
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = ROOT / "deploy"
 RUN_COMMAND = ["python", "-m", "tune_cilp.run"]
 
 

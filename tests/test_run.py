@@ -13,16 +13,17 @@ from pathlib import Path
 
 import pytest
 import ray
-from processes import saved_environ
+from processes import ROOT, saved_environ
 from tune_results import histories
 
 from tune_cilp.core.errors import run_cli
 from tune_cilp.core.metrics import EPOCH_KEYS, PROCESS, TRIAL_INFO
 from tune_cilp.data import CilpArrays
+from tune_cilp.experiment.driver import smoke_subset
 from tune_cilp.experiment.identity import META_FILE
-from tune_cilp.run import main, smoke_subset
+from tune_cilp.run import main
+from tune_cilp.spaces import list_spaces
 
-ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
 
 EPOCH_METRICS = (*EPOCH_KEYS, *TRIAL_INFO, *(m.key for m in PROCESS))  # the schema
@@ -202,7 +203,5 @@ def test_smoke_subset_keeps_both_classes_on_both_sides(tiny_arrays: CilpArrays) 
 def test_list_spaces_shows_each_with_its_description(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--list-spaces"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == [
-        *("cilp", "cilp-nvidia", "cilp-similarity", "fusion", "hpo", "seed-ablation")
-    ]
+    assert [line.split()[0] for line in lines] == [space.name for space in list_spaces()]
     assert all(len(line.split()) > 3 for line in lines)

@@ -19,6 +19,7 @@ from ray.tune.search import BasicVariantGenerator
 
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import SELECT
+from tune_cilp.experiment.request import RunRequest
 from tune_cilp.experiment.space import SearchSpace
 from tune_cilp.models.variants import variant_name
 from tune_cilp.training.config import TrainConfig
@@ -96,3 +97,16 @@ def replicate_space(
         make_search_alg=lambda: BasicVariantGenerator(points_to_evaluate=[dict(p) for p in points]),
         grid_seeds=False,
     )
+
+
+def replicated_space(request: RunRequest) -> tuple[SearchSpace, list[Pick]]:
+    """--replicate: the source's best configurations x --seeds as a search space, and the picks
+    (recorded in tune_cilp.json: where the configurations came from)."""
+    assert request.replicate is not None and request.seeds is not None
+    picks = pick_configs(request.replicate, request.top_k)
+    overrides: dict[str, Any] = {}
+    if request.epochs or request.smoke_test:
+        overrides["epochs"] = request.epochs or 1
+    if request.precision:
+        overrides["precision"] = request.precision
+    return replicate_space(request.replicate, picks, request.seeds, overrides), picks

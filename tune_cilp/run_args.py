@@ -1,19 +1,23 @@
-"""Command-line arguments of ``python -m tune_cilp.run`` and every check that needs no Ray."""
+"""Command-line arguments of ``python -m tune_cilp.run``, every check that needs no Ray, and the
+one validated, frozen RunRequest the drivers below the command receive."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from tune_cilp.core.errors import ArgumentParser, UserError
+from tune_cilp.data import DEFAULT_SOURCE
+from tune_cilp.experiment.request import RunRequest
+from tune_cilp.experiment.storage import is_uri
+from tune_cilp.experiment.wandb_setup import resolve_mode
+from tune_cilp.replicate import SPACE_NAME as REPLICATE_SPACE
+from tune_cilp.spaces import DEFAULT_SPACE
 from tune_cilp.training.config import MAX_EPOCHS
 
 DEFAULT_STORAGE = "~/ray_results"
-DEFAULT_GCS_PORT = 6379
-CONNECT_TIMEOUT_S = 3.0
 
 
 def build_parser() -> ArgumentParser:
@@ -104,56 +108,51 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise UserError(f"--name: must be a plain directory name, got {args.name!r}")
 
 
-def check_address(address: str | None) -> None:
-    """Fail fast on an unreachable cluster: ray.init would retry for minutes."""
-    if address is None or address == "auto":
-        return  # auto: ray.init itself fails at once when no local cluster is running
-    host_port = address.removeprefix("ray://")
-    host, _, port_text = host_port.rpartition(":")
-    if not host:
-        host, port_text = host_port, str(DEFAULT_GCS_PORT)
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise UserError(f"--address: expected host:port or auto, got {address!r}") from None
-    try:
-        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
-            pass
-    except OSError as exc:
-        raise UserError(f"--address: cannot reach a Ray cluster at {address} ({exc})") from None
+def absolute(path: str) -> str:
+    """A URI as it is; a local path made absolute (the experiment may run from elsewhere)."""
+    return path if is_uri(path) else str(Path(path).expanduser().resolve())
 
 
-# Storage URI schemes Ray Tune can write to (through pyarrow); file:// is handled as local.
-URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
-
-
-def is_uri(storage_path: str) -> bool:
-    """True for a remote storage URI; checks its scheme (a local path or file:// is not one)."""
-    scheme, sep, rest = storage_path.partition(":")
-    if not sep or "/" in scheme or scheme == "file":
-        return False
-    if not rest.startswith("//") or not rest[2:].strip("/"):
-        raise UserError(f"--storage-path: malformed URI {storage_path!r} (expected scheme://path)")
-    if scheme not in URI_SCHEMES:
-        raise UserError(
-            f"--storage-path: unsupported URI scheme {scheme!r} (use {', '.join(URI_SCHEMES)}, "
-            "or a local or NFS path)"
-        )
-    return True
-
-
-def local_storage(storage_path: str) -> Path:
-    """A local storage path (or file:// URI), absolute, created and checked writable."""
-    path = Path(os.path.expanduser(storage_path.removeprefix("file://"))).resolve()
-    # os.path, not Path: it answers False instead of raising where a parent is unreadable
-    existing = next(p for p in (path, *path.parents) if os.path.exists(p))  # "/" exists
-    if not os.path.isdir(existing):
-        under = "" if existing == path else f" (so {path} cannot be created)"
-        raise UserError(f"--storage-path: {existing} is a file, not a directory{under}")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test_"):
-            pass
-    except OSError as exc:
-        raise UserError(f"--storage-path: {path} is not writable ({exc.strerror})") from None
-    return path
+def parse_request(args: argparse.Namespace, argv: Sequence[str], started_at: float) -> RunRequest:
+    """The checked, frozen request of parsed arguments (UserError for any bad value). What
+    depends on the chosen space is checked by the command against the space."""
+    check_numbers(args)
+    seeds = parse_seeds(args.seeds)
+    if args.replicate:
+        if args.space:
+            raise UserError("--replicate and --space: choose one (the source decides the configs)")
+        if not seeds or len(seeds) < 2:
+            raise UserError("--replicate: needs --seeds with at least two seeds (e.g. 51,52,53)")
+        source = absolute(args.replicate)
+        space, name = REPLICATE_SPACE, f"{Path(source.rstrip('/')).name}-{REPLICATE_SPACE}"
+    else:
+        if args.top_k is not None:
+            raise UserError("--top-k: only with --replicate")
+        source, space = None, args.space or DEFAULT_SPACE
+        name = space
+    local = not is_uri(args.storage_path)  # checks a URI's form
+    storage = str(Path(os.path.expanduser(args.storage_path.removeprefix("file://"))).resolve())
+    return RunRequest(
+        space=space,
+        epochs=args.epochs,
+        seeds=None if seeds is None else tuple(seeds),
+        num_samples=args.num_samples,
+        precision=args.precision,
+        smoke_test=args.smoke_test,
+        replicate=source,
+        top_k=args.top_k,
+        lidar_cnn=None if args.lidar_cnn is None else absolute(args.lidar_cnn),
+        dataset=args.dataset or DEFAULT_SOURCE,
+        data_dir=args.data_dir,
+        storage=storage if local else args.storage_path,
+        name=args.name or name,
+        local=local,
+        address=args.address,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_failures=args.max_failures,
+        wandb=resolve_mode(args.wandb),
+        tensorboard=args.tensorboard,
+        argv=tuple(argv),
+        started_at=started_at,
+    )

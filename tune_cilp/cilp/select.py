@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tune_cilp.cilp.stages import get_stage
 from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.checkpoint import STATE_FILE
 from tune_cilp.core.errors import UserError
-from tune_cilp.training.stage_config import UPSTREAM_KEY
 
 STAGE_FILE = "stage.json"  # in a stage's directory, written once the stage has finished
 
@@ -46,10 +46,11 @@ def chain_of(
 ) -> tuple[str, int] | None:
     """(label, seed) of the chain a trial belongs to; None if its upstream is not a chosen
     trial of the stage before. upstream: the previous stage's links by trial directory name."""
-    if stage == "contrastive":
+    key = get_stage(stage).upstream_key
+    if key is None:  # the first stage: the chain is its compared value and seed
         label = default_label if compare_key is None else f"{compare_key}={config[compare_key]}"
         return label, int(config["seed"])
-    parents = Path(str(config.get(UPSTREAM_KEY[stage], ""))).parents
+    parents = Path(str(config.get(key, ""))).parents
     link = upstream.get(parents[1].name) if len(parents) > 1 else None
     return None if link is None else (link.label, link.seed)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 from pathlib import Path
 
 import psutil
@@ -22,7 +23,28 @@ from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.errors import UserError
 
 SESSION_FILE = ".ray_session.json"
+DEFAULT_GCS_PORT = 6379
+CONNECT_TIMEOUT_S = 3.0
 KILL_WAIT_S = 5.0
+
+
+def check_address(address: str | None) -> None:
+    """Fail fast on an unreachable cluster: ray.init would retry for minutes."""
+    if address is None or address == "auto":
+        return  # auto: ray.init itself fails at once when no local cluster is running
+    host_port = address.removeprefix("ray://")
+    host, _, port_text = host_port.rpartition(":")
+    if not host:
+        host, port_text = host_port, str(DEFAULT_GCS_PORT)
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise UserError(f"--address: expected host:port or auto, got {address!r}") from None
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise UserError(f"--address: cannot reach a Ray cluster at {address} ({exc})") from None
 
 
 def start_ray(address: str | None, env: dict[str, str], record_dir: str | None = None) -> bool:

@@ -1,0 +1,94 @@
+"""A fusion space (or a --replicate space) as one Ray Tune experiment: its param space over
+TrainConfig's defaults, then the driver's lifecycle (tune_cilp/experiment/driver.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ray import tune
+
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import STATUS_COLUMNS
+from tune_cilp.experiment.cpu_plan import trial_costs
+from tune_cilp.experiment.driver import (
+    Outcome,
+    TuneExperiment,
+    check_where,
+    drive,
+    identity,
+    load_data,
+    num_samples,
+)
+from tune_cilp.experiment.request import RunRequest
+from tune_cilp.experiment.space import SearchSpace, check_param_space
+from tune_cilp.training.config import TrainConfig
+
+PARAMETER_COLUMNS = ["variant", "downsample", "seed"]
+
+
+def seed_grid(seeds: list[int]) -> Any:
+    """One trial per seed: a grid over several, the value itself for one."""
+    return tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
+
+
+def param_space(
+    space: SearchSpace, epochs: int, seeds: list[int] | None, precision: str | None = None
+) -> dict[str, Any]:
+    """The space's param space with the run's epochs, precision and seeds (a grid over seeds),
+    over TrainConfig's defaults, so that every trial's config names its whole protocol."""
+    params = {**TrainConfig().to_dict(), **space.param_space, "epochs": epochs}
+    if precision is not None:
+        params["precision"] = precision
+    if seeds is not None:
+        if not space.grid_seeds:
+            raise UserError(
+                f"--seeds: space {space.name!r} samples its configurations; "
+                "rerun its best configuration per seed instead"
+            )
+        params["seed"] = seed_grid(seeds)
+    return params
+
+
+def run_fusion(
+    request: RunRequest,
+    space: SearchSpace,
+    trainable: Callable[..., None],
+    **identity_extra: Any,
+) -> Outcome:
+    """Check the space's every configuration, load the data, and run or resume the experiment.
+
+    trainable: the Tune function trainable (tune_cilp.experiment.trial.train_cilp, or a wrapper
+    of it: how the tests inject failing trials). identity_extra: ExperimentMeta fields of the
+    run (--replicate's source and picks)."""
+    if request.replicate:  # the replicate space fixes its epochs; --epochs is in its points
+        params = param_space(space, space.epochs, None, request.precision)
+    else:
+        epochs = request.epochs or (1 if request.smoke_test else space.epochs)
+        params = param_space(space, epochs, request.seed_list, request.precision)
+    check_param_space(space.name, params)
+    samples = num_samples(request, space.num_samples)
+    check_where(request)
+    data = load_data(request)
+    meta = identity(request, data, epochs=params["epochs"], samples=samples, **identity_extra)
+    experiment = TuneExperiment(
+        path=request.experiment,
+        label=f"experiment {request.experiment}",
+        trainable=trainable,
+        params=params,
+        num_samples=samples,
+        status_columns=STATUS_COLUMNS,
+        parameter_columns=PARAMETER_COLUMNS,
+        metric=space.metric,
+        mode=space.mode,
+        scheduler=space.make_scheduler(params["epochs"]),
+        search_alg=space.make_search_alg(),
+    )
+    return drive(
+        request,
+        meta,
+        data,
+        started=tune.Tuner.can_restore(request.experiment),
+        costs=trial_costs(params, samples),
+        body=lambda session: session.fit(experiment),
+    )

@@ -1,0 +1,51 @@
+"""What one ``python -m tune_cilp.run`` asks for, parsed and checked once by the command
+(tune_cilp/run_args.py) and read, never changed, by every driver below it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A validated run: what to run, on what data, where, with which resources.
+
+    None means "the space's (or the tool's) default" wherever a field allows it; the drivers
+    resolve those defaults, each in one place.
+    """
+
+    # What to run
+    space: str  # the space's name ("replicate" for --replicate)
+    epochs: int | None
+    seeds: tuple[int, ...] | None
+    num_samples: int | None
+    precision: str | None
+    smoke_test: bool
+    replicate: str | None  # the source experiment (absolute path or URI)
+    top_k: int | None
+    lidar_cnn: str | None  # absolute path of NVIDIA's LiDAR CNN state dict
+    # On what data
+    dataset: str
+    data_dir: str | None
+    # Where
+    storage: str  # an absolute local path or a URI, checked
+    name: str
+    local: bool  # storage is a local (or NFS) path, not a URI
+    address: str | None
+    # With which resources and services
+    cpus_per_trial: float | None
+    gpus_per_trial: float | None
+    max_failures: int
+    wandb: str  # the resolved mode: online, offline or disabled
+    tensorboard: bool
+    argv: tuple[str, ...]  # as typed, recorded in tune_cilp.json
+    started_at: float  # time.time() when the command started (for "setup took")
+
+    @property
+    def experiment(self) -> str:
+        """The experiment's directory (or URI): <storage>/<name>."""
+        return f"{self.storage.rstrip('/')}/{self.name}"
+
+    @property
+    def seed_list(self) -> list[int] | None:
+        return None if self.seeds is None else list(self.seeds)
