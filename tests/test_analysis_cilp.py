@@ -1,0 +1,120 @@
+"""The analysis on a real (tiny) CILP experiment: `analysis.report` gives the CILP table, and
+`python -m analysis` writes its numbers (CSV, JSON) and each stage's curves (PNG) the way it
+does for a fusion experiment; --to-fiftyone, which cannot apply, is refused in one line with
+nothing written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import pytest
+from processes import RayEnv, error_lines, run_command, snapshot
+
+import analysis
+from analysis.__main__ import main as cli_main
+from analysis.cilp_table import cilp_table
+from tune_cilp.core.errors import UserError, run_cli
+from tune_cilp.core.metrics import CILP_ROWS, CILP_STAGES
+
+pytestmark = pytest.mark.slow
+
+SEEDS = [1, 2]  # two: the table's cells get intervals
+
+
+@pytest.fixture(scope="module")
+def experiment(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory, ray_env: RayEnv) -> Path:
+    """A finished `--space cilp` experiment: one epoch per stage, two seeds (and the rgb
+    baseline the space trains as its reference model)."""
+    storage = tmp_path_factory.mktemp("cilp_analysis")
+    seeds = ",".join(map(str, SEEDS))
+    cmd = run_command(tiny_raw, storage, "--space", "cilp", "--epochs", "1", "--seeds", seeds)
+    proc = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return storage / "cilp"
+
+
+def test_report_is_the_cilp_table(experiment: Path) -> None:
+    text = analysis.report(str(experiment), fmt="github")
+    assert all(m.label in text for m in CILP_ROWS)
+    assert "| cilp" in text.splitlines()[0]  # one column per chain
+    assert "Reference model" in text and "rgb-maxpool" in text  # the baselines, as before
+    assert f"({len(SEEDS)})" in text
+    with pytest.raises(UserError, match="unknown table format"):
+        analysis.report(str(experiment), fmt="nope")
+
+
+def test_cli_writes_the_cilp_tables_numbers_and_curves(
+    experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    out_csv, out_json, plots = tmp_path / "t.csv", tmp_path / "t.json", tmp_path / "plots"
+    argv = [str(experiment), "--csv", str(out_csv), "--json", str(out_json)]
+    assert cli_main([*argv, "--plots", str(plots)]) == 0
+    printed = capsys.readouterr().out
+    assert all(m.label in printed for m in CILP_ROWS)
+    table = cilp_table(str(experiment))
+    (chain,) = table.chains
+
+    with out_csv.open(encoding="utf-8") as f:
+        records = list(csv.DictReader(f))
+    assert [r["metric"] for r in records] == [m.label for m in CILP_ROWS]
+    for record, m in zip(records, CILP_ROWS, strict=True):
+        summary = chain.metrics[m.key]
+        assert int(record["cilp n"]) == len(SEEDS)
+        assert math.isclose(float(record["cilp mean"]), summary.mean, rel_tol=1e-12)
+        assert math.isclose(float(record["cilp std"]), summary.std, rel_tol=1e-12)
+        assert float(record["cilp ci_half_width"]) > float(record["cilp std"]) or summary.std == 0
+
+    data = json.loads(out_json.read_text())
+    assert data["kind"] == "cilp" and data["experiment"] == str(experiment)
+    assert [r["key"] for r in data["rows"]] == [m.key for m in CILP_ROWS]
+    assert [c["name"] for c in data["chains"]] == ["cilp"]
+    seeds = data["chains"][0]["seeds"]
+    assert [s["seed"] for s in seeds] == SEEDS
+    for stage in CILP_STAGES:  # the trial each seed's chain used: the one the stage chose
+        links = json.loads((experiment / stage / "stage.json").read_text())["links"]
+        chosen = {link["seed"]: link["trial_id"] for link in links}
+        assert {s["seed"]: s["stages"][stage]["trial_id"] for s in seeds} == chosen
+        for s in seeds:
+            result = s["stages"][stage]
+            assert result["epochs"] == 1 and result["best_epoch"] == 1
+            assert math.isfinite(result["metrics"]["val_loss"])
+    by_seed = {t.config["seed"]: t.metrics for t in chain.trials}
+    for s in seeds:  # the chain's classifier loss is its classifier trial's best epoch
+        loss = s["metrics"]["classifier_val_loss"]
+        assert loss == by_seed[s["seed"]]["classifier_val_loss"]
+        assert loss == s["stages"]["classifier"]["metrics"]["val_loss"]
+    assert [v["name"] for v in data["references"]] == ["rgb-maxpool"]
+    assert "NaN" not in out_json.read_text()  # NaN becomes null, as in the fusion JSON
+
+    pngs = sorted(p.name for p in plots.glob("*.png"))
+    assert pngs == sorted(f"cilp_{stage}.png" for stage in CILP_STAGES)
+    for name in pngs:
+        assert f"wrote {plots / name}" in printed
+        with Image.open(plots / name) as img:
+            img.verify()
+        with Image.open(plots / name) as img:
+            assert img.format == "PNG" and img.width >= 600 and img.height >= 300
+    assert f"wrote {out_csv}" in printed and f"wrote {out_json}" in printed
+    assert not list(plots.glob(".*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_to_fiftyone_is_refused_in_one_line_and_writes_nothing(
+    experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = snapshot(experiment, exact=True)  # not even rewritten: mtimes too
+    out_csv = tmp_path / "t.csv"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(cli_main, [str(experiment), "--to-fiftyone", "--csv", str(out_csv)])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # refused before the table is even loaded
+    (line,) = error_lines(captured.err)
+    assert captured.err == line + "\n" and "CILP experiment" in line
+    assert not out_csv.exists() and list(tmp_path.iterdir()) == []
+    assert snapshot(experiment, exact=True) == before
