@@ -58,13 +58,13 @@ def layer_order(order: str) -> Iterator[None]:
     (tune_cilp.models.fusion as it is) or "conv-relu-pool" (the order before, for A/B timing)."""
     if order not in LAYER_ORDERS:
         raise UserError(f"layer order: expected one of {', '.join(LAYER_ORDERS)}, got {order!r}")
-    saved = models._conv
+    saved = models.conv_block
     if order == "conv-relu-pool":
-        models._conv = _conv_relu_pool
+        models.conv_block = _conv_relu_pool
     try:
         yield
     finally:
-        models._conv = saved
+        models.conv_block = saved
 
 
 def cpu_summary() -> str:

@@ -8,9 +8,9 @@
                embedder's four conv blocks + flatten (3,200-d) as ``embedder``, a head
                3200->100->1 as ``classifier``
 
-"v" downsamples as in tune_cilp.models.fusion (MaxPool2d(2) or stride 2). Parameter counts: embedder
-927,650 for 4 input channels and emb 200 (either downsampling), 927,200 for 1 channel; projector
-801,700 for 200->200; head 20,201 on 200-d inputs.
+"v" downsamples as in tune_cilp.models.layers.conv_block (MaxPool2d(2) or stride 2). Parameter
+counts: embedder 927,650 for 4 input channels and emb 200 (either downsampling), 927,200 for 1
+channel; projector 801,700 for 200->200; head 20,201 on 200-d inputs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import nn
 
 from tune_cilp.core.errors import UserError
 from tune_cilp.data.constants import IMAGE_SIZE
-from tune_cilp.models.fusion import L2Normalize, _conv
+from tune_cilp.models.layers import L2Normalize, conv_block
 from tune_cilp.models.variants import IN_CHANNELS
 
 WIDTHS = (50, 100, 200, 200)
@@ -47,7 +47,7 @@ def conv_blocks(in_channels: int, downsample: str) -> list[nn.Module]:
     """The four conv blocks shared by the embedder and the LiDAR CNN, then flatten."""
     layers: list[nn.Module] = []
     for c_in, c_out in zip((in_channels, *WIDTHS[:-1]), WIDTHS, strict=True):
-        layers += _conv(c_in, c_out, downsample)
+        layers += conv_block(c_in, c_out, downsample)
     return [*layers, nn.Flatten()]
 
 

@@ -4,31 +4,11 @@ and sizes are described in tune_cilp.models.variants (the registry, torch-free).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tune_cilp.data.constants import IMAGE_SIZE
+from tune_cilp.models.layers import L2Normalize, conv_block
 from tune_cilp.models.variants import IN_CHANNELS, SINGLE_INPUT_OPS, VARIANTS, ModelConfig
-
-
-def _conv(c_in: int, c_out: int, downsample: str | None) -> list[nn.Module]:
-    """3x3 conv, then ReLU; with downsample "maxpool" a 2x2 pool between, with "stride" stride 2.
-
-    Pool then ReLU gives exactly the values and gradients of ReLU then pool (ReLU is monotone,
-    so it commutes with max) with ReLU on a quarter of the elements. The ReLU is in place: neither
-    the pool's nor the conv's backward reads its output (autograd's version check guards this),
-    though autograd refuses a full backward hook on the module before an in-place op.
-    """
-    stride = 2 if downsample == "stride" else 1
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)]
-    if downsample == "maxpool":
-        layers.append(nn.MaxPool2d(2))
-    return [*layers, nn.ReLU(inplace=True)]
-
-
-class L2Normalize(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(x, dim=1)
 
 
 class FusionNet(nn.Module):
@@ -66,23 +46,23 @@ def build_model(cfg: ModelConfig) -> FusionNet:
         return [nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.num_classes)]
 
     def encoder() -> nn.Sequential:
-        layers = _conv(IN_CHANNELS, c0, v) + _conv(c0, c1, v)
+        layers = conv_block(IN_CHANNELS, c0, v) + conv_block(c0, c1, v)
         if variant.fuse_at == "embedding":
-            layers += _conv(c1, c2, v) + [nn.Flatten()]
+            layers += conv_block(c1, c2, v) + [nn.Flatten()]
             layers += [nn.Linear(flat, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden)]
             layers.append(L2Normalize())
         return nn.Sequential(*layers)
 
     if variant.fuse_at == "input":
         encoders = nn.ModuleList()
-        trunk = _conv(2 * IN_CHANNELS, c0, v) + _conv(c0, c1, v) + _conv(c1, c2, v)
-        trunk += _conv(c2, c2, None)
+        trunk = conv_block(2 * IN_CHANNELS, c0, v) + conv_block(c0, c1, v) + conv_block(c1, c2, v)
+        trunk += conv_block(c2, c2, None)
         head = [nn.Flatten(), *classifier(flat)]
     elif variant.fuse_at == "features":
         single = variant.op in SINGLE_INPUT_OPS
         encoders = nn.ModuleList([encoder()] if single else [encoder(), encoder()])
         fused = 2 * c1 if variant.op == "concat" else c1
-        trunk = _conv(fused, c2, v) + _conv(c2, c2, None)
+        trunk = conv_block(fused, c2, v) + conv_block(c2, c2, None)
         head = [nn.Flatten(), *classifier(flat)]
     else:
         encoders = nn.ModuleList([encoder(), encoder()])
