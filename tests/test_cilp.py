@@ -21,8 +21,8 @@ from tune_cilp.models.losses import (
     seed_loss_floor,
     similarity_logits,
 )
-from tune_cilp.training.stage_config import stage_config
-from tune_cilp.training.stages import load_lidar_cnn, make_trainer
+from tune_cilp.training.stage_config import CONFIGS, stage_config
+from tune_cilp.training.stages import TRAINERS, load_lidar_cnn, make_trainer
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -192,6 +192,39 @@ def test_resume_is_bit_exact(tiny_arrays: CilpArrays, tmp_path: Path) -> None:
     assert {k: v for k, v in second.items() if k not in timing} == {
         k: v for k, v in first[1].items() if k not in timing
     }
+
+
+def test_each_config_class_has_one_trainer() -> None:
+    assert sorted(t.config_class.stage for t in TRAINERS) == sorted(CONFIGS)
+    assert {t.config_class for t in TRAINERS} == set(CONFIGS.values())
+
+
+def test_channels_last_is_honoured_and_checked(tiny_arrays: CilpArrays) -> None:
+    cfg = {"stage": "contrastive", "epochs": 1, "batch_size": 8, "precision": "fp32"}
+    assert make_trainer(cfg, tiny_arrays).memory_format == torch.channels_last  # None: on CPU
+    off = make_trainer({**cfg, "channels_last": False}, tiny_arrays)
+    assert off.memory_format == torch.contiguous_format
+    off.run_epoch()
+    with pytest.raises(UserError, match="channels_last"):
+        stage_config({**cfg, "channels_last": "yes"})
+
+
+def test_a_checkpoint_from_before_channels_last_resumes(
+    tiny_arrays: CilpArrays, tmp_path: Path
+) -> None:
+    old = {"stage": "contrastive", "epochs": 2, "batch_size": 8, "precision": "fp32"}
+    straight = make_trainer(old, tiny_arrays)
+    expected = [straight.run_epoch() for _ in range(2)][1]
+    part = make_trainer(old, tiny_arrays)
+    part.run_epoch()
+    state = part.state_dict()
+    del state["config"]["channels_last"]  # as an older version saved it
+    resumed = make_trainer(old, tiny_arrays)
+    resumed.load_state_dict(state)
+    second = resumed.run_epoch()
+    assert second["val_loss"] == expected["val_loss"]
+    with pytest.raises(UserError, match="differs"):
+        make_trainer({**old, "channels_last": False}, tiny_arrays).load_state_dict(state)
 
 
 class Payload:

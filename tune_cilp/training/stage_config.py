@@ -36,6 +36,8 @@ class StageConfig:
     weight_decay: float = 0.0
     seed: int = 51
     precision: str = "auto"
+    # None = where faster (as TrainConfig.channels_last); configs saved before it existed lack it.
+    channels_last: bool | None = None
 
     def _bad(self, name: str, rule: str) -> UserError:
         return UserError(f"{self.stage} {name}: expected {rule}, got {getattr(self, name)!r}")
@@ -55,6 +57,17 @@ class StageConfig:
                 raise self._bad(name, "a finite number >= 0")
         if self.precision not in PRECISIONS:
             raise self._bad("precision", f"one of {', '.join(PRECISIONS)}")
+        if self.channels_last not in (None, True, False):
+            raise self._bad("channels_last", "null, true or false")
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any]) -> StageConfig:
+        """The validated config of a trial config dict, as stage_config(), and of this class's
+        stage (UserError otherwise)."""
+        cfg = stage_config(mapping)
+        if not isinstance(cfg, cls):
+            raise UserError(f"stage: expected {cls.stage}, got {mapping.get('stage')!r}")
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a plain dict with its ``stage`` (JSON- and weights_only-safe)."""

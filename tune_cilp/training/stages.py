@@ -1,16 +1,19 @@
-"""The three CILP stages (docs/CILP.md), each a StageTrainer:
+"""The three CILP stages (docs/CILP.md), each a StageTrainer (the shared TrainingLoop):
 
     contrastive  both embedders, contrastive loss          -> rgb, lidar (+ scale)
     projector    frozen embedders; projector, MSE          -> + projector (+ lidar_cnn, frozen)
     classifier   image embedder -> projector -> head, BCE  -> + head: the RGB-only classifier
 
-A stage's input is the best weights of the stage before, from the checkpoint file its config
-names (load_stage_checkpoint: weights_only, and of the right stage). Parts a stage does not
-train are computed once where that is exact (frozen, no randomness): the projector's inputs and
-targets, and the classifier's projected embeddings when nothing before its head trains.
+A stage's module is an nn.ModuleDict of its parts. Its input is the best weights of the stage
+before, from the checkpoint file its config names (load_stage_checkpoint: weights_only, and of
+the right stage). Parts a stage does not train are frozen (TrainingLoop.frozen_parts) and
+computed once where that is exact (frozen, no randomness): the projector's inputs and targets,
+and the classifier's projected embeddings when nothing before its head trains.
 """
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,17 +39,30 @@ from tune_cilp.models.losses import (
     retrieval_top1,
     similarity_logits,
 )
-from tune_cilp.training.fusion import _DeviceSplit, _metrics
+from tune_cilp.training.loop import DeviceSplit, TrainingLoop, validation_metrics
 from tune_cilp.training.stage_config import (
+    UPSTREAM_KEY,
     ClassifierConfig,
     ContrastiveConfig,
     ProjectorConfig,
     StageConfig,
     stage_config,
 )
-from tune_cilp.training.stage_loop import StageTrainer, load_stage_checkpoint
 
 EVAL_STEP = 256  # embeddings of a split are computed in chunks of this many scenes
+
+
+def load_stage_checkpoint(path: str, stage: str) -> dict[str, Any]:
+    """The state saved by a ``stage`` trial at ``path``; UserError when the file is missing,
+    not a checkpoint, carries pickled code, or comes from another stage."""
+    state = load_checkpoint(path)
+    found = state.get("config", {}).get("stage") if isinstance(state.get("config"), dict) else None
+    if found != stage:
+        what = f"a {found} checkpoint" if found else "not a CILP stage checkpoint"
+        raise UserError(f"{path}: {what}, not a {stage} one")
+    if "best_model" not in state:
+        raise UserError(f"{path}: {stage} checkpoint without its best weights")
+    return state
 
 
 def load_lidar_cnn(path: str) -> dict[str, torch.Tensor]:
@@ -61,7 +77,34 @@ def _embedders(c: ContrastiveConfig) -> dict[str, nn.Module]:
     }
 
 
+class StageTrainer(TrainingLoop):
+    """A CILP stage: its config class, its parts (an nn.ModuleDict) and its epochs."""
+
+    config_class: ClassVar[type[StageConfig]]
+    cfg: StageConfig
+
+    def __init__(
+        self, cfg: StageConfig, data: CilpArrays, *, device: str | torch.device | None = None
+    ):
+        super().__init__(cfg, data, device=device)
+        self.eval_batch = EVAL_STEP
+
+    @property
+    def parts(self) -> nn.ModuleDict:
+        """The stage's parts, by name."""
+        return self.module
+
+    @property
+    def num_epochs(self) -> int:
+        return self.cfg.total_epochs
+
+    def best_parts(self) -> nn.ModuleDict:
+        """A fresh copy of the parts (eval mode, on the trainer's device) with the best weights."""
+        return self.best_module()
+
+
 class ContrastiveTrainer(StageTrainer):
+    config_class = ContrastiveConfig
     cfg: ContrastiveConfig
 
     def build(self) -> nn.ModuleDict:
@@ -74,17 +117,19 @@ class ContrastiveTrainer(StageTrainer):
         scale = self.parts["scale"]() if "scale" in self.parts else None
         return similarity_logits(rgb, lidar, self.cfg.similarity, scale)
 
-    def _embed(self, split: _DeviceSplit, index) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, xyza, _ = split.batch(index, self.memory_format)
-        with self.autocast():
-            a = self.parts["rgb"](rgb)
-            b = self.parts["lidar"](lidar_input(xyza, self.cfg.lidar_input))
-        return a.float(), b.float()
+    def _rgb(self, rgb: torch.Tensor, xyza: torch.Tensor) -> torch.Tensor:
+        return self.parts["rgb"](rgb)
+
+    def _lidar(self, rgb: torch.Tensor, xyza: torch.Tensor) -> torch.Tensor:
+        return self.parts["lidar"](lidar_input(xyza, self.cfg.lidar_input))
 
     def train_epoch(self) -> float:
         total = torch.zeros((), device=self.device)
         for index in self.batches(len(self.train_data)):
-            loss = contrastive_loss(self._logits(*self._embed(self.train_data, index)))
+            rgb, xyza, _ = self.train_data.batch(index, self.memory_format)
+            with self.autocast():
+                a, b = self._rgb(rgb, xyza), self._lidar(rgb, xyza)
+            loss = contrastive_loss(self._logits(a.float(), b.float()))
             self.step(loss)
             if "scale" in self.parts:
                 self.parts["scale"].clamp_()
@@ -93,10 +138,7 @@ class ContrastiveTrainer(StageTrainer):
 
     def evaluate(self) -> dict[str, float]:
         n, bs = len(self.val_data), self.cfg.batch_size
-        pairs = [
-            self._embed(self.val_data, slice(s, s + EVAL_STEP)) for s in range(0, n, EVAL_STEP)
-        ]
-        rgb, lidar = (torch.cat(x) for x in zip(*pairs, strict=True))
+        rgb, lidar = (self.map_split(self.val_data, fn) for fn in (self._rgb, self._lidar))
         # The loss on validation batches of the training batch size, in split order, weighted
         # by batch size: its chance level is ln(batch), as in training.
         loss = sum(
@@ -117,10 +159,11 @@ class ContrastiveTrainer(StageTrainer):
 class _Downstream(StageTrainer):
     """A stage that starts from the best weights of the stage before."""
 
-    upstream_stage = ""
+    upstream_config: ClassVar[type[StageConfig]]
 
     def __init__(self, cfg: StageConfig, data: CilpArrays, **kwargs):
-        path = getattr(cfg, f"{self.upstream_stage}_checkpoint")
+        self.upstream_stage = self.upstream_config.stage
+        path = getattr(cfg, UPSTREAM_KEY[cfg.stage])
         self.upstream = load_stage_checkpoint(path, self.upstream_stage)
         self.upstream_cfg = stage_config(self.upstream["config"])
         contrastive = self.upstream.get("contrastive_config", self.upstream["config"])
@@ -143,16 +186,6 @@ class _Downstream(StageTrainer):
                     first = str(exc).splitlines()[0]
                     raise UserError(f"{self.upstream_stage} checkpoint: {first}") from None
 
-    @torch.no_grad()
-    def embed_split(self, split: _DeviceSplit, fn) -> torch.Tensor:
-        """fn(rgb, xyza) -> features over a whole split, in chunks, in eval mode."""
-        out = []
-        for s in range(0, len(split), EVAL_STEP):
-            rgb, xyza, _ = split.batch(slice(s, s + EVAL_STEP), self.memory_format)
-            with self.autocast():
-                out.append(fn(rgb, xyza).float())
-        return torch.cat(out)
-
     def lidar_features(self, rgb: torch.Tensor, xyza: torch.Tensor) -> torch.Tensor:
         """What the projector maps onto: NVIDIA's LiDAR CNN embedding, or the LiDAR embedding."""
         if "lidar_cnn" in self.parts:
@@ -161,16 +194,17 @@ class _Downstream(StageTrainer):
 
 
 class ProjectorTrainer(_Downstream):
+    config_class = ProjectorConfig
+    upstream_config = ContrastiveConfig
     cfg: ProjectorConfig
-    upstream_stage = "contrastive"
 
     def __init__(self, cfg: ProjectorConfig, data: CilpArrays, **kwargs):
         self.lidar_cnn = None if cfg.lidar_cnn is None else load_lidar_cnn(cfg.lidar_cnn)
         super().__init__(cfg, data, **kwargs)
         self.parts.eval()
         img = lambda rgb, xyza: self.parts["rgb"](rgb)  # noqa: E731
-        self.inputs = {s: self.embed_split(d, img) for s, d in self._splits()}
-        self.targets = {s: self.embed_split(d, self.lidar_features) for s, d in self._splits()}
+        self.inputs = {s: self.map_split(d, img) for s, d in self._splits()}
+        self.targets = {s: self.map_split(d, self.lidar_features) for s, d in self._splits()}
 
     def _splits(self):
         return (("train", self.train_data), ("val", self.val_data))
@@ -215,8 +249,9 @@ class ProjectorTrainer(_Downstream):
 
 
 class ClassifierTrainer(_Downstream):
+    config_class = ClassifierConfig
+    upstream_config = ProjectorConfig
     cfg: ClassifierConfig
-    upstream_stage = "projector"
 
     def __init__(self, cfg: ClassifierConfig, data: CilpArrays, **kwargs):
         super().__init__(cfg, data, **kwargs)
@@ -225,11 +260,11 @@ class ClassifierTrainer(_Downstream):
         self.projected = None
         if not cfg.finetune:  # nothing before the head trains: its inputs are fixed
             self.projected = {
-                "train": self.embed_split(self.train_data, self._project),
-                "val": self.embed_split(self.val_data, self._project),
+                "train": self.map_split(self.train_data, self._project),
+                "val": self.map_split(self.val_data, self._project),
             }
         if "lidar" in self.phases:
-            self.lidar_embedded = self.embed_split(self.train_data, self.lidar_features)
+            self.lidar_embedded = self.map_split(self.train_data, self.lidar_features)
 
     @property
     def has_lidar_cnn(self) -> bool:
@@ -265,7 +300,7 @@ class ClassifierTrainer(_Downstream):
     def _project(self, rgb: torch.Tensor, xyza: torch.Tensor) -> torch.Tensor:
         return self.parts["projector"](self.parts["rgb"](rgb))
 
-    def _rgb_logits(self, split: str, data: _DeviceSplit, index) -> torch.Tensor:
+    def _rgb_logits(self, split: str, data: DeviceSplit, index) -> torch.Tensor:
         if self.projected is not None:
             with self.autocast():
                 return self.parts["head"](self.projected[split][index])[:, 0].float()
@@ -295,24 +330,21 @@ class ClassifierTrainer(_Downstream):
 
     def evaluate(self) -> dict[str, float]:
         """The RGB-only classifier on the validation split (whatever the epoch trained)."""
-        n = len(self.val_data)
-        logits = torch.cat(
-            [
-                self._rgb_logits("val", self.val_data, slice(s, s + EVAL_STEP))
-                for s in range(0, n, EVAL_STEP)
-            ]
-        )
-        return _metrics(logits, self.val_data.labels)
+        chunks = self.eval_chunks(len(self.val_data))
+        logits = [self._rgb_logits("val", self.val_data, index) for index in chunks]
+        return validation_metrics(torch.cat(logits), self.val_data.labels)
 
 
-TRAINERS: dict[str, type[StageTrainer]] = {
-    "contrastive": ContrastiveTrainer,
-    "projector": ProjectorTrainer,
-    "classifier": ClassifierTrainer,
-}
+TRAINERS: tuple[type[StageTrainer], ...] = (
+    ContrastiveTrainer,
+    ProjectorTrainer,
+    ClassifierTrainer,
+)
 
 
-def make_trainer(config: dict, data: CilpArrays, **kwargs) -> StageTrainer:
-    """The trainer of a trial config (its ``stage`` key picks the stage)."""
+def make_trainer(config: dict, data: CilpArrays, **kwargs: Any) -> StageTrainer:
+    """The trainer of a trial config (its ``stage`` key picks the config class, and that the
+    trainer)."""
     cfg = stage_config(config)
-    return TRAINERS[cfg.stage](cfg, data, **kwargs)
+    trainer = next(t for t in TRAINERS if t.config_class is type(cfg))
+    return trainer(cfg, data, **kwargs)

@@ -1,0 +1,319 @@
+"""The one training loop of every trainer here (the fusion Trainer, the CILP stage trainers):
+one epoch at a time, with complete resumable state.
+
+The protocol is the seed notebook's (docs/PROTOCOL.md, section 2): Adam, cosine annealing to
+eta_min over the epochs, best-by-validation-loss weights kept. What differs from it is speed and
+bookkeeping:
+
+- the whole dataset is moved to the device once as tensors (rgb stays uint8 there and becomes
+  float / 255 per batch), batches are drawn by index from a seeded permutation;
+- evaluation runs under torch.inference_mode in batches of EVAL_BATCH (per device type);
+- optional bf16 autocast and channels_last (see tune_cilp.training.device).
+
+A subclass says what differs: build() (the module to train, an nn.Module or nn.ModuleDict),
+train_epoch(), evaluate(), num_epochs, and optionally frozen_parts() and num_parameters. Frozen
+parts get requires_grad=False on every parameter, are left out of the optimiser and are checked
+bit-identical after every epoch (a trainer that changed them would be a bug: RuntimeError).
+
+Process-wide settings (threads, flush-to-zero, the GPU memory cap) are not the loop's: the caller
+makes them once with configure_process(). On CPU the same seed gives the same metrics (timings
+aside), and a run restored from state_dict() after epoch k continues bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import binary_metrics
+from tune_cilp.data.arrays import CilpArrays
+from tune_cilp.training.device import (
+    eval_batch_size,
+    resolve_channels_last,
+    resolve_device,
+    resolve_precision,
+)
+
+
+class LoopConfig(Protocol):
+    """What the loop reads from a trainer's config (TrainConfig and the CILP stage configs)."""
+
+    batch_size: int
+    lr: float
+    eta_min: float
+    weight_decay: float
+    seed: int
+    precision: str
+    channels_last: bool | None
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any]) -> Any: ...
+
+
+def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Validation loss of a binary classifier's logits (plain BCE, no pos_weight, so runs
+    compare) and the classification metrics of tune_cilp.core.metrics (spheres positive)."""
+    loss = F.binary_cross_entropy_with_logits(logits, labels).item()
+    predicted = (logits >= 0).cpu().numpy()  # sigmoid >= 0.5
+    return {"val_loss": loss, **binary_metrics(predicted, labels.cpu().numpy() >= 0.5)}
+
+
+class DeviceSplit:
+    """One split resident on the device: rgb uint8, xyza float32, labels float32."""
+
+    def __init__(self, arrays: CilpArrays, device: torch.device):
+        self.rgb = torch.from_numpy(np.ascontiguousarray(arrays.rgb)).to(device)
+        self.xyza = torch.from_numpy(np.ascontiguousarray(arrays.xyza)).to(device)
+        self.labels = torch.from_numpy(arrays.labels.astype(np.float32)).to(device)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(
+        self, index: torch.Tensor | slice, memory_format: torch.memory_format
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """rgb as float in [0, 1], xyza and labels of the scenes at ``index``."""
+        rgb = self.rgb[index].float().div_(255).contiguous(memory_format=memory_format)
+        xyza = self.xyza[index].contiguous(memory_format=memory_format)
+        return rgb, xyza, self.labels[index]
+
+
+def device_splits(data: CilpArrays, device: torch.device) -> tuple[DeviceSplit, DeviceSplit]:
+    """The train and validation splits resident on `device`; UserError if one is empty."""
+    n_train, n_val = int(data.is_train.sum()), int((~data.is_train).sum())
+    if n_train == 0 or n_val == 0:
+        raise UserError(f"data: need train and validation scenes, got {n_train} and {n_val}")
+    return DeviceSplit(data.train, device), DeviceSplit(data.validation, device)
+
+
+class TrainingLoop:
+    """Trains build()'s module on ``data`` (its is_train / validation split), one epoch per
+    run_epoch() (see the module docstring for what a subclass defines).
+
+    Attributes the caller records: device, precision ("fp32" | "bf16"), channels_last,
+    num_parameters. Touches no process-wide state (see configure_process).
+    """
+
+    def __init__(
+        self, cfg: LoopConfig, data: CilpArrays, *, device: str | torch.device | None = None
+    ):
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.channels_last = resolve_channels_last(cfg.channels_last, self.device)
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.eval_batch = eval_batch_size(self.device)
+        self.train_data, self.val_data = device_splits(data, self.device)
+
+        self.module = self._new_module()
+        for name in self.frozen_parts():
+            self.module[name].requires_grad_(False)
+        self._frozen = {k: v.clone() for k, v in self._frozen_state()}
+        trainable = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=self.num_epochs, eta_min=cfg.eta_min
+        )
+        # The batch order has a generator of its own, so nothing else that draws random numbers
+        # shifts it; training draws from nothing else.
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.epoch = 0
+        self.best_val_loss = math.inf
+        self.best_epoch = 0
+        self._best_state = _copy_state(self.module.state_dict())
+        self.history: list[dict[str, float | int]] = []
+
+    # What a trainer defines -------------------------------------------------------------------
+    def build(self) -> nn.Module:
+        """The module to train, newly built, on the CPU and in the memory format its weights
+        should have (its random initial weights drawn from torch's global generator, which the
+        loop seeds; the loop moves it to the device)."""
+        raise NotImplementedError
+
+    def train_epoch(self) -> float:
+        """One pass over the training split (module in train mode); the mean training loss."""
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics, ``val_loss`` among them (eval mode, under inference_mode)."""
+        raise NotImplementedError
+
+    @property
+    def num_epochs(self) -> int:
+        """How many epochs the run trains."""
+        raise NotImplementedError
+
+    def frozen_parts(self) -> tuple[str, ...]:
+        """Names of the parts (of an nn.ModuleDict module) never trained here."""
+        return ()
+
+    @property
+    def num_parameters(self) -> int:
+        """Parameters of what this trainer produces (reported as num_parameters)."""
+        return sum(p.numel() for p in self.module.parameters())
+
+    # Shared machinery -------------------------------------------------------------------------
+    def _new_module(self) -> nn.Module:
+        # The initial weights come from the seed alone, and the global generator is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed)
+            module = self.build()
+        return module.to(self.device)
+
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast when the precision is bf16 (a no-op context otherwise)."""
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+        )
+
+    def batches(self, n: int) -> Iterator[torch.Tensor]:
+        """Index batches of batch_size from a seeded random permutation of range(n)."""
+        order = torch.randperm(n, generator=self.generator).to(self.device)
+        for start in range(0, n, self.cfg.batch_size):
+            yield order[start : start + self.cfg.batch_size]
+
+    def step(self, loss: torch.Tensor) -> None:
+        """One optimiser step on ``loss``."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def eval_chunks(self, n: int) -> Iterator[slice]:
+        """range(n) in evaluation batches, in order."""
+        for start in range(0, n, self.eval_batch):
+            yield slice(start, start + self.eval_batch)
+
+    @torch.no_grad()
+    def map_split(
+        self, split: DeviceSplit, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """fn(rgb, xyza) over a whole split in evaluation batches, under autocast, as float32
+        (no_grad: also for features computed once, outside evaluate)."""
+        out = []
+        for index in self.eval_chunks(len(split)):
+            rgb, xyza, _ = split.batch(index, self.memory_format)
+            with self.autocast():
+                out.append(fn(rgb, xyza).float())
+        return torch.cat(out)
+
+    def _frozen_state(self) -> Iterator[tuple[str, torch.Tensor]]:
+        for name in self.frozen_parts():
+            for key, value in self.module[name].state_dict().items():
+                yield f"{name}.{key}", value
+
+    def check_frozen(self) -> None:
+        """RuntimeError unless every frozen part is bit-identical to what the run began with."""
+        changed = [k for k, v in self._frozen_state() if not torch.equal(v, self._frozen[k])]
+        if changed:
+            raise RuntimeError(f"{type(self).__name__}: frozen weights changed: {changed[:3]}")
+
+    @property
+    def done(self) -> bool:
+        """Whether the configured number of epochs has been trained."""
+        return self.epoch >= self.num_epochs
+
+    def run_epoch(self) -> dict[str, float | int]:
+        """Train one epoch, evaluate, keep the best weights; returns that epoch's metrics."""
+        if self.done:
+            raise RuntimeError(f"training already finished ({self.num_epochs} epochs)")
+        start = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.module.train()
+        train_loss = self.train_epoch()
+        self.module.eval()
+        with torch.inference_mode():
+            val = self.evaluate()
+        self.scheduler.step()
+        self.check_frozen()
+        samples = len(self.train_data) + len(self.val_data)
+        return self._end_epoch(train_loss, val, lr, time.perf_counter() - start, samples)
+
+    def _end_epoch(
+        self, train_loss: float, val: dict[str, float], lr: float, elapsed: float, samples: int
+    ) -> dict[str, float | int]:
+        """Count the epoch, keep the best weights by val_loss, and return (and record) the
+        epoch's metrics in the schema's order (tune_cilp.core.metrics.EPOCH)."""
+        self.epoch += 1
+        if val["val_loss"] < self.best_val_loss:
+            self.best_val_loss, self.best_epoch = val["val_loss"], self.epoch
+            self._best_state = _copy_state(self.module.state_dict())
+        metrics: dict[str, float | int] = {
+            "epoch": self.epoch,
+            "train_loss": train_loss,
+            **val,
+            "lr": float(lr),
+            "epoch_time_s": elapsed,
+            "samples_per_s": samples / elapsed,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+        }
+        self.history.append(metrics)
+        return dict(metrics)
+
+    def best_module(self) -> nn.Module:
+        """A fresh module (eval mode, on the trainer's device) holding the best weights so far."""
+        module = self._new_module()
+        module.load_state_dict(self._best_state)
+        return module.eval()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly (tensors are live: save before
+        training on). Loads with torch.load(weights_only=True)."""
+        return {
+            "config": self.cfg.to_dict(),
+            "model": self.module.state_dict(),
+            "best_model": self._best_state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            # Training draws random numbers from the batch-order generator only.
+            "rng": {"batch_order": self.generator.get_state()},
+            "epoch": self.epoch,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "history": [dict(h) for h in self.history],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a state_dict() of a run with the same config (a config saved before an
+        option existed counts as that option's default)."""
+        saved = state.get("config")
+        if not self._same_config(saved):
+            raise UserError(
+                f"checkpoint config {saved!r} differs from this run's {self.cfg.to_dict()!r}"
+            )
+        try:
+            self.module.load_state_dict(state["model"])
+            self._best_state = _copy_state(state["best_model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.generator.set_state(state["rng"]["batch_order"])
+            self.epoch = int(state["epoch"])
+            self.best_val_loss = float(state["best_val_loss"])
+            self.best_epoch = int(state["best_epoch"])
+            self.history = [dict(h) for h in state["history"]]
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise UserError(f"checkpoint state is incomplete or mismatched: {exc}") from None
+
+    def _same_config(self, saved: object) -> bool:
+        # Read back through the config class, so that a key missing from an older checkpoint
+        # takes its default (as it does when Tune restores the trial's config).
+        if not isinstance(saved, Mapping):
+            return False
+        try:
+            return type(self.cfg).from_dict(saved) == self.cfg
+        except UserError:
+            return False
+
+
+def _copy_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
