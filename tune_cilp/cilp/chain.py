@@ -25,11 +25,9 @@ from tune_cilp.experiment.driver import (
     Outcome,
     Session,
     TuneExperiment,
-    check_where,
     drive,
-    identity,
-    load_data,
     num_samples,
+    prepare,
 )
 from tune_cilp.experiment.fusion import seed_grid
 from tune_cilp.experiment.identity import now
@@ -146,9 +144,7 @@ def run_chain(request: RunRequest, space: CilpSpace, trainable: Callable[..., No
         load_lidar_cnn(request.lidar_cnn)  # one line if it is not NVIDIA's LiDAR CNN state dict
     check_chain(request, space, epochs)
     samples = num_samples(request, space.num_samples)
-    check_where(request)
-    data = load_data(request)
-    meta = identity(request, data, epochs=epochs, samples=samples)
+    data, meta = prepare(request, epochs=epochs, samples=samples)
     experiment = request.experiment
     compare_key = space.compare[0] if space.compare else None
 

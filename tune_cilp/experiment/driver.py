@@ -72,18 +72,19 @@ def smoke_subset(data: CilpArrays) -> CilpArrays:
     return data.subset(np.sort(np.concatenate(picks)))
 
 
-def check_where(request: RunRequest) -> None:
-    """The cluster reachable and local storage created and writable: after the space's checks
-    (a bad space writes nothing), before the data loads."""
+def prepare(
+    request: RunRequest, *, epochs: int | None, samples: int | None, **extra: Any
+) -> tuple[CilpArrays, ExperimentMeta]:
+    """After the space's checks (a bad space writes nothing): the cluster reachable, local
+    storage created and writable, the data loaded once on the driver (the smoke-test subset
+    if asked), and the run's identity; `extra`: ExperimentMeta fields particular to the run."""
     check_address(request.address)
     if request.local:
         local_storage(request.storage)
-
-
-def load_data(request: RunRequest) -> CilpArrays:
-    """The run's data, loaded once on the driver (the smoke-test subset if asked)."""
     data = load_arrays(request.dataset, data_dir=request.data_dir)
-    return smoke_subset(data) if request.smoke_test else data
+    if request.smoke_test:
+        data = smoke_subset(data)
+    return data, identity(request, data, epochs=epochs, samples=samples, **extra)
 
 
 def num_samples(request: RunRequest, space_samples: int) -> int:

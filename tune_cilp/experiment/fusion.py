@@ -14,11 +14,9 @@ from tune_cilp.experiment.cpu_plan import trial_costs
 from tune_cilp.experiment.driver import (
     Outcome,
     TuneExperiment,
-    check_where,
     drive,
-    identity,
-    load_data,
     num_samples,
+    prepare,
 )
 from tune_cilp.experiment.request import RunRequest
 from tune_cilp.experiment.space import SearchSpace, check_param_space
@@ -68,9 +66,7 @@ def run_fusion(
         params = param_space(space, epochs, request.seed_list, request.precision)
     check_param_space(space.name, params)
     samples = num_samples(request, space.num_samples)
-    check_where(request)
-    data = load_data(request)
-    meta = identity(request, data, epochs=params["epochs"], samples=samples, **identity_extra)
+    data, meta = prepare(request, epochs=params["epochs"], samples=samples, **identity_extra)
     experiment = TuneExperiment(
         path=request.experiment,
         label=f"experiment {request.experiment}",
