@@ -43,11 +43,11 @@ from analysis.table import (
     write_json_data,
     write_records_csv,
 )
-from tune_cilp.cilp.chain import BASELINES
 from tune_cilp.cilp.select import Link, by_trial_dir, select
 from tune_cilp.cilp.space import CilpSpace
+from tune_cilp.cilp.stages import BASELINES, STAGE_NAMES, get_stage
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import CILP_EPOCH, CILP_ROWS, CILP_STAGES, TRIAL_METRICS, Metric
+from tune_cilp.core.metrics import CILP_ROWS, TRIAL_METRICS, Metric
 from tune_cilp.experiment.identity import read_meta
 from tune_cilp.models.variants import fusion_variants
 from tune_cilp.results import TrialRecord, load_experiment
@@ -110,7 +110,7 @@ def _cell(s: Summary, spec: str) -> str:
 def is_cilp_experiment(path: str) -> bool:
     """Whether ``path`` holds a CILP chain (its stage directories, or a CILP space's metadata)."""
     path = os.path.abspath(os.path.expanduser(str(path)))
-    if os.path.isdir(os.path.join(path, CILP_STAGES[0])):
+    if os.path.isdir(os.path.join(path, STAGE_NAMES[0])):
         return True
     meta = read_meta(path) if os.path.isdir(path) else None
     return meta is not None and meta.space in _cilp_space_names()
@@ -126,7 +126,7 @@ def _chain_metrics(chosen: dict[str, TrialRecord]) -> dict[str, float]:
     """One seed's chain reduced to the CILP_ROWS metrics (NaN for a stage not reached)."""
     nan = math.nan
     out = {m.key: nan for m in CILP_ROWS}
-    c, p, k = (chosen.get(s) for s in CILP_STAGES)
+    c, p, k = (chosen.get(s) for s in STAGE_NAMES)
     if c is not None and (row := best_epoch(c.history)):
         out["contrastive_val_loss"] = row["val_loss"]
         out["top1_rgb_to_lidar"] = row.get("val_top1_rgb_to_lidar", nan)
@@ -161,7 +161,7 @@ def cilp_table(experiment_path: str) -> CilpTable:
     notes: list[str] = []
     chosen: dict[tuple[str, int], dict[str, TrialRecord]] = {}
     upstream: dict[str, Link] = {}
-    for stage in CILP_STAGES:
+    for stage in STAGE_NAMES:
         stage_dir = os.path.join(path, stage)
         if not os.path.isdir(stage_dir):
             notes.append(f"stage {stage} has not started.")
@@ -212,9 +212,9 @@ def _summaries(chosen: dict[tuple[str, int], dict[str, TrialRecord]]) -> list[Va
 
 def _stage_result(stage: str, seed: int, trial: TrialRecord) -> TrialResult:
     """One chosen trial of a stage at its best epoch by validation loss, with the stage's own
-    numbers there (CILP_EPOCH) and its history."""
+    numbers there (the stage registry's epoch_metrics) and its history."""
     row = best_epoch(trial.history) or {}
-    keys = [m.key for m in CILP_EPOCH[stage] if m.key not in _NOT_STAGE_RESULTS]
+    keys = [m.key for m in get_stage(stage).epoch_metrics if m.key not in _NOT_STAGE_RESULTS]
     return TrialResult(
         trial_id=trial.trial_id,
         config={**trial.config, "seed": seed},
@@ -231,7 +231,7 @@ def _stage_summaries(
 ) -> dict[str, list[VariantSummary]]:
     """Per stage reached, per chain (in `labels` order), the stage trials it used (by seed)."""
     out: dict[str, list[VariantSummary]] = {}
-    for stage in CILP_STAGES:
+    for stage in STAGE_NAMES:
         columns = []
         for label in labels:
             results = [
@@ -355,17 +355,17 @@ def write_cilp_json(table: CilpTable, path: str) -> None:
 def write_cilp_plots(table: CilpTable, out_dir: str) -> list[str]:
     """One PNG per stage reached, ``cilp_<stage>.png`` in `out_dir` (created if missing): its
     validation curves (STAGE_CURVES) per chain, mean across seeds with a min-max band; paths."""
-    from analysis.plots import _save, output_dir, plot_curves  # here: matplotlib is slow
+    from analysis.plots import output_dir, plot_curves, save_figure  # here: matplotlib is slow
 
     out_dir = output_dir(out_dir)
     paths = []
     for stage, columns in table.stages.items():
-        metrics: dict[str, Metric] = {m.key: m for m in CILP_EPOCH[stage]}
+        metrics: dict[str, Metric] = {m.key: m for m in get_stage(stage).epoch_metrics}
         curves = [metrics[k] for k in STAGE_CURVES[stage]]
         title = (
             f"CILP {stage} stage (the trial each chain used): mean across seeds; band = min to max"
         )
-        paths.append(_save(plot_curves(columns, curves, title), out_dir, f"cilp_{stage}.png"))
+        paths.append(save_figure(plot_curves(columns, curves, title), out_dir, f"cilp_{stage}.png"))
     return paths
 
 

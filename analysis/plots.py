@@ -47,7 +47,8 @@ def epoch_band(variant: VariantSummary, metric: str) -> tuple[np.ndarray, ...]:
     )
 
 
-def _save(fig: Figure, out_dir: str, name: str) -> str:
+def save_figure(fig: Figure, out_dir: str, name: str) -> str:
+    """Write `fig` as `out_dir/name` (PNG, atomically); returns the path."""
     path = os.path.join(out_dir, name)
     with atomic_output(path) as f:
         fig.savefig(f, format="png", dpi=120)
@@ -155,9 +156,9 @@ def write_plots(variants: Sequence[VariantSummary], out_dir: str) -> list[str]:
         raise UserError("--plots: no trial has reported results yet, nothing to plot")
     out_dir = output_dir(out_dir)
     paths = [
-        _save(plot_curves(variants), out_dir, "curves.png"),
-        _save(plot_final(variants), out_dir, "final_metrics.png"),
+        save_figure(plot_curves(variants), out_dir, "curves.png"),
+        save_figure(plot_final(variants), out_dir, "final_metrics.png"),
     ]
     if len(variants) > 2:
-        paths.append(_save(plot_ranking(rank_variants(variants)), out_dir, "ranking.png"))
+        paths.append(save_figure(plot_ranking(rank_variants(variants)), out_dir, "ranking.png"))
     return paths

@@ -17,8 +17,9 @@ from processes import RayEnv, error_lines, run_command, snapshot
 import analysis
 from analysis.__main__ import main as cli_main
 from analysis.cilp_table import cilp_table
+from tune_cilp.cilp.stages import STAGE_NAMES
 from tune_cilp.core.errors import UserError, run_cli
-from tune_cilp.core.metrics import CILP_ROWS, CILP_STAGES
+from tune_cilp.core.metrics import CILP_ROWS
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +77,7 @@ def test_cli_writes_the_cilp_tables_numbers_and_curves(
     assert [c["name"] for c in data["chains"]] == ["cilp"]
     seeds = data["chains"][0]["seeds"]
     assert [s["seed"] for s in seeds] == SEEDS
-    for stage in CILP_STAGES:  # the trial each seed's chain used: the one the stage chose
+    for stage in STAGE_NAMES:  # the trial each seed's chain used: the one the stage chose
         links = json.loads((experiment / stage / "stage.json").read_text())["links"]
         chosen = {link["seed"]: link["trial_id"] for link in links}
         assert {s["seed"]: s["stages"][stage]["trial_id"] for s in seeds} == chosen
@@ -93,7 +94,7 @@ def test_cli_writes_the_cilp_tables_numbers_and_curves(
     assert "NaN" not in out_json.read_text()  # NaN becomes null, as in the fusion JSON
 
     pngs = sorted(p.name for p in plots.glob("*.png"))
-    assert pngs == sorted(f"cilp_{stage}.png" for stage in CILP_STAGES)
+    assert pngs == sorted(f"cilp_{stage}.png" for stage in STAGE_NAMES)
     for name in pngs:
         assert f"wrote {plots / name}" in printed
         with Image.open(plots / name) as img:

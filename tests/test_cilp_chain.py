@@ -16,7 +16,8 @@ import torch
 from processes import ROOT, RayEnv, error_lines, finish, run_command, snapshot, start, wait_for
 from tune_results import histories
 
-from tune_cilp.core.metrics import CILP_ROWS, CILP_STAGES
+from tune_cilp.cilp.stages import STAGE_NAMES
+from tune_cilp.core.metrics import CILP_ROWS
 from tune_cilp.experiment.identity import META_FILE
 from tune_cilp.models.cilp import LidarCNN
 
@@ -34,7 +35,7 @@ def two_seeds(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory, ray_env:
 def test_two_seed_chain_end_to_end(two_seeds: dict) -> None:
     proc, experiment = two_seeds["proc"], two_seeds["experiment"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for stage in CILP_STAGES:
+    for stage in STAGE_NAMES:
         links = json.loads((experiment / stage / "stage.json").read_text())["links"]
         assert sorted(link["seed"] for link in links) == [1, 2]
     # seed s's projector starts from seed s's embedders, its classifier from its projector
@@ -42,7 +43,7 @@ def test_two_seed_chain_end_to_end(two_seeds: dict) -> None:
         ("projector", "contrastive_checkpoint"),
         ("classifier", "projector_checkpoint"),
     ):
-        upstream = CILP_STAGES[CILP_STAGES.index(stage) - 1]
+        upstream = STAGE_NAMES[STAGE_NAMES.index(stage) - 1]
         seed_of = {
             link["checkpoint"]: link["seed"]
             for link in json.loads((experiment / upstream / "stage.json").read_text())["links"]
