@@ -236,6 +236,16 @@ def test_full_disk_stops_with_one_line_and_leaves_no_empty_files(
         assert val_losses(storage / NAME) == val_losses(two_drivers["experiment"])
 
 
+def descendants(pid: int) -> dict[tuple[int, float], str]:
+    """Every process under pid: (pid, start time) -> name (a pid reused later is another
+    process: its start time differs)."""
+    found = {}
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found[(child.pid, child.create_time())] = child.name()
+    return found
+
+
 def test_killed_driver_leaves_no_process_after_the_rerun(
     data: Path, tmp_path: Path, ray_env: RayEnv
 ) -> None:
@@ -243,17 +253,20 @@ def test_killed_driver_leaves_no_process_after_the_rerun(
     proc = start(cmd, ray_env, tmp_path / "first.log")
     try:
         wait_for(lambda: first_row(tmp_path / NAME), proc, "the first epoch")
-        spawned = [(p.pid, p.create_time()) for p in psutil.Process(proc.pid).children(True)]
+        spawned = descendants(proc.pid)
         proc.send_signal(signal.SIGKILL)  # the driver alone, as `kill -9 PID` does
     finally:
         finish(proc, tmp_path / "first.log")
+    # Ray's own processes (GCS, raylet, ray:: workers and agents) ran: there is something to reap.
+    assert {"gcs_server", "raylet"} <= set(spawned.values()), spawned
+    assert any(name.startswith("ray::") for name in spawned.values()), spawned
     resumed = run(cmd, ray_env)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     alive = []
-    for pid, created in spawned:
+    for (pid, created), name in spawned.items():
         with contextlib.suppress(psutil.NoSuchProcess):
             if psutil.Process(pid).create_time() == created:
-                alive.append(pid)
+                alive.append(f"{pid} {name}")
     assert not alive, f"processes of the killed run still alive: {alive}"
 
 
