@@ -49,8 +49,6 @@ from tune_cilp.training.stage_config import (
     stage_config,
 )
 
-EVAL_STEP = 256  # embeddings of a split are computed in chunks of this many scenes
-
 
 def load_stage_checkpoint(path: str, stage: str) -> dict[str, Any]:
     """The state saved by a ``stage`` trial at ``path``; UserError when the file is missing,
@@ -82,12 +80,6 @@ class StageTrainer(TrainingLoop):
 
     config_class: ClassVar[type[StageConfig]]
     cfg: StageConfig
-
-    def __init__(
-        self, cfg: StageConfig, data: CilpArrays, *, device: str | torch.device | None = None
-    ):
-        super().__init__(cfg, data, device=device)
-        self.eval_batch = EVAL_STEP
 
     @property
     def parts(self) -> nn.ModuleDict:
