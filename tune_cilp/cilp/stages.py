@@ -18,6 +18,7 @@ from tune_cilp.training.stage_config import (
     ContrastiveConfig,
     ProjectorConfig,
     StageConfig,
+    checkpoint_key,
 )
 
 BASELINES = "baselines"  # the reference models' experiment, beside the stages
@@ -44,7 +45,7 @@ class Stage:
     @property
     def upstream_key(self) -> str | None:
         """The config key holding the upstream trial's checkpoint path."""
-        return None if self.upstream is None else f"{self.upstream.name}_checkpoint"
+        return None if self.upstream is None else checkpoint_key(self.upstream.name)
 
     @property
     def epoch_metrics(self) -> tuple[Metric, ...]:

@@ -81,35 +81,6 @@ def majority_rate(labels: np.ndarray) -> float:
     return max(positive, 1.0 - positive)
 
 
-# CILP (tune_cilp/cilp, docs/CILP.md): what each stage reports every epoch, besides the
-# per-epoch bookkeeping shared with the fusion Trainer (epoch, train_loss, lr, times, best_*).
-CILP_STAGES: tuple[str, ...] = ("contrastive", "projector", "classifier")
-_STAGE_COMMON = tuple(
-    EPOCH_METRICS[k] for k in ("epoch", "train_loss", "lr", "epoch_time_s", "samples_per_s")
-)
-_BEST = tuple(EPOCH_METRICS[k] for k in ("best_val_loss", "best_epoch"))
-CILP_EPOCH: dict[str, tuple[Metric, ...]] = {
-    "contrastive": (
-        *_STAGE_COMMON,
-        Metric("val_loss", "Contrastive Validation Loss", ".4g", "min", column="val_loss"),
-        Metric("val_top1_rgb_to_lidar", "Retrieval top-1 RGB→LiDAR", ".3f", "max", "top1_r2l"),
-        Metric("val_top1_lidar_to_rgb", "Retrieval top-1 LiDAR→RGB", ".3f", "max", "top1_l2r"),
-        Metric("logit_scale", "Logit Scale", ".3g", column="scale"),
-        *_BEST,
-    ),
-    "projector": (
-        *_STAGE_COMMON,
-        Metric("val_loss", "Projector Validation MSE", ".4g", "min", column="val_mse"),
-        Metric("val_cosine", "Projector Mean Cosine", ".4f", "max", column="val_cos"),
-        *_BEST,
-    ),
-    "classifier": (
-        *_STAGE_COMMON,
-        Metric("val_loss", "Classifier Validation Loss", ".4g", "min", column="val_loss"),
-        *(EPOCH_METRICS[k] for k in AT_BEST_EPOCH),
-        *_BEST,
-    ),
-}
 # The CILP table's rows (analysis/cilp_table.py): one chain (one seed) reduced to numbers, each
 # stage at its best epoch by validation loss.
 CILP_ROWS: tuple[Metric, ...] = (

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import CILP_STAGES
 from tune_cilp.models.cilp import LIDAR_INPUTS
 from tune_cilp.models.losses import CLIP_INIT, CLIP_MAX_SCALE, SIMILARITIES
 from tune_cilp.models.variants import DOWNSAMPLES
@@ -187,11 +186,11 @@ class ClassifierConfig(StageConfig):
 CONFIGS: dict[str, type[StageConfig]] = {
     c.stage: c for c in (ContrastiveConfig, ProjectorConfig, ClassifierConfig)
 }
-assert tuple(CONFIGS) == CILP_STAGES
-UPSTREAM_KEY: dict[str, str] = {
-    "projector": "contrastive_checkpoint",
-    "classifier": "projector_checkpoint",
-}
+
+
+def checkpoint_key(stage: str) -> str:
+    """The config key by which a downstream stage names its `stage` trial's checkpoint."""
+    return f"{stage}_checkpoint"
 
 
 def stage_config(mapping: Mapping[str, Any]) -> StageConfig:

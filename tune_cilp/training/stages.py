@@ -41,11 +41,11 @@ from tune_cilp.models.losses import (
 )
 from tune_cilp.training.loop import DeviceSplit, TrainingLoop, validation_metrics
 from tune_cilp.training.stage_config import (
-    UPSTREAM_KEY,
     ClassifierConfig,
     ContrastiveConfig,
     ProjectorConfig,
     StageConfig,
+    checkpoint_key,
     stage_config,
 )
 
@@ -155,7 +155,7 @@ class _Downstream(StageTrainer):
 
     def __init__(self, cfg: StageConfig, data: CilpArrays, **kwargs):
         self.upstream_stage = self.upstream_config.stage
-        path = getattr(cfg, UPSTREAM_KEY[cfg.stage])
+        path = getattr(cfg, checkpoint_key(self.upstream_stage))
         self.upstream = load_stage_checkpoint(path, self.upstream_stage)
         self.upstream_cfg = stage_config(self.upstream["config"])
         contrastive = self.upstream.get("contrastive_config", self.upstream["config"])
