@@ -71,4 +71,6 @@ def configure_process(
     if target.type == "cuda" and gpu_fraction is not None:
         if not 0 < gpu_fraction <= 1:
             raise UserError(f"gpu_fraction: expected a number in (0, 1], got {gpu_fraction!r}")
-        torch.cuda.set_per_process_memory_fraction(float(gpu_fraction), target)
+        # torch wants an index: a bare "cuda" is the current device (Ray sets CUDA_VISIBLE_DEVICES).
+        index = target.index if target.index is not None else torch.cuda.current_device()
+        torch.cuda.set_per_process_memory_fraction(float(gpu_fraction), index)
