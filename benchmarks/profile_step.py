@@ -29,7 +29,7 @@ def profiled_pass(trainer: Trainer) -> tuple[float, profile]:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         # The training steps alone: run_epoch would add the evaluation pass.
-        trainer._train_one_epoch()
+        trainer.train_epoch()
         elapsed = time.perf_counter() - start
     return elapsed, prof
 
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for order in LAYER_ORDERS:
         with layer_order(order):
             trainers[order] = Trainer(cfg, subset, device="cpu")
-        trainers[order]._train_one_epoch()  # warm-up: allocator, oneDNN primitive caches
+        trainers[order].train_epoch()  # warm-up: allocator, oneDNN primitive caches
     best: dict[str, tuple[float, profile]] = {}
     for _ in range(args.repeats):
         for order, trainer in trainers.items():

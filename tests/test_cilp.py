@@ -145,6 +145,15 @@ def test_projector_leaves_the_embedders_bit_identical(
     assert trainer.history[0]["val_loss"] < 1 and -1 <= trainer.history[0]["val_cosine"] <= 1
 
 
+def test_a_changed_frozen_part_is_caught(tiny_arrays: CilpArrays, contrastive_ckpt: Path) -> None:
+    cfg = {"stage": "projector", "epochs": 1, "contrastive_checkpoint": str(contrastive_ckpt)}
+    trainer = make_trainer(cfg, tiny_arrays)
+    with torch.no_grad():
+        trainer.parts["lidar"][0].weight[0, 0, 0, 0] += 1  # as a buggy stage would
+    with pytest.raises(RuntimeError, match="frozen weights changed: \\['lidar.0.weight'\\]"):
+        trainer.run_epoch()
+
+
 @pytest.mark.parametrize(
     ("mode", "finetune", "head_epochs", "frozen"),
     [
@@ -272,19 +281,21 @@ def test_bad_input_is_one_line(
 def test_every_cilp_space_checks_out() -> None:
     from tune_cilp.cilp.chain import baseline_params, stage_params
     from tune_cilp.cilp.space import CilpSpace
+    from tune_cilp.cilp.stages import STAGE_NAMES
     from tune_cilp.experiment.space import check_param_space
-    from tune_cilp.spaces import list_spaces
+    from tune_cilp.spaces import get_space, list_spaces
 
     spaces = [s for s in list_spaces() if isinstance(s, CilpSpace)]
-    assert {s.name for s in spaces} == {"cilp", "cilp-nvidia", "cilp-similarity"}
+    assert {"cilp", "cilp-nvidia", "cilp-similarity"} <= {s.name for s in spaces}
     for space in spaces:
         for lidar_cnn in (None, "nvidia_lidar_cnn.pt"):
-            for stage in ("contrastive", "projector", "classifier"):
+            for stage in STAGE_NAMES:
                 params = stage_params(space, stage, [51, 52], None, None, lidar_cnn)
                 check_param_space(space.name, params, stage_config)
             classifier = stage_config({**params, "seed": 0})
             assert classifier.phases(lidar_cnn is not None)
         if space.baselines:
             check_param_space(space.name, baseline_params(space, [51], None, None))
-    nvidia = stage_config({**stage_params(spaces[1], "classifier", None, None, None, None)})
+    nvidia_space = get_space("cilp-nvidia")
+    nvidia = stage_config({**stage_params(nvidia_space, "classifier", None, None, None, None)})
     assert nvidia.phases(False) == ["lidar"] * 10 + ["rgb"] * 5

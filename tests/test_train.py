@@ -103,6 +103,14 @@ def test_metrics_are_plain_numbers_with_the_contract_keys(tiny_arrays: CilpArray
         trainer.run_epoch()
 
 
+def test_building_leaves_the_global_generator_alone(tiny_arrays: CilpArrays) -> None:
+    before = torch.random.get_rng_state()
+    trainer = Trainer(TrainConfig(**FAST, epochs=1), tiny_arrays)
+    trainer.run_epoch()
+    trainer.best_model()
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_same_seed_same_metrics(tiny_arrays: CilpArrays, precision: str) -> None:
     def run(seed: int) -> tuple[list[dict], Trainer]:
