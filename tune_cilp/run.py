@@ -29,6 +29,13 @@ def check_applies(request: RunRequest, space: SearchSpace) -> None:
     cilp = isinstance(space, CilpSpace)
     if request.lidar_cnn is not None and not cilp:
         raise UserError(f"--lidar-cnn: only for CILP spaces, not {space.name!r}")
+    if (request.num_samples or 1) > 1 and not space.samples:
+        # Tune would repeat the same configuration with the same seed: copies, not replicates.
+        raise UserError(
+            f"--num-samples {request.num_samples}: space {space.name!r} samples nothing, so "
+            "every sample would be the same trial; for replicates use --seeds (e.g. "
+            "--seeds 51,52,53)"
+        )
     if cilp and not request.local:
         # Each stage's trials load the stage before's checkpoint by its path on this filesystem.
         raise UserError("--storage-path: CILP chains need a local or NFS storage path")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tune_cilp.experiment.space import SearchSpace
+from tune_cilp.experiment.space import SearchSpace, has_sampling
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,11 @@ class CilpSpace(SearchSpace):
     compare: tuple[str, tuple[Any, ...]] | None = None
     baselines: tuple[str, ...] = ()
     baseline_epochs: int = 50
+
+    @property
+    def samples(self) -> bool:
+        """Whether any stage draws a value (see SearchSpace.samples)."""
+        return any(has_sampling(params) for params in self.stages.values())
 
     def chain_labels(self) -> list[str]:
         """The names of the chains: "key=value" per compared value, else the space name."""

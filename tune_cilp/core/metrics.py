@@ -5,11 +5,15 @@ The Trainer reports the EPOCH metrics every epoch; the runner's status table sho
 them in TABLE_ROWS order. Adding a metric = one entry here (plus the code that computes it).
 
 Classification metrics treat spheres (label 1) as the positive class (docs/PROTOCOL.md); a
-prediction is positive when its logit is >= 0 (sigmoid >= 0.5).
+prediction is positive when its logit is >= 0 (sigmoid >= 0.5). ROC AUC and average precision
+rank the scenes by score and need no threshold: they say whether a model that answers "cubes"
+everywhere still scores spheres above cubes. With one class only in the validation split they
+are not a number (``ranking_metrics``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +39,8 @@ EPOCH: tuple[Metric, ...] = (
     Metric("val_accuracy", "Accuracy", ".3f", "max", column="val_acc"),
     Metric("val_balanced_accuracy", "Balanced Accuracy", ".3f", "max", column="val_bal_acc"),
     Metric("val_f1", "F1", ".3f", "max"),
+    Metric("val_roc_auc", "ROC AUC", ".3f", "max", column="val_auc"),
+    Metric("val_average_precision", "AP", ".3f", "max"),
     Metric("lr", "Learning Rate", ".3g"),
     Metric("epoch_time_s", "s / epoch", ".2f", "min", column="epoch_s"),
     Metric("samples_per_s", "Samples / s", ".0f", "max"),
@@ -63,12 +69,23 @@ TRIAL: tuple[Metric, ...] = (
     Metric("val_accuracy", "Accuracy", ".3f", "max"),
     Metric("val_balanced_accuracy", "Balanced Accuracy", ".3f", "max"),
     Metric("val_f1", "F1", ".3f", "max"),
+    Metric("val_roc_auc", "ROC AUC", ".3f", "max"),
+    Metric("val_average_precision", "AP", ".3f", "max"),
     Metric("s_per_epoch", "s / epoch", ".2f", "min"),
     Metric("peak_memory_mb", "Peak Memory (MiB)", ".0f", "min"),
 )
 SELECT = "val_loss"  # a trial's best epoch and a variant's best trial minimise it
 # Validation metrics taken from a trial's best epoch.
-AT_BEST_EPOCH: tuple[str, ...] = ("val_accuracy", "val_balanced_accuracy", "val_f1")
+AT_BEST_EPOCH: tuple[str, ...] = (
+    "val_accuracy",
+    "val_balanced_accuracy",
+    "val_f1",
+    "val_roc_auc",
+    "val_average_precision",
+)
+# The metrics computed from a trial's per-scene validation scores (tune_cilp.core.predictions),
+# so the analysis can resample scenes: SELECT and AT_BEST_EPOCH.
+SCENE_METRICS: tuple[str, ...] = (SELECT, *AT_BEST_EPOCH)
 
 EPOCH_KEYS: tuple[str, ...] = tuple(m.key for m in EPOCH)
 EPOCH_METRICS: dict[str, Metric] = {m.key: m for m in EPOCH}
@@ -117,4 +134,20 @@ def binary_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float
         "val_accuracy": (tp + tn) / len(actual),
         "val_balanced_accuracy": float(np.mean(recalls)),
         "val_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+    }
+
+
+def ranking_metrics(scores: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    """ROC AUC and average precision of `scores` (higher = more likely spheres) against boolean
+    `actual`, by sklearn.metrics; both NaN when `actual` holds one class only (neither is defined
+    then: sklearn raises or warns)."""
+    actual = np.asarray(actual, bool)
+    if actual.all() or not actual.any():
+        return {"val_roc_auc": math.nan, "val_average_precision": math.nan}
+    from sklearn.metrics import average_precision_score, roc_auc_score  # ~0.5 s, once a process
+
+    scores = np.asarray(scores, np.float64)
+    return {
+        "val_roc_auc": float(roc_auc_score(actual, scores)),
+        "val_average_precision": float(average_precision_score(actual, scores)),
     }

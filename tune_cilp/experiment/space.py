@@ -45,6 +45,17 @@ class SearchSpace:
     make_search_alg: Callable[[], Any] = _no_search_alg
     grid_seeds: bool = True  # False when a search algorithm samples (it cannot take a grid)
 
+    @property
+    def samples(self) -> bool:
+        """Whether a trial's configuration is drawn (a range or choice, or a search algorithm):
+        only then do more Tune samples give different trials, not copies of the same one."""
+        return self.make_search_alg is not _no_search_alg or has_sampling(self.param_space)
+
+
+def has_sampling(params: dict[str, Any]) -> bool:
+    """Whether a Tune param space draws any value (a Domain: choice, uniform, ...)."""
+    return any(isinstance(v, Domain) for v in params.values())
+
 
 def _candidates(value: Any) -> list[Any]:
     """The values a param-space entry can take, for checking: every grid or choice value, the

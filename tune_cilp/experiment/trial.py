@@ -69,10 +69,13 @@ def run_trial(
     granted resources, the trainer restored from Tune's checkpoint if there is one, then one
     report + checkpoint (``state.pt``, the full trainer state) per epoch, W&B alongside.
 
-    The trainer has run_epoch(), done, state_dict(), load_state_dict(), device, precision and
-    num_parameters; `info` goes into every report with the trial's constants.
+    The trainer has run_epoch(), done, state_dict(), load_state_dict(), predictions(), device,
+    precision and num_parameters; `info` goes into every report with the trial's constants. A
+    classifier's per-scene validation scores go into each checkpoint as well (PREDICTIONS_FILE,
+    tune_cilp.core.predictions), taken from the same state as state.pt.
     """
     from tune_cilp.core.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
+    from tune_cilp.core.predictions import write_predictions
     from tune_cilp.training.fusion import configure_process
     from tune_cilp.training.peak_memory import peak_mb, reset_peak
 
@@ -108,6 +111,9 @@ def run_trial(
                     run = None
             with tempfile.TemporaryDirectory() as tmp:  # tune.report copies it into the experiment
                 save_checkpoint(Path(tmp) / STATE_FILE, trainer.state_dict(), atomic=False)
+                predictions = trainer.predictions()
+                if predictions is not None:
+                    write_predictions(tmp, predictions)
                 tune.report({**metrics, **static}, checkpoint=tune.Checkpoint.from_directory(tmp))
     finally:  # a trial stopped early (ASHA) or failing still closes its W&B run
         if run is not None:

@@ -17,6 +17,10 @@ from tune_cilp.data.constants import DEFAULT_SEED
 from tune_cilp.models.variants import DOWNSAMPLES, ModelConfig, list_variants
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+# How training answers the class imbalance (docs/PROTOCOL.md): "none" (the seed's), "pos_weight"
+# (BCE with the positive class weighted by the training split's cubes / spheres ratio) or
+# "sampler" (class-balanced batches, drawn with replacement).
+CLASS_BALANCES: tuple[str, ...] = ("none", "pos_weight", "sampler")
 MAX_EPOCHS = 10_000  # far past any schedule here; a typo of extra zeros would run for ever
 
 
@@ -32,7 +36,9 @@ class TrainConfig:
     and matmuls only). Every trial records the precision it used (Trainer.precision).
     channels_last: None = where faster (measured: always, on CPU in fp32 and bf16; on CUDA the
     tensor cores want NHWC); True/False to force.
-    pos_weight: weight of the positive class (spheres) in the training loss, for imbalanced data.
+    pos_weight: weight of the positive class (spheres) in the training loss, given by hand;
+    class_balance: one of CLASS_BALANCES ("pos_weight" computes that weight from the data, so
+    the two cannot both be set).
     """
 
     variant: str = "concat"
@@ -43,6 +49,7 @@ class TrainConfig:
     eta_min: float = 1e-6
     weight_decay: float = 0.0
     pos_weight: float | None = None
+    class_balance: str = "none"
     seed: int = DEFAULT_SEED
     precision: str = "auto"
     channels_last: bool | None = None
@@ -71,6 +78,10 @@ class TrainConfig:
             not is_real(self.pos_weight) or not 0 < self.pos_weight < math.inf
         ):
             raise bad("pos_weight", "null or a finite number > 0")
+        if self.class_balance not in CLASS_BALANCES:
+            raise bad("class_balance", f"one of {', '.join(CLASS_BALANCES)}")
+        if self.class_balance != "none" and self.pos_weight is not None:
+            raise bad("pos_weight", f"null with class_balance {self.class_balance!r}")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"one of {', '.join(PRECISIONS)}")
         if self.channels_last not in (None, True, False):

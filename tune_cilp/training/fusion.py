@@ -18,7 +18,7 @@ from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.models.fusion import build_model
 from tune_cilp.training.config import TrainConfig
 from tune_cilp.training.device import configure_process, resolve_device
-from tune_cilp.training.loop import TrainingLoop, validation_metrics
+from tune_cilp.training.loop import TrainingLoop
 
 # TrainConfig and configure_process are imported from here by the trial, tests and benchmarks.
 __all__ = ["TrainConfig", "Trainer", "configure_process", "predict_proba"]
@@ -34,8 +34,13 @@ class Trainer(TrainingLoop):
         self, cfg: TrainConfig, data: CilpArrays, *, device: str | torch.device | None = None
     ):
         super().__init__(cfg, data, device=device)
-        self._pos_weight = (
-            None if cfg.pos_weight is None else torch.tensor(cfg.pos_weight, device=self.device)
+        weight = class_pos_weight(cfg, data.train.labels)
+        self._pos_weight = None if weight is None else torch.tensor(weight, device=self.device)
+        # sampler: each scene drawn with probability 1 / (its class's count), so a batch holds
+        # both classes alike in expectation (torch's WeightedRandomSampler, drawn by the loop's
+        # own generator so that a resume continues it).
+        self._sample_weights = (
+            sample_weights(data.train.labels) if cfg.class_balance == "sampler" else None
         )
 
     @property
@@ -56,7 +61,7 @@ class Trainer(TrainingLoop):
     def train_epoch(self) -> float:
         data = self.train_data
         total = torch.zeros((), device=self.device)
-        for index in self.batches(len(data)):
+        for index in self.batches(len(data), self._sample_weights):
             rgb, xyza, labels = data.batch(index, self.memory_format)
             with self.autocast():
                 logits = self.model(rgb, xyza)[:, 0]
@@ -69,11 +74,31 @@ class Trainer(TrainingLoop):
 
     def evaluate(self) -> dict[str, float]:
         logits = self.map_split(self.val_data, lambda rgb, xyza: self.model(rgb, xyza)[:, 0])
-        return validation_metrics(logits, self.val_data.labels)
+        return self.classify(logits)
 
     def best_model(self) -> nn.Module:
         """A fresh model (eval mode, on the trainer's device) holding the best weights so far."""
         return self.best_module()
+
+
+def class_pos_weight(cfg: TrainConfig, train_labels: np.ndarray) -> float | None:
+    """The positive class's weight in the training loss: cfg.pos_weight as given, or with
+    class_balance "pos_weight" the training split's cubes / spheres ratio; None = unweighted."""
+    if cfg.class_balance != "pos_weight":
+        return cfg.pos_weight
+    positives = int(np.sum(train_labels == 1))
+    if positives == 0 or positives == len(train_labels):
+        raise UserError(
+            f"class_balance 'pos_weight': the training split needs both classes, got "
+            f"{positives} spheres of {len(train_labels)} scenes"
+        )
+    return (len(train_labels) - positives) / positives
+
+
+def sample_weights(train_labels: np.ndarray) -> torch.Tensor:
+    """Per-scene sampling weights that balance the classes: 1 / (count of the scene's class)."""
+    counts = np.bincount(train_labels, minlength=2).astype(np.float64)
+    return torch.from_numpy(1.0 / counts[train_labels])
 
 
 @torch.inference_mode()

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import binary_metrics
+from tune_cilp.core.metrics import binary_metrics, ranking_metrics
+from tune_cilp.core.predictions import Predictions, Scores
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.training.device import (
     eval_batch_size,
@@ -60,12 +61,23 @@ class LoopConfig(Protocol):
     def from_dict(cls, mapping: Mapping[str, Any]) -> Any: ...
 
 
+def scene_scores(logits: torch.Tensor) -> np.ndarray:
+    """Probability of spheres per scene, float64 (see tune_cilp.core.predictions.Scores)."""
+    return torch.sigmoid(logits.detach().double()).cpu().numpy()
+
+
 def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """Validation loss of a binary classifier's logits (plain BCE, no pos_weight, so runs
-    compare) and the classification metrics of tune_cilp.core.metrics (spheres positive)."""
+    compare) and the classification metrics of tune_cilp.core.metrics (spheres positive): at
+    the threshold, and ROC AUC / average precision of the scores."""
     loss = F.binary_cross_entropy_with_logits(logits, labels).item()
     predicted = (logits >= 0).cpu().numpy()  # sigmoid >= 0.5
-    return {"val_loss": loss, **binary_metrics(predicted, labels.cpu().numpy() >= 0.5)}
+    actual = labels.cpu().numpy() >= 0.5
+    return {
+        "val_loss": loss,
+        **binary_metrics(predicted, actual),
+        **ranking_metrics(scene_scores(logits), actual),
+    }
 
 
 class DeviceSplit:
@@ -114,6 +126,8 @@ class TrainingLoop:
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.eval_batch = eval_batch_size(self.device)
         self.train_data, self.val_data = device_splits(data, self.device)
+        validation = data.validation
+        self.val_ids, self.val_labels = validation.ids, validation.labels
 
         self.module = self._new_module()
         for name in self.frozen_parts():
@@ -132,6 +146,11 @@ class TrainingLoop:
         self.best_epoch = 0
         self._best_state = _copy_state(self.module.state_dict())
         self.history: list[dict[str, float | int]] = []
+        # Per-scene validation scores (classifiers only, via classify()): this epoch's, the
+        # last epoch's and the best epoch's; predictions() turns them into the trial's record.
+        self._epoch_scores: np.ndarray | None = None
+        self._last_scores: Scores | None = None
+        self._best_scores: Scores | None = None
 
     # What a trainer defines -------------------------------------------------------------------
     def build(self) -> nn.Module:
@@ -176,9 +195,15 @@ class TrainingLoop:
             self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
         )
 
-    def batches(self, n: int) -> Iterator[torch.Tensor]:
-        """Index batches of batch_size from a seeded random permutation of range(n)."""
-        order = torch.randperm(n, generator=self.generator).to(self.device)
+    def batches(self, n: int, weights: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+        """Index batches of batch_size from a seeded random permutation of range(n); with
+        `weights` (one per item, on the CPU), n items drawn with replacement in proportion to
+        them instead (class-balanced sampling; the same generator, so a resume continues it)."""
+        if weights is None:
+            order = torch.randperm(n, generator=self.generator)
+        else:
+            order = torch.multinomial(weights, n, replacement=True, generator=self.generator)
+        order = order.to(self.device)
         for start in range(0, n, self.cfg.batch_size):
             yield order[start : start + self.cfg.batch_size]
 
@@ -192,6 +217,18 @@ class TrainingLoop:
         """range(n) in evaluation batches, in order."""
         for start in range(0, n, self.eval_batch):
             yield slice(start, start + self.eval_batch)
+
+    def classify(self, logits: torch.Tensor) -> dict[str, float]:
+        """validation_metrics of a classifier's logits for the whole validation split, in its
+        order; keeps the scores for this epoch's predictions (call it from evaluate())."""
+        self._epoch_scores = scene_scores(logits)
+        return validation_metrics(logits, self.val_data.labels)
+
+    def predictions(self) -> Predictions | None:
+        """The trial's per-scene record (best and last epoch), None if no epoch classified."""
+        if self._last_scores is None:
+            return None
+        return Predictions(self.val_ids, self.val_labels, self._best_scores, self._last_scores)
 
     @torch.no_grad()
     def map_split(
@@ -244,9 +281,13 @@ class TrainingLoop:
         """Count the epoch, keep the best weights by val_loss, and return (and record) the
         epoch's metrics in the schema's order (tune_cilp.core.metrics.EPOCH)."""
         self.epoch += 1
+        scores, self._epoch_scores = self._epoch_scores, None
+        if scores is not None:
+            self._last_scores = Scores(self.epoch, scores)
         if val["val_loss"] < self.best_val_loss:
             self.best_val_loss, self.best_epoch = val["val_loss"], self.epoch
             self._best_state = _copy_state(self.module.state_dict())
+            self._best_scores = None if scores is None else self._last_scores
         metrics: dict[str, float | int] = {
             "epoch": self.epoch,
             "train_loss": train_loss,
@@ -281,7 +322,11 @@ class TrainingLoop:
             "best_val_loss": self.best_val_loss,
             "best_epoch": self.best_epoch,
             "history": [dict(h) for h in self.history],
+            "scores": {name: _scores_state(s) for name, s in self._named_scores()},
         }
+
+    def _named_scores(self) -> tuple[tuple[str, Scores | None], ...]:
+        return (("best", self._best_scores), ("last", self._last_scores))
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from a state_dict() of a run with the same config (a config saved before an
@@ -301,6 +346,10 @@ class TrainingLoop:
             self.best_val_loss = float(state["best_val_loss"])
             self.best_epoch = int(state["best_epoch"])
             self.history = [dict(h) for h in state["history"]]
+            # A checkpoint from before per-scene scores were kept has none: they start anew.
+            saved_scores = state.get("scores", {})
+            self._best_scores = _scores_from_state(saved_scores.get("best"))
+            self._last_scores = _scores_from_state(saved_scores.get("last"))
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise UserError(f"checkpoint state is incomplete or mismatched: {exc}") from None
 
@@ -317,3 +366,15 @@ class TrainingLoop:
 
 def _copy_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in state.items()}
+
+
+def _scores_state(scores: Scores | None) -> dict[str, Any] | None:
+    if scores is None:
+        return None
+    return {"epoch": scores.epoch, "proba": torch.from_numpy(scores.proba.copy())}
+
+
+def _scores_from_state(state: Mapping[str, Any] | None) -> Scores | None:
+    if state is None:
+        return None
+    return Scores(int(state["epoch"]), state["proba"].numpy().astype(np.float64))

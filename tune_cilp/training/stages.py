@@ -39,7 +39,7 @@ from tune_cilp.models.losses import (
     retrieval_top1,
     similarity_logits,
 )
-from tune_cilp.training.loop import DeviceSplit, TrainingLoop, validation_metrics
+from tune_cilp.training.loop import DeviceSplit, TrainingLoop
 from tune_cilp.training.stage_config import (
     ClassifierConfig,
     ContrastiveConfig,
@@ -324,7 +324,7 @@ class ClassifierTrainer(_Downstream):
         """The RGB-only classifier on the validation split (whatever the epoch trained)."""
         chunks = self.eval_chunks(len(self.val_data))
         logits = [self._rgb_logits("val", self.val_data, index) for index in chunks]
-        return validation_metrics(torch.cat(logits), self.val_data.labels)
+        return self.classify(torch.cat(logits))
 
 
 TRAINERS: tuple[type[StageTrainer], ...] = (
