@@ -67,8 +67,11 @@ class Predictions:
             if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise ValueError(f"format {data.get('format') if isinstance(data, dict) else '?'}")
             ids = np.array([str(i) for i in data["ids"]])
+            # Each label checked as read: NumPy would truncate 0.5 to 0 (and take True as 1).
+            if not all(type(v) is int and v in (0, 1) for v in data["labels"]):
+                raise ValueError("labels must be 0/1, one per scene id")
             labels = np.array(data["labels"], dtype=np.int64)
-            if labels.shape != ids.shape or not np.isin(labels, (0, 1)).all():
+            if labels.shape != ids.shape:
                 raise ValueError("labels must be 0/1, one per scene id")
             if len(set(ids.tolist())) != len(ids):
                 raise ValueError("scene ids repeat")
