@@ -47,7 +47,7 @@ from tune_cilp.cilp.select import Link, by_trial_dir, select
 from tune_cilp.cilp.space import CilpSpace
 from tune_cilp.cilp.stages import BASELINES, STAGE_NAMES, get_stage
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import CILP_ROWS, TRIAL_METRICS, Metric
+from tune_cilp.core.metrics import AT_BEST_EPOCH, CILP_ROWS, TRIAL_METRICS, Metric
 from tune_cilp.experiment.identity import read_meta
 from tune_cilp.models.variants import fusion_variants
 from tune_cilp.results import TrialRecord, load_experiment
@@ -135,7 +135,7 @@ def _chain_metrics(chosen: dict[str, TrialRecord]) -> dict[str, float]:
         out["projector_val_mse"] = row["val_loss"]
     if k is not None and (row := best_epoch(k.history)):
         out["classifier_val_loss"] = row["val_loss"]
-        for key in ("val_accuracy", "val_balanced_accuracy", "val_f1"):
+        for key in AT_BEST_EPOCH:
             out[key] = row.get(key, nan)
         out["params_m"] = row.get("num_parameters", nan) / 1e6
     if c is not None and p is not None and k is not None:
