@@ -91,7 +91,7 @@ def fusion_outputs(experiment: Experiment, table: ComparisonTable, fmt: str) -> 
     def plots(folder: str) -> list[str]:
         from analysis.plots import write_plots  # here: matplotlib only when plots are asked for
 
-        return write_plots(table.variants, folder)
+        return write_plots(table, folder)
 
     return Outputs(
         format_table(table, fmt),

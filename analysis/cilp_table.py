@@ -18,6 +18,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from analysis.cells import fmt_value
 from analysis.ranking import half_width
 from analysis.stats import (
     Comparison,
@@ -34,7 +35,6 @@ from analysis.stats import (
 from analysis.table import (
     WELCH_TEST,
     check_format,
-    fmt_value,
     metric_records,
     metric_rows,
     nan_to_none,

@@ -1,5 +1,6 @@
-"""PNG plots: per-epoch validation curves per variant (mean, min-max band across seeds) and the
-final metrics side by side (mean with std error bars).
+"""PNG plots: per-epoch validation curves per variant (mean, min-max band across seeds), the
+final metrics side by side (mean, min-max bars across seeds), the ranking with its intervals, and
+(analysis.scene_plots) the paired differences and the scenes each variant gets wrong.
 
 Plain matplotlib Figure objects (no pyplot), saved with the Agg canvas: no GUI backend is needed,
 and a notebook keeps its own backend.
@@ -16,8 +17,9 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, and notebooks keep theirs
 from matplotlib.ticker import MaxNLocator
 
-from analysis.ranking import Ranking, interval, rank_variants
+from analysis.ranking import VS_BEST, Ranking
 from analysis.stats import VariantSummary
+from analysis.table import ComparisonTable
 from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import AT_BEST_EPOCH, EPOCH_METRICS, TRIAL_METRICS, Metric
@@ -96,46 +98,50 @@ def plot_curves(
 
 
 def plot_ranking(ranking: Ranking) -> Figure:
-    """Mean min validation loss per variant with its 95 % CI across seeds, best at the top;
-    the best one's interval shaded across the plot, so overlaps are visible at a glance."""
+    """Validation loss per variant with its 95 % interval (per-scene bootstrap; none without
+    per-scene scores), best at the top, the best one's interval shaded across the plot."""
     rows = ranking.rows
     fig = Figure(figsize=(8, 1.2 + 0.4 * len(rows)), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(rows))[::-1]
-    intervals = [interval(r.variant.values(ranking.metric)) for r in rows]
-    means = [iv.mean for iv in intervals]
-    errors = [0.0 if math.isnan(iv.half_width) else iv.half_width for iv in intervals]
-    ax.errorbar(means, y, xerr=errors, fmt="o", capsize=4, color="C0")
-    best = intervals[0]
-    if not math.isnan(best.half_width):
-        ax.axvspan(best.mean - best.half_width, best.mean + best.half_width, alpha=0.15)
+    estimates = [r.quality[ranking.metric] for r in rows]
+    value = np.array([e.value for e in estimates])
+    low = np.array([e.low if e.has_interval else e.value for e in estimates])
+    high = np.array([e.high if e.has_interval else e.value for e in estimates])
+    ax.errorbar(value, y, xerr=[value - low, high - value], fmt="o", capsize=4, color="C0")
+    if estimates[0].has_interval:
+        ax.axvspan(estimates[0].low, estimates[0].high, alpha=0.15)
     ax.set_yticks(y, [f"{r.variant.name} (n={len(r.variant.trials)})" for r in rows])
     ax.set(xlabel=f"{TRIAL_METRICS[ranking.metric].label} (min over epochs)")
     ax.grid(alpha=0.3, axis="x")
-    fig.suptitle("Ranking: mean with 95 % CI across seeds (shaded: the best's CI)")
+    cover = "no intervals" if ranking.scenes is None else f"95 % over {ranking.scenes.coverage}"
+    fig.suptitle(f"Ranking ({cover}; shaded: the best's interval)")
     return fig
 
 
 def plot_final(variants: Sequence[VariantSummary]) -> Figure:
-    """Best-epoch metrics per variant as bars (mean) with std error bars across seeds."""
+    """Best-epoch metrics per variant as bars (mean over seeds) with min-max bars."""
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax_q, ax_l = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / len(variants)
     x = np.arange(len(FINAL))
     palette = colours(len(variants))
     for i, v in enumerate(variants):
-        means = [v.metrics[m.key].mean for m in FINAL]
-        stds = [np.nan_to_num(v.metrics[m.key].std) for m in FINAL]
+        summaries = [v.metrics[m.key] for m in FINAL]
+        means = np.array([s.mean for s in summaries])
+        spread = [means - [s.min for s in summaries], [s.max for s in summaries] - means]
         colour = palette[i]
-        ax_q.bar(x + i * width, means, width, yerr=stds, capsize=3, label=v.name, color=colour)
+        ax_q.bar(x + i * width, means, width, yerr=np.nan_to_num(spread), capsize=3,
+                 label=v.name, color=colour)  # fmt: skip
         loss = v.metrics["val_loss"]
-        ax_l.bar(i, loss.mean, yerr=np.nan_to_num(loss.std), capsize=3, color=colour)
+        ax_l.bar(i, loss.mean, yerr=[[loss.mean - loss.min], [loss.max - loss.mean]],
+                 capsize=3, color=colour)  # fmt: skip
     ax_q.set_xticks(x + width * (len(variants) - 1) / 2, [m.label for m in FINAL])
     ax_q.set(ylim=(0, 1.05), title="Validation metrics at the best epoch")
     ax_q.legend(fontsize=8)
     ax_l.set_xticks(range(len(variants)), [v.name for v in variants], rotation=30, ha="right")
     ax_l.set(title="Min validation loss")
-    fig.suptitle("Mean ± std across seeds")
+    fig.suptitle("Mean over seeds; bars: min to max")
     return fig
 
 
@@ -149,9 +155,13 @@ def output_dir(out_dir: str) -> str:
     return out_dir
 
 
-def write_plots(variants: Sequence[VariantSummary], out_dir: str) -> list[str]:
-    """Write curves.png and final_metrics.png (and for more than two variants ranking.png) into
-    `out_dir` (created if missing); their paths."""
+def write_plots(table: ComparisonTable, out_dir: str) -> list[str]:
+    """Write curves.png and final_metrics.png, for more than two variants ranking.png, and with
+    per-scene scores paired_differences.png and wrong_scenes.png into `out_dir` (created if
+    missing); their paths."""
+    from analysis.scene_plots import plot_paired, plot_wrong_scenes
+
+    variants = table.variants
     if not variants:
         raise UserError("--plots: no trial has reported results yet, nothing to plot")
     out_dir = output_dir(out_dir)
@@ -159,6 +169,21 @@ def write_plots(variants: Sequence[VariantSummary], out_dir: str) -> list[str]:
         save_figure(plot_curves(variants), out_dir, "curves.png"),
         save_figure(plot_final(variants), out_dir, "final_metrics.png"),
     ]
-    if len(variants) > 2:
-        paths.append(save_figure(plot_ranking(rank_variants(variants)), out_dir, "ranking.png"))
+    if table.ranking is not None:
+        paths.append(save_figure(plot_ranking(table.ranking), out_dir, "ranking.png"))
+    scenes = table.scenes
+    if scenes is None:
+        return paths
+    if table.ranking is not None:
+        reference = table.ranking.best.name
+        rows = [(r.variant.name, r.paired) for r in table.ranking.rows[1:]]
+    else:
+        reference = variants[0].name
+        rows = [(variants[1].name, {k: table.paired[k] for k in VS_BEST})] if table.paired else []
+    if rows:
+        fig = plot_paired(rows, reference, scenes.coverage)
+        paths.append(save_figure(fig, out_dir, "paired_differences.png"))
+    order = [r.variant.name for r in table.ranking.rows] if table.ranking else [
+        v.name for v in variants]  # fmt: skip
+    paths.append(save_figure(plot_wrong_scenes(scenes, order), out_dir, "wrong_scenes.png"))
     return paths

@@ -168,6 +168,29 @@ def group_variants(trials: Sequence[TrialResult]) -> dict[str, list[TrialResult]
     return dict(zip(names, groups.values(), strict=True))
 
 
+def distinct_seeds(trials: Sequence[TrialResult]) -> tuple[list[TrialResult], list[str]]:
+    """One trial per configuration and seed (the first), and a note naming the others: a trial
+    that repeats a configuration and seed (e.g. --num-samples on a grid, from before it was
+    refused) is the same run again, not another seed, and counting it would shrink every
+    interval."""
+    seen: set[tuple] = set()
+    kept, repeats = [], []
+    for t in trials:
+        key = (config_group(t.config), repr(t.config.get(SEED_KEY)))
+        if key in seen:
+            repeats.append(t)
+        else:
+            seen.add(key)
+            kept.append(t)
+    if not repeats:
+        return kept, []
+    names = ", ".join(f"{t.trial_id} (seed={t.config.get(SEED_KEY, '?')})" for t in repeats)
+    return kept, [
+        f"{len(repeats)} trial(s) repeat a configuration and seed already counted and are left "
+        f"out (n counts distinct seeds): {names}."
+    ]
+
+
 def summarize_variants(trials: Sequence[TrialResult]) -> list[VariantSummary]:
     """One VariantSummary per configuration (trials equal except their seed)."""
     out = []

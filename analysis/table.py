@@ -14,31 +14,39 @@ from typing import Any
 
 from tabulate import tabulate, tabulate_formats
 
+from analysis.bootstrap import Paired
+from analysis.cells import estimate_cell, fmt_value, for_format, p_cell, paired_cell, spread_cell
 from analysis.ranking import (
+    COST,
+    MCNEMAR,
+    QUALITY,
+    VS_BEST,
+    WELCH,
     Ranking,
     half_width,
-    interval,
     rank_variants,
     ranking_notes,
-    ranking_table,
+    ranking_tables,
 )
+from analysis.scenes import SceneStats, scene_stats
 from analysis.stats import (
     Comparison,
     Summary,
     TrialResult,
     VariantSummary,
     compare,
+    distinct_seeds,
     summarize_variants,
     trial_results,
     verdict,
 )
 from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import TRIAL_METRICS, Metric
+from tune_cilp.core.metrics import SCENE_METRICS, SELECT, TRIAL_METRICS, Metric
 from tune_cilp.models.variants import variant_name
 from tune_cilp.results import Experiment, TrialRecord
 
-# The seed's rows, then two that survive class imbalance (labels and formats: the schema).
+# The seed's rows, then those that survive class imbalance (labels and formats: the schema).
 ROWS: tuple[Metric, ...] = tuple(
     TRIAL_METRICS[key]
     for key in (
@@ -48,35 +56,81 @@ ROWS: tuple[Metric, ...] = tuple(
         "val_accuracy",
         "val_balanced_accuracy",
         "val_f1",
+        "val_roc_auc",
+        "val_average_precision",
     )
 )
 WELCH_TEST = "Welch's t-test, two-sided, 95% CI of the difference"  # JSON's "test", two columns
+PAIRED_TEST = "paired percentile bootstrap, two-sided, 95% interval of the difference"
 MAJORITY_BALANCED = 0.6  # at or below, with majority-rate accuracy: "mostly the majority"
 FOOTER = (
-    "Validation Loss: minimum over epochs; Accuracy, Balanced Accuracy and F1 (spheres positive): "
-    "validation set at that epoch; Training Time: sum of epoch times. "
-    "Cells: mean ± std (number of seeds)."
+    "Validation Loss: minimum over epochs; Accuracy, Balanced Accuracy, F1, ROC AUC and AP "
+    "(average precision; spheres positive): validation set at that epoch; Training Time: sum of "
+    "epoch times. Cells: value (mean over seeds) [95% interval] where per-scene scores give one; "
+    "mean (min–max) across seeds for the rest."
 )
 
 
 @dataclass
 class ComparisonTable:
-    """Variants' summaries, the two-variant comparisons, and the footer lines."""
+    """Variants' summaries, the two-variant comparisons, and the footer lines.
+
+    comparisons: Welch's test across seeds per metric (b - a); paired: the paired bootstrap on
+    the same scenes per scene metric (b - a); mcnemar: (p, scenes only a gets right, only b)
+    when both have one seed."""
 
     variants: list[VariantSummary]
     comparisons: dict[str, Comparison] = field(default_factory=dict)  # metric -> b - a
     notes: list[str] = field(default_factory=list)
     verdict: str = ""
     ranking: Ranking | None = None  # more than two variants
+    scenes: SceneStats | None = None
+    paired: dict[str, Paired] = field(default_factory=dict)
+    mcnemar: tuple[float, int, int] | None = None
+
+    @property
+    def second_test(self) -> str:
+        """The test beside the paired bootstrap: McNemar (one seed each), Welch (2+ each)."""
+        if self.mcnemar is not None:
+            return MCNEMAR
+        return WELCH if any(c.testable for c in self.comparisons.values()) else ""
 
     @property
     def headers(self) -> list[str]:
-        names = [v.name for v in self.variants]
-        return ["Metric", *names, *(["Difference"] if self.comparisons else [])]
+        names = [f"{v.name}\n({_seeds(len(v.trials))})" for v in self.variants]
+        if len(self.variants) != 2:
+            return ["Metric", *names]
+        tests = (["p boot"] if self.paired else []) + (
+            [f"p {self.second_test}"] if self.second_test else []
+        )
+        return ["Metric", *names, "Difference\n[95% CI]", *tests]
 
     def rows(self) -> list[list[str]]:
         """Formatted cells, one row per entry of ROWS."""
-        return metric_rows(ROWS, self.variants, self.comparisons, _cell)
+        out = []
+        for m in ROWS:
+            row = [m.label] + [self._cell(v, m) for v in self.variants]
+            if len(self.variants) == 2:
+                row += self._difference_cells(m)
+            out.append(row)
+        return out
+
+    def _cell(self, v: VariantSummary, m: Metric) -> str:
+        if self.scenes is not None and m.key in SCENE_METRICS:
+            return estimate_cell(self.scenes.variants[v.name].estimates[m.key], m.fmt)
+        return spread_cell(v.values(m.key), m.fmt)
+
+    def _difference_cells(self, m: Metric) -> list[str]:
+        welch = self.comparisons[m.key]
+        paired = self.paired.get(m.key)
+        cells = [paired_cell(paired, m.fmt) if paired else welch_cell(welch, m.fmt)]
+        if self.paired:
+            cells.append(p_cell(paired.p_value) if paired else "")
+        if self.second_test == MCNEMAR:
+            cells.append(p_cell(self.mcnemar[0]) if m.key == "val_accuracy" else "")
+        elif self.second_test == WELCH:
+            cells.append(p_cell(welch.p_value) if welch.testable else "")
+        return cells
 
 
 def metric_rows(
@@ -86,28 +140,15 @@ def metric_rows(
     cell: Callable[[Summary, str], str],
 ) -> list[list[str]]:
     """One formatted row per metric: its label, a `cell` per column, then the Difference cell
-    when there are comparisons (tables in the seed notebook's shape: metrics down, variants
-    across)."""
+    (Welch across seeds) when there are comparisons: metrics down, columns across (the CILP
+    table's shape)."""
     out = []
     for m in metrics:
-        row = [m.label] + [cell(v.metrics[m.key], m.fmt) for v in columns]
+        row = [m.label] + [cell(c.metrics[m.key], m.fmt) for c in columns]
         if comparisons:
             row.append(difference_cell(comparisons[m.key], m.fmt))
         out.append(row)
     return out
-
-
-def fmt_value(value: float, spec: str) -> str:
-    """`value` in `spec`, or "n/a" for a missing one."""
-    return "n/a" if value is None or math.isnan(value) else format(value, spec)
-
-
-def _cell(summary: Summary, spec: str) -> str:
-    if summary.n == 0:
-        return "n/a"
-    if summary.n == 1:
-        return fmt_value(summary.mean, spec)
-    return f"{fmt_value(summary.mean, spec)} ± {fmt_value(summary.std, spec)} ({summary.n})"
 
 
 def difference_cell(c: Comparison, spec: str) -> str:
@@ -118,48 +159,125 @@ def difference_cell(c: Comparison, spec: str) -> str:
     return f"{diff} [{fmt_value(c.ci_low, spec)}, {fmt_value(c.ci_high, spec)}] p={c.p_value:.2g}"
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("s" if n != 1 else "")
+
+
+def welch_cell(c: Comparison, spec: str) -> str:
+    """The difference of means b - a, with Welch's 95 % CI when both sides have 2+ seeds."""
+    diff = format(c.difference, "+" + spec) if not math.isnan(c.difference) else "n/a"
+    if not c.testable:
+        return diff
+    return f"{diff}\n[{fmt_value(c.ci_low, '+' + spec)}, {fmt_value(c.ci_high, '+' + spec)}]"
+
+
 def comparison_table(
     variants: list[VariantSummary], notes: list[str] | None = None
 ) -> ComparisonTable:
-    """Build the table: with exactly two variants the Difference column and the verdict, with
+    """Build the table: per-scene statistics from the trials' stored scores (or a note why
+    there are none); with exactly two variants the difference columns and the verdict, with
     more a ranking against the best; notes for variants that predict mostly the majority class."""
     table = ComparisonTable(list(variants), notes=list(notes or []))
+    if variants:
+        table.scenes, scene_notes = scene_stats(variants)
+        table.notes += scene_notes
     table.notes += majority_class_notes(variants)
     if len(variants) > 2:
-        table.ranking = rank_variants(variants)
+        table.ranking = rank_variants(variants, table.scenes)
         table.verdict = table.ranking.verdict()
     elif len(variants) == 2:
         a, b = variants
         table.comparisons = {m.key: compare(a.values(m.key), b.values(m.key)) for m in ROWS}
-        table.verdict = verdict(a, b)
-        table.notes.append(
-            f"Difference = {b.name} - {a.name}; [95% CI of the difference] and two-sided p "
-            "from Welch's t-test across seeds (shown only when both sides have 2+ seeds)."
-        )
+        if table.scenes is not None:
+            s = table.scenes
+            table.paired = {m.key: s.compare(a.name, b.name, m.key) for m in ROWS if m.key in
+                            SCENE_METRICS}  # fmt: skip
+            table.mcnemar = s.mcnemar(a.name, b.name)
+            table.notes.append(s.note())
+        table.notes.append(_difference_note(table))
+        table.verdict = two_variant_verdict(table)
     return table
 
 
+def _difference_note(table: ComparisonTable) -> str:
+    a, b = table.variants
+    parts = [f"Difference = {b.name} - {a.name}"]
+    if table.paired:
+        parts.append(
+            "quality rows: paired bootstrap interval and p (p boot) on the same resampled scenes"
+        )
+    if table.second_test == MCNEMAR:
+        only_a, only_b = table.mcnemar[1:]
+        parts.append(
+            f"p McNemar: exact test on the scenes one gets right and the other wrong at 0.5 "
+            f"({only_a} only {a.name}, {only_b} only {b.name})"
+        )
+    elif table.second_test == WELCH:
+        parts.append("p Welch: Welch's t-test across seeds (its 95% CI on the cost rows)")
+    else:
+        parts.append("no test across seeds: a side has a single seed")
+    return "; ".join(parts) + "."
+
+
+def two_variant_verdict(table: ComparisonTable, alpha: float = 0.05) -> str:
+    """One line on the validation loss: which variant is better and on what evidence."""
+    a, b = table.variants
+    paired = table.paired.get(SELECT)
+    if paired is None:  # no per-scene scores: the seeds alone
+        return verdict(a, b)
+    d = paired.difference
+    interval = f" [{d.low:+.4g}, {d.high:+.4g}]" if d.has_interval else ""
+    evidence = f"paired bootstrap over {table.scenes.coverage}"
+    if math.isnan(paired.p_value):
+        head = f"no difference in {SELECT}: the two score every resample alike ({evidence})"
+    else:
+        better = a.name if d.value > 0 else b.name
+        found = f"{better} is better" if paired.p_value < alpha else "no significant difference"
+        head = (
+            f"{found} in {SELECT} ({b.name} - {a.name} = {d.value:+.4g}{interval}, {evidence}, "
+            f"p={paired.p_value:.2g})"
+        )
+    if table.second_test == MCNEMAR:
+        p, only_a, only_b = table.mcnemar
+        head += f"; McNemar on accuracy: {only_a} vs {only_b} discordant scenes, p={p:.2g}"
+    elif table.second_test == WELCH:
+        c = table.comparisons[SELECT]
+        if c.testable:
+            head += f"; across seeds, Welch's t-test p={c.p_value:.2g}"
+    n = f"(n={len(a.trials)} vs {len(b.trials)} seeds)"
+    return f"{head} {n}"
+
+
 def majority_class_notes(variants: list[VariantSummary]) -> list[str]:
-    """A note per variant whose balanced accuracy is <= MAJORITY_BALANCED while its accuracy
-    reaches the validation split's majority-class rate: it mostly predicts that class."""
-    notes = []
+    """One note naming the variants whose balanced accuracy is <= MAJORITY_BALANCED while
+    their accuracy reaches the validation split's majority-class rate: they mostly predict that
+    class (mean balanced accuracy and accuracy over seeds)."""
+    found = []
     for v in variants:
         rates = [t.majority_rate for t in v.trials if not math.isnan(t.majority_rate)]
         acc = v.metrics["val_accuracy"].mean
         balanced = v.metrics["val_balanced_accuracy"].mean
         if rates and balanced <= MAJORITY_BALANCED and acc >= min(rates) - 1e-9:
-            notes.append(
-                f"{v.name} predicts mostly the majority class: balanced accuracy "
-                f"{balanced:.2f} at {acc:.2f} accuracy, majority rate {min(rates):.2f}"
-            )
-    return notes
+            found.append((v.name, balanced, acc, min(rates)))
+    if not found:
+        return []
+    if len(found) == 1:
+        name, balanced, acc, rate = found[0]
+        return [
+            f"{name} predicts mostly the majority class: balanced accuracy {balanced:.2f} at "
+            f"{acc:.2f} accuracy, majority rate {rate:.2f}"
+        ]
+    cells = ", ".join(f"{name} ({balanced:.2f} at {acc:.2f})" for name, balanced, acc, _ in found)
+    return [
+        f"{len(found)} variants predict mostly the majority class (balanced accuracy at "
+        f"accuracy; majority rate {min(f[3] for f in found):.2f}): {cells}"
+    ]
 
 
 def experiment_table(experiment: Experiment) -> ComparisonTable:
     """The comparison table of a loaded experiment. Its notes name every trial that failed, has
     damaged result files, is left out (and why), or has not finished."""
-    results = trial_results(experiment)
-    notes = []
+    results, notes = distinct_seeds(trial_results(experiment))
     failed = [t for t in experiment.trials if t.status == "ERROR"]
     if failed:
         notes.append(
@@ -211,6 +329,15 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+def render(headers: list[str], rows: list[list[str]], fmt: str) -> str:
+    """One table in tabulate's `fmt`, two-line cells joined where the format cannot draw them;
+    disable_numparse keeps our number formats ("0.500", not tabulate's "0.5")."""
+    (headers,) = for_format([headers], fmt)
+    return tabulate(
+        for_format(rows, fmt), headers=headers, tablefmt=check_format(fmt), disable_numparse=True
+    )
+
+
 def format_table(table: ComparisonTable, fmt: str = "grid") -> str:
     """The table in a tabulate format, then the footer notes and the verdict line; with no
     variant to show, a line saying so and the notes that say why."""
@@ -218,23 +345,79 @@ def format_table(table: ComparisonTable, fmt: str = "grid") -> str:
         # The notes say why: not reported yet, failed, damaged result files.
         text, notes = "no trial has a validation loss to show yet", table.notes
     elif table.ranking is not None:
-        headers, rows = ranking_table(table.ranking)
-        text = tabulate(rows, headers=headers, tablefmt=check_format(fmt), disable_numparse=True)
+        text = "\n\n".join(
+            f"{title}\n{render(headers, rows, fmt)}"
+            for title, headers, rows in ranking_tables(table.ranking)
+        )
         *legend, verdict_line = ranking_notes(table.ranking)
         notes = [*legend, *table.notes, verdict_line]
     else:
-        # disable_numparse: keep our number formats ("0.500", not tabulate's "0.5")
-        text = tabulate(
-            table.rows(), headers=table.headers, tablefmt=check_format(fmt), disable_numparse=True
-        )
+        text = render(table.headers, table.rows(), fmt)
         notes = [FOOTER, *table.notes] + (["Verdict: " + table.verdict] if table.verdict else [])
     # Wrapped at spaces only: a variant name such as "concat-stride" stays in one piece.
     return "\n".join([text, *(textwrap.fill(n, 100, break_on_hyphens=False) for n in notes)])
 
 
 def to_records(table: ComparisonTable) -> list[dict[str, Any]]:
-    """One flat dict per metric: per-variant mean/std/n and, for two variants, the difference."""
-    return metric_records(ROWS, table.variants, table.comparisons)
+    """One flat dict per metric: per-variant mean/std/n (and, for scene metrics, the value and
+    95 % interval from the per-scene scores) and, for two variants, Welch's difference and the
+    paired bootstrap's (what --csv writes for a two-variant table and --json's "rows" hold)."""
+    records = metric_records(ROWS, table.variants, table.comparisons)
+    for m, rec in zip(ROWS, records, strict=True):
+        if table.scenes is not None and m.key in SCENE_METRICS:
+            for v in table.variants:
+                e = table.scenes.variants[v.name].estimates[m.key]
+                rec.update({f"{v.name} value": e.value, f"{v.name} low": e.low,
+                            f"{v.name} high": e.high})  # fmt: skip
+        if table.paired:
+            p = table.paired.get(m.key)
+            rec.update(
+                {
+                    "paired_difference": p.difference.value if p else math.nan,
+                    "paired_low": p.difference.low if p else math.nan,
+                    "paired_high": p.difference.high if p else math.nan,
+                    "p_bootstrap": p.p_value if p else math.nan,
+                }
+            )
+        if table.mcnemar is not None:
+            rec["p_mcnemar"] = table.mcnemar[0] if m.key == "val_accuracy" else math.nan
+    return records
+
+
+def ranking_records(ranking: Ranking) -> list[dict[str, Any]]:
+    """One flat dict per ranked variant with every column of the three ranking tables,
+    unformatted (what --csv writes for more than two variants and --json's "ranking" holds)."""
+    records = []
+    for place, r in enumerate(ranking.rows, start=1):
+        rec: dict[str, Any] = {"rank": place, "name": r.variant.name}
+        rec["seeds"] = len(r.variant.trials)
+        for k in QUALITY:
+            e = r.quality[k]
+            rec.update({k: e.value, f"{k} low": e.low, f"{k} high": e.high})
+        for k in VS_BEST:
+            p = r.paired.get(k)
+            rec.update(
+                {
+                    f"Δ {k}": p.difference.value if p else math.nan,
+                    f"Δ {k} low": p.difference.low if p else math.nan,
+                    f"Δ {k} high": p.difference.high if p else math.nan,
+                    f"p_bootstrap {k}": p.p_value if p else math.nan,
+                }
+            )
+        rec.update(
+            {
+                "p_bootstrap_holm": r.p_boot_holm,
+                "p_welch": r.welch.p_value if r.welch else math.nan,
+                "p_mcnemar": r.mcnemar[0] if r.mcnemar else math.nan,
+                f"p_{ranking.second_test.lower() or 'second'}_holm": r.p_second_holm,
+                "p_improvement": r.p_improvement,
+            }
+        )
+        for k in COST:
+            s = r.variant.metrics[k]
+            rec.update({f"{k} mean": s.mean, f"{k} min": s.min, f"{k} max": s.max})
+        records.append(rec)
+    return records
 
 
 def metric_records(
@@ -252,7 +435,8 @@ def metric_records(
         rec: dict[str, Any] = {"metric": m.label, "key": m.key}
         for v in columns:
             s = v.metrics[m.key]
-            rec.update({f"{v.name} mean": s.mean, f"{v.name} std": s.std, f"{v.name} n": s.n})
+            rec.update({f"{v.name} mean": s.mean, f"{v.name} std": s.std, f"{v.name} n": s.n,
+                        f"{v.name} min": s.min, f"{v.name} max": s.max})  # fmt: skip
             if ci_half_width:
                 rec[f"{v.name} ci_half_width"] = half_width(s.std, s.n)
         if comparisons:
@@ -301,26 +485,11 @@ def to_json_dict(table: ComparisonTable, experiment_path: str = "") -> dict[str,
             "rows": to_records(table),
             "variants": [variant_dict(v) for v in table.variants],
             "comparison": {m: asdict(c) for m, c in table.comparisons.items()},
-            "test": WELCH_TEST
-            if table.comparisons
-            else "Welch's t-test against the best, Holm-corrected"
-            if table.ranking is not None
+            "test": (PAIRED_TEST if table.scenes is not None else WELCH_TEST)
+            if table.variants
             else None,
-            "ranking": None
-            if table.ranking is None
-            else [
-                {
-                    "rank": place,
-                    "name": r.variant.name,
-                    "mean": r.variant.metrics[table.ranking.metric].mean,
-                    "ci_half_width": interval(r.variant.values(table.ranking.metric)).half_width,
-                    "difference_vs_best": None if r.vs_best is None else r.vs_best.difference,
-                    "p_welch": None if r.vs_best is None else r.vs_best.p_value,
-                    "p_holm": r.p_holm,
-                    "p_improvement": r.p_improvement,
-                }
-                for place, r in enumerate(table.ranking.rows, start=1)
-            ],
+            "intervals_cover": None if table.scenes is None else table.scenes.coverage,
+            "ranking": None if table.ranking is None else ranking_records(table.ranking),
             "verdict": table.verdict or None,
             "notes": table.notes,
         }
@@ -349,8 +518,10 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def write_csv(table: ComparisonTable, path: str) -> None:
-    """The table's numbers (unformatted) as CSV, one row per metric."""
-    write_records_csv(to_records(table), path)
+    """The table's numbers (unformatted) as CSV: one row per metric, or with a ranking one row
+    per variant with every column of its tables."""
+    records = to_records(table) if table.ranking is None else ranking_records(table.ranking)
+    write_records_csv(records, path)
 
 
 def write_records_csv(records: Sequence[dict[str, Any]], path: str) -> None:

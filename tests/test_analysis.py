@@ -499,7 +499,7 @@ def test_statistics_across_three_seeds_by_hand() -> None:
 
     # One side has a single seed: the difference, but no test.
     table = comparison_table([a, b])
-    assert table.headers[-1] == "Difference"
+    assert table.headers[-1] == "Difference\n[95% CI]"  # no test column: a side has one seed
     assert table.rows()[0][-1] == format(0.9 - 0.8 / 3, "+.4g")
     assert table.verdict.startswith("no test possible") and "(n=3 vs 1)" in table.verdict
 
@@ -575,6 +575,8 @@ def test_every_left_out_trial_is_named_with_its_reason() -> None:
         f"1 trial(s) finished without reporting a result and are left out: {name(5, 5)}.",
         f"1 trial(s) have no intact epoch in their result files and are left out: {name(6, 6)}.",
         "1 trial(s) not finished (ERROR): partial results.",
+        "No per-scene intervals or paired tests: no checkpoint: 2 trial(s), "
+        f"{name(0, 0)}, {name(7, 7)}. Cells show what the seeds alone give.",
     ]
     empty = format_table(experiment_table(Experiment("/x", trials[1:7])))
     assert empty.startswith("no trial has a validation loss to show yet\n")

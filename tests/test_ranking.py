@@ -1,6 +1,8 @@
-"""The many-variant comparison on known per-seed numbers. Every expected value below was worked
-out separately (Welch's t and Satterthwaite's degrees of freedom written out with numpy and
-scipy.stats.t, Holm's steps by hand, seed pairs counted by hand), not with the code under test."""
+"""The many-variant comparison on known per-seed numbers, without per-scene scores (the fallback
+for an experiment from before they were stored: Welch's t-test across seeds, Holm-corrected).
+Every expected value below was worked out separately (Welch's t and Satterthwaite's degrees of
+freedom written out with numpy and scipy.stats.t, Holm's steps by hand, seed pairs counted by
+hand), not with the code under test. The per-scene ranking: tests/test_scene_tables.py."""
 
 from __future__ import annotations
 
@@ -8,13 +10,13 @@ import math
 
 import pytest
 
+from analysis.bootstrap import holm
 from analysis.ranking import (
-    holm,
-    interval,
     probability_of_improvement,
+    quality_table,
     rank_variants,
     ranking_notes,
-    ranking_table,
+    vs_best_table,
 )
 from analysis.stats import summarize_trial, summarize_variants
 from analysis.table import comparison_table, format_table, majority_class_notes
@@ -33,13 +35,7 @@ HOLM_P = {
     "hadamard": 0.006502524083037645,
     "late": 0.006502524083037645,
 }
-# mean and t(0.975, 2) x s / sqrt(3)
-CI = {
-    "concat": (0.011, 0.00248413771175033),
-    "add": (0.01333333333333333, 0.0037945830335967593),
-    "hadamard": (0.031, 0.00657241060772843),
-    "late": (0.19666666666666666, 0.0379458303359676),
-}
+MEAN = {"concat": 0.011, "add": 0.04 / 3, "hadamard": 0.031, "late": 0.59 / 3}
 # pairs (concat seed i, other seed j) with concat lower: add 8.5 of 9 (0.012 ties once)
 IMPROVEMENT = {"add": 8.5 / 9, "hadamard": 1.0, "late": 1.0}
 
@@ -63,29 +59,31 @@ def test_ranking_matches_the_independent_computation() -> None:
     assert names == ["concat-maxpool", "add-maxpool", "hadamard-maxpool", "late-maxpool"]
     for row in ranking.rows[1:]:
         variant = row.variant.name.split("-")[0]
-        assert row.vs_best.p_value == pytest.approx(RAW_P[variant], rel=1e-9)
-        assert row.p_holm == pytest.approx(HOLM_P[variant], rel=1e-9)
+        assert row.welch.p_value == pytest.approx(RAW_P[variant], rel=1e-9)
+        assert row.p_second_holm == pytest.approx(HOLM_P[variant], rel=1e-9)
         assert row.p_improvement == pytest.approx(IMPROVEMENT[variant])
-        assert row.vs_best.difference == pytest.approx(CI[variant][0] - CI["concat"][0])
-    for row in ranking.rows:
-        iv = interval(row.variant.values("val_loss"))
-        mean, half = CI[row.variant.name.split("-")[0]]
-        assert (iv.mean, iv.half_width, iv.n) == (pytest.approx(mean), pytest.approx(half), 3)
+        assert row.welch.difference == pytest.approx(MEAN[variant] - MEAN["concat"])
+        assert not row.paired and math.isnan(row.p_boot_holm)  # no per-scene scores
+    for row in ranking.rows:  # no interval: three seeds' t-interval on a bounded metric misleads
+        estimate = row.quality["val_loss"]
+        assert estimate.value == pytest.approx(MEAN[row.variant.name.split("-")[0]])
+        assert not estimate.has_interval
+    assert ranking.scenes is None and ranking.second_test == "Welch"
     assert ranking.indistinguishable == ["add-maxpool"]
     assert ranking.worse == ["hadamard-maxpool", "late-maxpool"]
     assert ranking.verdict().startswith("best val_loss: concat-maxpool; statistically")
+    assert "Welch's t-test across seeds, Holm-corrected" in ranking.verdict()
 
 
-def test_ranking_table_shows_intervals_and_the_comparison_with_the_best() -> None:
-    headers, rows = ranking_table(rank_variants(variants(LOSSES)))
-    assert headers[:3] == ["Rank", "Variant", "Validation Loss"]
-    assert headers[-3:] == ["Δ vs best", "p (Holm)", "P(best < it)"]
-    assert rows[0][:3] == ["1", "concat-maxpool", "0.011 ± 0.002484 (n=3)"]
-    assert rows[0][-3:] == ["(best)", "", ""]
-    assert rows[3][-3:] == ["+0.1857", "0.0065", "1.00"]
-    assert "Peak Memory (MiB)" in headers and rows[0][headers.index("Peak Memory (MiB)")] == (
-        "900 ± 0 (n=3)"
-    )
+def test_ranking_tables_show_the_means_and_the_comparison_with_the_best() -> None:
+    ranking = rank_variants(variants(LOSSES))
+    headers, rows = quality_table(ranking)
+    assert headers[:2] == ["Variant", "Validation\nLoss"]
+    assert rows[0][:2] == ["concat-maxpool", "0.011"]
+    headers, rows = vs_best_table(ranking)
+    assert headers[-3:] == ["p boot\n(Holm)", "p Welch\n(Holm)", "P(best\n< it)"]
+    assert rows[0][:2] == ["concat-maxpool", "(best)"] and rows[0][2:] == [""] * 5
+    assert rows[3][1] == "+0.1857" and rows[3][-3:] == ["n/a", "0.0065", "1.00"]
 
 
 def test_one_seed_per_variant_gives_the_ranking_and_how_to_get_the_test() -> None:
@@ -94,7 +92,8 @@ def test_one_seed_per_variant_gives_the_ranking_and_how_to_get_the_test() -> Non
     assert [r.variant.name for r in ranking.rows][0] == "concat-maxpool"
     assert not ranking.testable and not ranking.indistinguishable and not ranking.worse
     assert "--seeds" in ranking.verdict() and "--seeds" in ranking_notes(ranking)[-1]
-    assert ranking_table(ranking)[1][0][2] == "0.01 (n=1)"
+    assert quality_table(ranking)[1][0][1] == "0.01"
+    assert math.isnan(ranking.rows[1].p_improvement)  # one seed each: a 0/1 says nothing
 
 
 def test_holm_and_improvement_edge_cases() -> None:
@@ -103,7 +102,7 @@ def test_holm_and_improvement_edge_cases() -> None:
     assert adjusted[0] == 0.5 and math.isnan(adjusted[1])
     assert holm([0.6, 0.9]) == [1.0, 1.0]  # capped at 1
     assert probability_of_improvement([1.0, 2.0], [1.0, 2.0]) == 0.5  # all ties or mirrored
-    assert probability_of_improvement([0.1], [0.2, 0.05]) == 0.5
+    assert math.isnan(probability_of_improvement([0.1], [0.2, 0.05]))  # one seed
 
 
 def _trial(name: str, seed: int, accuracy: float, balanced: float, rate: float):
@@ -124,8 +123,14 @@ def test_majority_class_note_for_an_all_cubes_model_only() -> None:
 
 
 def test_more_than_two_variants_print_the_ranking_and_its_verdict() -> None:
-    text = format_table(comparison_table(variants(LOSSES)), "github")
-    header = text.splitlines()[0]
-    assert header.startswith("| Rank") and "Validation Loss" in header and "p (Holm)" in header
-    assert "Verdict: best val_loss: concat-maxpool" in text
-    assert "(Holm-corrected Welch p >= 0.05): add-maxpool" in " ".join(text.split())
+    table = comparison_table(variants(LOSSES))
+    text = format_table(table, "github")
+    lines = text.splitlines()
+    assert lines[0].startswith("Quality") and lines[1].startswith("| Variant")
+    assert "Validation Loss" in lines[1] and "Against the best" in text and "Cost" in text
+    assert "p Welch (Holm)" in text and "Verdict: best val_loss: concat-maxpool" in text
+    flat = " ".join(text.split())
+    assert "(p >= 0.05, Welch's t-test across seeds, Holm-corrected): add-maxpool" in flat
+    assert "No per-scene intervals or paired tests: no checkpoint: 12 trial(s)" in flat
+    grid = format_table(table, "grid")
+    assert max(len(line) for line in grid.splitlines()) <= 120

@@ -1,0 +1,89 @@
+"""Table cells: a value with its interval, a spread across seeds, a paired difference, a p-value.
+
+A cell may hold two lines (value, then its interval): formats that can draw them (grid, simple,
+...) keep both, the others (github, latex, ...) get one line. One place for every number's look,
+so all tables agree.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+
+import numpy as np
+
+from analysis.bootstrap import CONSTANT, Estimate, Paired
+
+NAME_WIDTH = 20  # a variant name wraps at spaces beyond this (ranking tables)
+# tabulate formats that draw a two-line cell as two lines of one row
+MULTILINE_FORMATS = frozenset(
+    {"plain", "simple", "grid", "simple_grid", "rounded_grid", "heavy_grid", "mixed_grid",
+     "double_grid", "fancy_grid", "outline", "simple_outline", "rounded_outline",
+     "heavy_outline", "mixed_outline", "double_outline", "fancy_outline", "psql", "pretty",
+     "presto", "rst"}
+)  # fmt: skip
+
+
+def fmt_value(value: float | None, spec: str) -> str:
+    """`value` in `spec`, or "n/a" for a missing one."""
+    return "n/a" if value is None or math.isnan(value) else format(value, spec)
+
+
+def estimate_cell(e: Estimate, spec: str, sign: bool = False) -> str:
+    """ "0.912\\n[0.853, 0.967]"; the value alone when there is no interval."""
+    s = ("+" if sign else "") + spec
+    value = fmt_value(e.value, s)
+    if not e.has_interval or math.isnan(e.value):
+        return value
+    bounds = _bound_spec(s)
+    return f"{value}\n[{format(e.low, bounds)}, {format(e.high, bounds)}]"
+
+
+def _bound_spec(spec: str) -> str:
+    """A "g" spec one significant digit shorter: a bootstrap bound's Monte Carlo error is in
+    the third digit already, and the shorter bounds keep the tables within 120 columns."""
+    if spec.endswith("g") and spec[-2:-1].isdigit() and int(spec[-2]) > 2:
+        return spec[:-2] + str(int(spec[-2]) - 1) + "g"
+    return spec
+
+
+def paired_cell(p: Paired | None, spec: str) -> str:
+    """The difference and its paired interval ("" when there is no comparison)."""
+    return "" if p is None else estimate_cell(p.difference, spec, sign=True)
+
+
+def spread_cell(values: Sequence[float], spec: str) -> str:
+    """Across seeds: "mean\\n(min–max)"; one value, or seeds that agree: the value alone."""
+    arr = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    if arr.size == 0:
+        return "n/a"
+    mean = format(float(arr.mean()), spec)
+    if arr.size == 1 or np.ptp(arr) < CONSTANT * max(1.0, abs(float(arr.mean()))):
+        return mean
+    return f"{mean}\n({format(float(arr.min()), spec)}–{format(float(arr.max()), spec)})"
+
+
+def p_cell(p: float) -> str:
+    """A p-value in two significant digits, "n/a" when there is none."""
+    return "n/a" if p is None or math.isnan(p) else f"{p:.2g}"
+
+
+def name_cell(name: str) -> str:
+    """A variant name wrapped at spaces (never inside "concat-maxpool"); a "key=value" longer
+    than a line breaks after its "="."""
+    pieces = []
+    for token in name.split(" "):
+        if len(token) > NAME_WIDTH and "=" in token:
+            key, value = token.split("=", 1)
+            pieces += [key + "=", value]
+        else:
+            pieces.append(token)
+    return textwrap.fill(" ".join(pieces), NAME_WIDTH, break_on_hyphens=False)
+
+
+def for_format(rows: list[list[str]], fmt: str) -> list[list[str]]:
+    """`rows` with two-line cells joined into one line where `fmt` cannot draw them."""
+    if fmt in MULTILINE_FORMATS:
+        return rows
+    return [[cell.replace("\n", " ") for cell in row] for row in rows]
