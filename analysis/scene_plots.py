@@ -22,7 +22,8 @@ def plot_paired(
     """One panel per metric: each variant's difference from `reference` (variant minus it) with
     its paired 95 % interval, a line at zero; `rows` in the order to draw, top first."""
     metrics = list(rows[0][1])
-    fig = Figure(figsize=(4.2 * len(metrics), 1.4 + 0.38 * len(rows)), layout="constrained")
+    height = max(2.8, 1.4 + 0.38 * len(rows))
+    fig = Figure(figsize=(4.2 * len(metrics), height), layout="constrained")
     axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
     y = np.arange(len(rows))[::-1]
     for ax, key in zip(axes, metrics, strict=True):
@@ -54,8 +55,8 @@ def plot_wrong_scenes(scenes: SceneStats, names: Sequence[str]) -> Figure:
     columns = np.flatnonzero(wrong.any(axis=0))
     columns = columns[np.lexsort((columns, -labels[columns]))]  # spheres first, then by id
     shown = columns[:MAX_SCENES]
-    fig = Figure(figsize=(min(3 + 0.22 * max(len(shown), 24), 22), 1.6 + 0.4 * len(names)),
-                 layout="constrained")  # fmt: skip
+    size = (min(3 + 0.22 * max(len(shown), 24), 22), max(3.0, 1.6 + 0.4 * len(names)))
+    fig = Figure(figsize=size, layout="constrained")
     ax = fig.subplots()
     if len(shown) == 0:
         ax.text(0.5, 0.5, "every variant gets every scene right", ha="center", va="center")

@@ -94,15 +94,17 @@ def test_runner_prints_the_table(run_output: tuple[Path, str]) -> None:
 @pytest.mark.slow
 def test_table_has_every_row_and_column(experiment_dir: Path) -> None:
     table = experiment_table(load_experiment(experiment_dir))
-    assert table.headers == ["Metric", *VARIANTS, "Difference"]
+    names = [f"{v}\n(3 seeds)" for v in VARIANTS]
+    assert table.headers == ["Metric", *names, "Difference\n[95% CI]", "p boot", "p Welch"]
+    assert table.scenes is not None and table.scenes.coverage == "seeds and validation scenes"
     rows = table.rows()
     assert [r[0] for r in rows] == [m.label for m in ROWS]
-    for row in rows:
-        assert all(cell.endswith("(3)") for cell in row[1:3]), row
-    text = format_table(table, "grid")
-    assert "Welch's t-test" in text
-    assert "is significant" in text or "is not significant" in text
-    assert "(n=3 vs 3)" in text
+    loss, params = rows[0], rows[1]  # the loss: value and interval; the parameter count: one number
+    assert all(len(cell.splitlines()) == 2 for cell in loss[1:4]), loss
+    assert params[0] == "Parameters (M)" and all("\n" not in cell for cell in params[1:3])
+    text = " ".join(format_table(table, "grid").split())
+    assert "paired bootstrap over seeds and validation scenes" in text
+    assert "Welch's t-test p=" in text and "(n=3 vs 3 seeds)" in text
 
 
 @pytest.mark.slow
@@ -254,8 +256,9 @@ DAMAGE_CASES = {
 def _damaged_copy(experiment_dir: Path, tmp_path: Path, damage, trials) -> list[Path]:
     """Trial directories, in trial order, of a copy of the experiment with `trials` damaged."""
     copy = tmp_path / "crashed"
-    # Checkpoints are not read for the table: leaving them out saves copying ~400 MB.
-    shutil.copytree(experiment_dir, copy, ignore=shutil.ignore_patterns("checkpoint_*"))
+    # The table reads a checkpoint's predictions.json, not its state: leaving the states out
+    # saves copying ~400 MB.
+    shutil.copytree(experiment_dir, copy, ignore=shutil.ignore_patterns("state.pt"))
     trial_dirs = sorted(p.parent for p in copy.glob("*/params.json"))
     assert len(trial_dirs) == 6
     for i in trials:
@@ -331,7 +334,7 @@ def test_cli_reads_a_crashed_experiment(experiment_dir: Path, tmp_path: Path) ->
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = " ".join(proc.stdout.split())
-    assert all(v in out for v in VARIANTS) and "(3)" in out and "Verdict: " in out
+    assert all(v in out for v in VARIANTS) and "(3 seeds)" in out and "Verdict: " in out
     undamaged = histories(experiment_dir)
     for trial_dir in trial_dirs:
         assert f"trial {_trial_name(undamaged[trial_dir.name])}: {CUT_NOTE}" in out
@@ -365,7 +368,12 @@ def test_cli_writes_table_files_and_plots(experiment_dir: Path, tmp_path: Path, 
     assert len(data["variants"][0]["trials"]) == 3 and data["verdict"]
 
     pngs = sorted(plots.glob("*.png"))
-    assert [p.name for p in pngs] == ["curves.png", "final_metrics.png"]
+    assert [p.name for p in pngs] == [
+        "curves.png",
+        "final_metrics.png",
+        "paired_differences.png",
+        "wrong_scenes.png",
+    ]
     for png in pngs:
         with Image.open(png) as img:
             img.verify()
@@ -450,7 +458,7 @@ def test_notebook_executes(experiment_dir: Path, monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv(key, value)
     text, images = execute_notebook(experiment_dir)
     assert "| Validation Loss" in text and "concat-stride" in text
-    assert images == 2
+    assert images == 4  # curves, final metrics, paired differences, wrong scenes
 
 
 # --- statistics on known small inputs ---------------------------------------------------------
