@@ -1,5 +1,5 @@
 """Is the strided model's failure the class imbalance? The seed ablation's two models, each
-trained with every class_balance setting (docs/PROTOCOL.md, class imbalance)."""
+trained with every class_balance setting (docs/STATISTICS.md, class imbalance remedies)."""
 
 from ray import tune
 

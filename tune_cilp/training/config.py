@@ -17,9 +17,9 @@ from tune_cilp.data.constants import DEFAULT_SEED
 from tune_cilp.models.variants import DOWNSAMPLES, ModelConfig, list_variants
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
-# How training answers the class imbalance (docs/PROTOCOL.md): "none" (the seed's), "pos_weight"
-# (BCE with the positive class weighted by the training split's cubes / spheres ratio) or
-# "sampler" (class-balanced batches, drawn with replacement).
+# How training answers the class imbalance (docs/STATISTICS.md, "Class imbalance remedies"):
+# "none" (the seed's), "pos_weight" (BCE with the positive class weighted by the training
+# split's cubes / spheres ratio) or "sampler" (class-balanced batches, drawn with replacement).
 CLASS_BALANCES: tuple[str, ...] = ("none", "pos_weight", "sampler")
 MAX_EPOCHS = 10_000  # far past any schedule here; a typo of extra zeros would run for ever
 
