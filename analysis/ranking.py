@@ -176,11 +176,11 @@ def _header(label: str) -> str:
 
 def quality_table(ranking: Ranking) -> tuple[list[str], list[list[str]]]:
     """Rank, variant and each QUALITY metric with its interval."""
-    headers = ["Variant", *(_header(TRIAL_METRICS[k].label) for k in QUALITY)]
+    headers = ["Rank", "Variant", *(_header(TRIAL_METRICS[k].label) for k in QUALITY)]
     rows = [
-        [name_cell(r.variant.name)]
+        [str(i), name_cell(r.variant.name)]
         + [estimate_cell(r.quality[k], TRIAL_METRICS[k].fmt) for k in QUALITY]
-        for r in ranking.rows
+        for i, r in enumerate(ranking.rows, start=1)
     ]
     return headers, rows
 
@@ -217,11 +217,11 @@ def vs_best_table(ranking: Ranking) -> tuple[list[str], list[list[str]]]:
 
 def cost_table(ranking: Ranking) -> tuple[list[str], list[list[str]]]:
     """Rank, variant and each COST figure across its seeds."""
-    headers = ["Variant", *(_header(TRIAL_METRICS[k].label) for k in COST)]
+    headers = ["Rank", "Variant", *(_header(TRIAL_METRICS[k].label) for k in COST)]
     rows = [
-        [name_cell(r.variant.name)]
+        [str(i), name_cell(r.variant.name)]
         + [spread_cell(r.variant.values(k), TRIAL_METRICS[k].fmt) for k in COST]
-        for r in ranking.rows
+        for i, r in enumerate(ranking.rows, start=1)
     ]
     return headers, rows
 

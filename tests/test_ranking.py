@@ -78,8 +78,9 @@ def test_ranking_matches_the_independent_computation() -> None:
 def test_ranking_tables_show_the_means_and_the_comparison_with_the_best() -> None:
     ranking = rank_variants(variants(LOSSES))
     headers, rows = quality_table(ranking)
-    assert headers[:2] == ["Variant", "Validation\nLoss"]
-    assert rows[0][:2] == ["concat-maxpool", "0.011"]
+    assert headers[:3] == ["Rank", "Variant", "Validation\nLoss"]
+    assert [row[0] for row in rows] == ["1", "2", "3", "4"]
+    assert rows[0][1:3] == ["concat-maxpool", "0.011"]
     headers, rows = vs_best_table(ranking)
     assert headers[-3:] == ["p boot\n(Holm)", "p Welch\n(Holm)", "P(best\n< it)"]
     assert rows[0][:2] == ["concat-maxpool", "(best)"] and rows[0][2:] == [""] * 5
@@ -92,7 +93,7 @@ def test_one_seed_per_variant_gives_the_ranking_and_how_to_get_the_test() -> Non
     assert [r.variant.name for r in ranking.rows][0] == "concat-maxpool"
     assert not ranking.testable and not ranking.indistinguishable and not ranking.worse
     assert "--seeds" in ranking.verdict() and "--seeds" in ranking_notes(ranking)[-1]
-    assert quality_table(ranking)[1][0][1] == "0.01"
+    assert quality_table(ranking)[1][0][2] == "0.01"
     assert math.isnan(ranking.rows[1].p_improvement)  # one seed each: a 0/1 says nothing
 
 
@@ -126,7 +127,7 @@ def test_more_than_two_variants_print_the_ranking_and_its_verdict() -> None:
     table = comparison_table(variants(LOSSES))
     text = format_table(table, "github")
     lines = text.splitlines()
-    assert lines[0].startswith("Quality") and lines[1].startswith("| Variant")
+    assert lines[0].startswith("Quality") and lines[1].startswith("| Rank   | Variant")
     assert "Validation Loss" in lines[1] and "Against the best" in text and "Cost" in text
     assert "p Welch (Holm)" in text and "Verdict: best val_loss: concat-maxpool" in text
     flat = " ".join(text.split())
