@@ -87,7 +87,7 @@ def test_replicate_rerun_resumes_like_any_experiment(replicated: dict, ray_env: 
 def test_notebook_shows_the_ranking_for_many_variants(replicated: dict) -> None:
     text, images = execute_notebook(replicated["experiment"])
     assert "| Rank" in text and "Verdict: best val_loss" in text
-    assert images == 3  # curves, final metrics and the ranking
+    assert images == 5  # curves, final metrics, the ranking, paired differences, wrong scenes
 
 
 def _not_fusion(tmp_path: Path) -> Path:
