@@ -86,4 +86,5 @@ def for_format(rows: list[list[str]], fmt: str) -> list[list[str]]:
     """`rows` with two-line cells joined into one line where `fmt` cannot draw them."""
     if fmt in MULTILINE_FORMATS:
         return rows
-    return [[cell.replace("\n", " ") for cell in row] for row in rows]
+    # name_cell breaks a long "key=value" after its "=": joined back without a space
+    return [[cell.replace("=\n", "=").replace("\n", " ") for cell in row] for row in rows]

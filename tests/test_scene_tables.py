@@ -152,6 +152,8 @@ def test_ranking_with_long_names_fits_120_columns_and_writes_every_column(tmp_pa
     text = format_table(table, "grid")
     assert "| Rank" in text and "Verdict: best val_loss: concat-maxpool lr=" in text
     assert max(len(line) for line in text.splitlines() if line.startswith(("+", "|"))) <= 120
+    github = format_table(table, "github")  # one-line cells: a name joined back whole
+    assert "| concat-maxpool lr=" in github and "= " not in github.split("Verdict")[0]
     out = tmp_path / "rank.csv"
     write_csv(table, str(out))
     with open(out, newline="") as f:
