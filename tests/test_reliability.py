@@ -20,7 +20,7 @@ from processes import RayEnv, error_lines, finish, run_command, snapshot, start,
 from tune_results import histories, trial_statuses
 
 from tune_cilp.experiment.identity import META_FILE
-from tune_cilp.experiment.lock import LOCK_FILE
+from tune_cilp.experiment.lock import LOCK_FILE, local_lock
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def identity_cases(data: Path, other: Path) -> list[tuple[str, list[str], str]]:
     ]
 
 
-def test_rerun_with_other_settings_refuses_naming_each_difference(
+def test_rerun_with_other_settings_refuses_naming_each_difference_even_while_locked(
     two_drivers: dict, data: Path, tiny_raw: Path, ray_env: RayEnv
 ) -> None:
     experiment = two_drivers["experiment"]
@@ -116,7 +116,9 @@ def test_rerun_with_other_settings_refuses_naming_each_difference(
             cmd = run_command(data, storage, *args)
         return run(cmd, ray_env)
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    # Held by "another driver" throughout: a rerun with other settings is refused for them,
+    # not for the lock (three reruns at once used to collide on it and say "another driver").
+    with local_lock(str(experiment)), ThreadPoolExecutor(max_workers=3) as pool:
         procs = list(pool.map(rerun, [extra for _, extra, _ in cases]))
     wrong = []
     for (case, _, expected), proc in zip(cases, procs, strict=True):
