@@ -98,13 +98,39 @@ def majority_rate(labels: np.ndarray) -> float:
     return max(positive, 1.0 - positive)
 
 
+# Linear probes of frozen representations (tune_cilp/training/probes.py): what is probed, after
+# which stage, and the scores; a stage's last row reports probe_<what>_<score>.
+PROBED: dict[str, tuple[str, str]] = {
+    "rgb": ("contrastive", "image emb."),
+    "lidar": ("contrastive", "LiDAR emb."),
+    "projected": ("projector", "projected image emb."),
+}
+PROBE_SCORES: dict[str, tuple[str, str]] = {  # score -> (label, format)
+    "roc_auc": ("ROC AUC", ".3f"),
+    "average_precision": ("AP", ".3f"),
+    "balanced_accuracy": ("balanced accuracy", ".3f"),
+}
+
+
+def probe_key(what: str, score: str) -> str:
+    """The result key of one probe score, e.g. probe_rgb_roc_auc."""
+    return f"probe_{what}_{score}"
+
+
+PROBE_ROWS: tuple[Metric, ...] = tuple(
+    Metric(probe_key(what, score), f"Linear probe, {name}: {label}", spec, "max")
+    for what, (_, name) in PROBED.items()
+    for score, (label, spec) in PROBE_SCORES.items()
+)
+
 # The CILP table's rows (analysis/cilp_table.py): one chain (one seed) reduced to numbers, each
-# stage at its best epoch by validation loss.
+# stage at the epoch whose weights it kept (its best by validation loss), the probes on those.
 CILP_ROWS: tuple[Metric, ...] = (
     Metric("contrastive_val_loss", "Contrastive Validation Loss", ".4g", "min"),
     Metric("top1_rgb_to_lidar", "Retrieval top-1 RGB→LiDAR", ".3f", "max"),
     Metric("top1_lidar_to_rgb", "Retrieval top-1 LiDAR→RGB", ".3f", "max"),
     Metric("projector_val_mse", "Projector Validation MSE", ".4g", "min"),
+    *PROBE_ROWS,
     Metric("classifier_val_loss", "Classifier Validation Loss", ".4g", "min"),
     *(TRIAL_METRICS[k] for k in (*AT_BEST_EPOCH, "params_m", "training_time_s")),
 )

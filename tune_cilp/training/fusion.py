@@ -16,12 +16,20 @@ from torch import nn
 from tune_cilp.core.errors import UserError
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.models.fusion import build_model
+from tune_cilp.training.balance import class_pos_weight, sample_weights
 from tune_cilp.training.config import TrainConfig
 from tune_cilp.training.device import configure_process, resolve_device
 from tune_cilp.training.loop import TrainingLoop
 
 # TrainConfig and configure_process are imported from here by the trial, tests and benchmarks.
-__all__ = ["TrainConfig", "Trainer", "configure_process", "predict_proba"]
+__all__ = [
+    "TrainConfig",
+    "Trainer",
+    "class_pos_weight",
+    "configure_process",
+    "predict_proba",
+    "sample_weights",
+]
 
 
 class Trainer(TrainingLoop):
@@ -79,26 +87,6 @@ class Trainer(TrainingLoop):
     def best_model(self) -> nn.Module:
         """A fresh model (eval mode, on the trainer's device) holding the best weights so far."""
         return self.best_module()
-
-
-def class_pos_weight(cfg: TrainConfig, train_labels: np.ndarray) -> float | None:
-    """The positive class's weight in the training loss: cfg.pos_weight as given, or with
-    class_balance "pos_weight" the training split's cubes / spheres ratio; None = unweighted."""
-    if cfg.class_balance != "pos_weight":
-        return cfg.pos_weight
-    positives = int(np.sum(train_labels == 1))
-    if positives == 0 or positives == len(train_labels):
-        raise UserError(
-            f"class_balance 'pos_weight': the training split needs both classes, got "
-            f"{positives} spheres of {len(train_labels)} scenes"
-        )
-    return (len(train_labels) - positives) / positives
-
-
-def sample_weights(train_labels: np.ndarray) -> torch.Tensor:
-    """Per-scene sampling weights that balance the classes: 1 / (count of the scene's class)."""
-    counts = np.bincount(train_labels, minlength=2).astype(np.float64)
-    return torch.from_numpy(1.0 / counts[train_labels])
 
 
 @torch.inference_mode()

@@ -11,9 +11,12 @@ bookkeeping:
 - optional bf16 autocast and channels_last (see tune_cilp.training.device).
 
 A subclass says what differs: build() (the module to train, an nn.Module or nn.ModuleDict),
-train_epoch(), evaluate(), num_epochs, and optionally frozen_parts() and num_parameters. Frozen
-parts get requires_grad=False on every parameter, are left out of the optimiser and are checked
-bit-identical after every epoch (a trainer that changed them would be a bug: RuntimeError).
+train_epoch(), evaluate(), num_epochs, and optionally frozen_parts(), phase_parts(), keeps_best()
+and num_parameters. Frozen parts get requires_grad=False on every parameter, are left out of the
+optimiser and are checked bit-identical after every epoch (a trainer that changed them would be
+a bug: RuntimeError). A run in phases (phase_parts: which parts an epoch trains) starts each
+phase with a new Adam over that phase's parts and a cosine schedule over its epochs; the parts
+it does not train are out of its optimiser and checked bit-identical after each of its epochs.
 
 Process-wide settings (threads, flush-to-zero, the GPU memory cap) are not the loop's: the caller
 makes them once with configure_process(). On CPU the same seed gives the same metrics (timings
@@ -132,12 +135,8 @@ class TrainingLoop:
         self.module = self._new_module()
         for name in self.frozen_parts():
             self.module[name].requires_grad_(False)
-        self._frozen = {k: v.clone() for k, v in self._frozen_state()}
-        trainable = [p for p in self.module.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=self.num_epochs, eta_min=cfg.eta_min
-        )
+        self._frozen = {k: v.clone() for k, v in self._frozen_state(self.frozen_parts())}
+        self._start_phase(0)
         # The batch order has a generator of its own, so nothing else that draws random numbers
         # shifts it; training draws from nothing else.
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -175,6 +174,15 @@ class TrainingLoop:
     def frozen_parts(self) -> tuple[str, ...]:
         """Names of the parts (of an nn.ModuleDict module) never trained here."""
         return ()
+
+    def phase_parts(self, epoch: int) -> tuple[str, ...] | None:
+        """The parts epoch `epoch` (0-based) trains; None (the default): every part not frozen,
+        the whole run one phase."""
+        return None
+
+    def keeps_best(self, epoch: int) -> bool:
+        """Whether epoch `epoch` (0-based) may be the one whose weights are kept as the best."""
+        return True
 
     @property
     def num_parameters(self) -> int:
@@ -243,14 +251,44 @@ class TrainingLoop:
                 out.append(fn(rgb, xyza).float())
         return torch.cat(out)
 
-    def _frozen_state(self) -> Iterator[tuple[str, torch.Tensor]]:
-        for name in self.frozen_parts():
+    def _start_phase(self, epoch: int) -> None:
+        """The optimiser and schedule of the phase epoch `epoch` is in, over the parts it trains."""
+        parts = self.phase_parts(epoch)
+        frozen = self.frozen_parts()
+        if parts is not None:
+            for name in self.module:
+                if name not in frozen:
+                    self.module[name].requires_grad_(name in parts)
+            for name in frozen:  # a part may share modules with a frozen one
+                self.module[name].requires_grad_(False)
+        first = last = epoch
+        while first > 0 and self.phase_parts(first - 1) == parts:
+            first -= 1
+        while last + 1 < self.num_epochs and self.phase_parts(last + 1) == parts:
+            last += 1
+        self._phase = parts
+        self._resting = () if parts is None else tuple(n for n in self.module if n not in parts)
+        trainable = [p for p in self.module.parameters() if p.requires_grad]
+        cfg = self.cfg
+        self.optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=last - first + 1, eta_min=cfg.eta_min
+        )
+
+    def _frozen_state(self, parts: tuple[str, ...]) -> Iterator[tuple[str, torch.Tensor]]:
+        for name in parts:
             for key, value in self.module[name].state_dict().items():
                 yield f"{name}.{key}", value
 
-    def check_frozen(self) -> None:
-        """RuntimeError unless every frozen part is bit-identical to what the run began with."""
-        changed = [k for k, v in self._frozen_state() if not torch.equal(v, self._frozen[k])]
+    def check_frozen(self, before: Mapping[str, torch.Tensor] | None = None) -> None:
+        """RuntimeError unless every frozen part is bit-identical to what the run began with
+        (and, given `before`, every part the phase rests is as it was then)."""
+        state = [*self._frozen_state(self.frozen_parts())]
+        reference = dict(self._frozen)
+        if before is not None:
+            state += [*self._frozen_state(self._resting)]
+            reference.update(before)
+        changed = sorted({k for k, v in state if not torch.equal(v, reference[k])})
         if changed:
             raise RuntimeError(f"{type(self).__name__}: frozen weights changed: {changed[:3]}")
 
@@ -264,6 +302,9 @@ class TrainingLoop:
         if self.done:
             raise RuntimeError(f"training already finished ({self.num_epochs} epochs)")
         start = time.perf_counter()
+        if self.phase_parts(self.epoch) != self._phase:
+            self._start_phase(self.epoch)
+        resting = {k: v.clone() for k, v in self._frozen_state(self._resting)}
         lr = self.optimizer.param_groups[0]["lr"]
         self.module.train()
         train_loss = self.train_epoch()
@@ -271,7 +312,7 @@ class TrainingLoop:
         with torch.inference_mode():
             val = self.evaluate()
         self.scheduler.step()
-        self.check_frozen()
+        self.check_frozen(resting)
         samples = len(self.train_data) + len(self.val_data)
         return self._end_epoch(train_loss, val, lr, time.perf_counter() - start, samples)
 
@@ -280,11 +321,12 @@ class TrainingLoop:
     ) -> dict[str, float | int]:
         """Count the epoch, keep the best weights by val_loss, and return (and record) the
         epoch's metrics in the schema's order (tune_cilp.core.metrics.EPOCH)."""
+        eligible = self.keeps_best(self.epoch)
         self.epoch += 1
         scores, self._epoch_scores = self._epoch_scores, None
         if scores is not None:
             self._last_scores = Scores(self.epoch, scores)
-        if val["val_loss"] < self.best_val_loss:
+        if eligible and val["val_loss"] < self.best_val_loss:
             self.best_val_loss, self.best_epoch = val["val_loss"], self.epoch
             self._best_state = _copy_state(self.module.state_dict())
             self._best_scores = None if scores is None else self._last_scores
@@ -339,6 +381,7 @@ class TrainingLoop:
         try:
             self.module.load_state_dict(state["model"])
             self._best_state = _copy_state(state["best_model"])
+            self._start_phase(max(int(state["epoch"]) - 1, 0))  # the phase the state was saved in
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.generator.set_state(state["rng"]["batch_order"])

@@ -17,7 +17,7 @@ from tune_cilp.core.errors import UserError
 from tune_cilp.models.cilp import LIDAR_INPUTS
 from tune_cilp.models.losses import CLIP_INIT, CLIP_MAX_SCALE, SIMILARITIES
 from tune_cilp.models.variants import DOWNSAMPLES
-from tune_cilp.training.config import MAX_EPOCHS, PRECISIONS, is_int, is_real
+from tune_cilp.training.config import CLASS_BALANCES, MAX_EPOCHS, PRECISIONS, is_int, is_real
 
 CLASSIFIER_MODES: tuple[str, ...] = ("seed", "nvidia")
 FLOATS = ("lr", "eta_min", "weight_decay", "logit_scale_init")
@@ -128,7 +128,8 @@ class ClassifierConfig(StageConfig):
     maps into its space, else one trained here on the LiDAR embeddings (every epoch, or with
     finetune the first head_epochs epochs). finetune: train the image embedder and projector
     (frozen otherwise). A trial runs head_epochs + epochs epochs; each epoch trains something
-    (see phases()).
+    (see phases()). class_balance: as the fusion TrainConfig's (tune_cilp.training.balance),
+    in every epoch's loss.
     """
 
     stage: ClassVar[str] = "classifier"
@@ -136,6 +137,7 @@ class ClassifierConfig(StageConfig):
     mode: str = "seed"
     finetune: bool = False
     head_epochs: int = 0
+    class_balance: str = "none"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -145,6 +147,8 @@ class ClassifierConfig(StageConfig):
             raise self._bad("mode", f"one of {', '.join(CLASSIFIER_MODES)}")
         if self.finetune not in (True, False):
             raise self._bad("finetune", "true or false")
+        if self.class_balance not in CLASS_BALANCES:
+            raise self._bad("class_balance", f"one of {', '.join(CLASS_BALANCES)}")
         if not is_int(self.head_epochs) or not 0 <= self.head_epochs <= MAX_EPOCHS:
             raise self._bad("head_epochs", "an integer >= 0")
         if self.mode == "seed" and self.head_epochs:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tune_cilp.core.checkpoint import load_checkpoint
+from tune_cilp.core.checkpoint import in_experiment, load_checkpoint
 from tune_cilp.core.errors import UserError
 from tune_cilp.data import CilpArrays
 from tune_cilp.models.cilp import (
@@ -39,7 +39,9 @@ from tune_cilp.models.losses import (
     retrieval_top1,
     similarity_logits,
 )
+from tune_cilp.training.balance import class_pos_weight, sample_weights
 from tune_cilp.training.loop import DeviceSplit, TrainingLoop
+from tune_cilp.training.probes import linear_probe, probe_results
 from tune_cilp.training.stage_config import (
     ClassifierConfig,
     ContrastiveConfig,
@@ -81,6 +83,10 @@ class StageTrainer(TrainingLoop):
     config_class: ClassVar[type[StageConfig]]
     cfg: StageConfig
 
+    def __init__(self, cfg: StageConfig, data: CilpArrays, *, root: str = "", **kwargs: Any):
+        self.root = root  # the experiment that relative checkpoint paths in cfg are in
+        super().__init__(cfg, data, **kwargs)
+
     @property
     def parts(self) -> nn.ModuleDict:
         """The stage's parts, by name."""
@@ -93,6 +99,25 @@ class StageTrainer(TrainingLoop):
     def best_parts(self) -> nn.ModuleDict:
         """A fresh copy of the parts (eval mode, on the trainer's device) with the best weights."""
         return self.best_module()
+
+    def probes(self) -> dict[str, float]:
+        """Linear probes of what this stage produces, on its best weights (probe_* results)."""
+        return {}
+
+    def run_epoch(self) -> dict[str, float | int]:
+        """TrainingLoop.run_epoch; the last epoch's row adds the stage's probes."""
+        metrics = super().run_epoch()
+        if self.done:
+            probes = self.probes()
+            metrics.update(probes)
+            self.history[-1].update(probes)
+        return metrics
+
+    def _probe(self, what: str, features: dict[str, torch.Tensor]) -> dict[str, float]:
+        """linear_probe on train / val features of the two splits, under probe_<what>_* keys."""
+        train, val = (features[s].float().cpu().numpy() for s in ("train", "val"))
+        labels = (self.train_data.labels.cpu().numpy(), self.val_data.labels.cpu().numpy())
+        return probe_results(what, linear_probe(train, labels[0], val, labels[1]))
 
 
 class ContrastiveTrainer(StageTrainer):
@@ -147,20 +172,32 @@ class ContrastiveTrainer(StageTrainer):
             "logit_scale": scale,
         }
 
+    def probes(self) -> dict[str, float]:
+        """Probes of the image and the LiDAR embedding (the best weights)."""
+        best = self.best_parts()
+        out: dict[str, float] = {}
+        for what, fn in (
+            ("rgb", lambda rgb, xyza: best["rgb"](rgb)),
+            ("lidar", lambda rgb, xyza: best["lidar"](lidar_input(xyza, self.cfg.lidar_input))),
+        ):
+            splits = (("train", self.train_data), ("val", self.val_data))
+            out.update(self._probe(what, {s: self.map_split(d, fn) for s, d in splits}))
+        return out
+
 
 class _Downstream(StageTrainer):
     """A stage that starts from the best weights of the stage before."""
 
     upstream_config: ClassVar[type[StageConfig]]
 
-    def __init__(self, cfg: StageConfig, data: CilpArrays, **kwargs):
+    def __init__(self, cfg: StageConfig, data: CilpArrays, *, root: str = "", **kwargs):
         self.upstream_stage = self.upstream_config.stage
-        path = getattr(cfg, checkpoint_key(self.upstream_stage))
+        path = in_experiment(root, getattr(cfg, checkpoint_key(self.upstream_stage)))
         self.upstream = load_stage_checkpoint(path, self.upstream_stage)
         self.upstream_cfg = stage_config(self.upstream["config"])
         contrastive = self.upstream.get("contrastive_config", self.upstream["config"])
         self.contrastive_cfg: ContrastiveConfig = stage_config(contrastive)
-        super().__init__(cfg, data, **kwargs)
+        super().__init__(cfg, data, root=root, **kwargs)
 
     def state_dict(self) -> dict:
         """The trainer's state plus the contrastive config (the embedders' shapes)."""
@@ -239,6 +276,14 @@ class ProjectorTrainer(_Downstream):
             "val_cosine": F.cosine_similarity(out, y, dim=1).mean().item(),
         }
 
+    @torch.no_grad()
+    def probes(self) -> dict[str, float]:
+        """A probe of the projected image embedding (the best projector)."""
+        projector = self.best_parts()["projector"]
+        with self.autocast():
+            projected = {s: projector(x).float() for s, x in self.inputs.items()}
+        return self._probe("projected", projected)
+
 
 class ClassifierTrainer(_Downstream):
     config_class = ClassifierConfig
@@ -247,7 +292,6 @@ class ClassifierTrainer(_Downstream):
 
     def __init__(self, cfg: ClassifierConfig, data: CilpArrays, **kwargs):
         super().__init__(cfg, data, **kwargs)
-        self.phases = cfg.phases(self.has_lidar_cnn)
         self.parts.eval()
         self.projected = None
         if not cfg.finetune:  # nothing before the head trains: its inputs are fixed
@@ -257,6 +301,15 @@ class ClassifierTrainer(_Downstream):
             }
         if "lidar" in self.phases:
             self.lidar_embedded = self.map_split(self.train_data, self.lidar_features)
+        labels = data.train.labels
+        weight = class_pos_weight(cfg, labels)
+        self._pos_weight = None if weight is None else torch.tensor(weight, device=self.device)
+        self._sample_weights = sample_weights(labels) if cfg.class_balance == "sampler" else None
+
+    @property
+    def phases(self) -> list[str]:
+        """What each epoch trains (ClassifierConfig.phases)."""
+        return self.cfg.phases(self.has_lidar_cnn)
 
     @property
     def has_lidar_cnn(self) -> bool:
@@ -300,22 +353,32 @@ class ClassifierTrainer(_Downstream):
         with self.autocast():
             return self.parts["head"](self._project(rgb, xyza))[:, 0].float()
 
+    def phase_parts(self, epoch: int) -> tuple[str, ...]:
+        """A "lidar" epoch trains the head; an "rgb" one the RGB path: the head in mode seed
+        (and, with finetune, embedder and projector), only embedder and projector in mode
+        nvidia (its LiDAR head is used frozen, out of the optimiser)."""
+        if self.phases[epoch] == "lidar":
+            return ("head",)
+        path = ("rgb", "projector") if self.cfg.finetune else ()
+        return (*path, "head") if self.cfg.mode == "seed" else path
+
+    def keeps_best(self, epoch: int) -> bool:
+        """Only the last phase's epochs: in mode nvidia the RGB classifier is its fine-tune."""
+        return self.phases[epoch] == self.phases[-1]
+
     def train_epoch(self) -> float:
         phase = self.phases[self.epoch]
-        # In mode nvidia the head trains on LiDAR embeddings only; on RGB it is used frozen.
-        self.parts["head"].requires_grad_(phase == "lidar" or self.cfg.mode == "seed")
-        if self.cfg.finetune:
-            for name in ("rgb", "projector"):
-                self.parts[name].requires_grad_(phase == "rgb")
         data = self.train_data
         total = torch.zeros((), device=self.device)
-        for index in self.batches(len(data)):
+        for index in self.batches(len(data), self._sample_weights):
             if phase == "lidar":
                 with self.autocast():
                     logits = self.parts["head"](self.lidar_embedded[index])[:, 0].float()
             else:
                 logits = self._rgb_logits("train", data, index)
-            loss = F.binary_cross_entropy_with_logits(logits, data.labels[index])
+            loss = F.binary_cross_entropy_with_logits(
+                logits, data.labels[index], pos_weight=self._pos_weight
+            )
             self.step(loss)
             total += loss.detach() * len(index)
         return total.item() / len(data)
@@ -334,9 +397,9 @@ TRAINERS: tuple[type[StageTrainer], ...] = (
 )
 
 
-def make_trainer(config: dict, data: CilpArrays, **kwargs: Any) -> StageTrainer:
+def make_trainer(config: dict, data: CilpArrays, root: str = "", **kwargs: Any) -> StageTrainer:
     """The trainer of a trial config (its ``stage`` key picks the config class, and that the
-    trainer)."""
+    trainer); `root`: the experiment a relative upstream checkpoint path is in."""
     cfg = stage_config(config)
     trainer = next(t for t in TRAINERS if t.config_class is type(cfg))
-    return trainer(cfg, data, **kwargs)
+    return trainer(cfg, data, root=root, **kwargs)
