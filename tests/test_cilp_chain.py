@@ -1,6 +1,7 @@
 """The CILP chain for real (real Ray, tiny data): two seeds end to end with the table, a driver
-killed in the projector stage resuming without re-running the contrastive stage, and bad input
-refused with one line and nothing stored changed."""
+killed in the projector stage resuming without re-running the contrastive stage, bad input
+refused with one line and nothing stored changed, and a downstream compare sharing its upstream
+trials, copied elsewhere and resumed there."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ def two_seeds(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory, ray_env:
     cmd = run_command(tiny_raw, storage, "--space", "cilp", "--epochs", "2", "--seeds", "1,2")
     proc = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=600)
     return {"proc": proc, "experiment": storage / "cilp", "cmd": cmd}
+
+
+def analyse(experiment: Path, ray_env: RayEnv) -> subprocess.CompletedProcess:
+    """`python -m analysis EXPERIMENT --format github`, as a user runs it."""
+    cmd = [sys.executable, "-m", "analysis", str(experiment), "--format", "github"]
+    env = ray_env.env
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_two_seed_chain_end_to_end(two_seeds: dict) -> None:
@@ -66,14 +74,7 @@ def test_rerun_prints_the_table_and_analysis_reads_it(two_seeds: dict, ray_env: 
     )
     assert again.returncode == 0 and "is finished" in again.stdout, again.stderr[-2000:]
     assert "starting stage" not in again.stdout and snapshot(experiment) == before
-    table = subprocess.run(
-        [sys.executable, "-m", "analysis", str(experiment), "--format", "github"],
-        cwd=ROOT,
-        env=ray_env.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    table = analyse(experiment, ray_env)
     assert table.returncode == 0, table.stderr[-2000:]
     assert all(m.label in table.stdout for m in CILP_ROWS) and "Reference model" in table.stdout
     from analysis.cilp_table import cilp_table
@@ -144,11 +145,9 @@ def test_missing_or_foreign_stage_checkpoint_is_one_line(
     shutil.rmtree(copy / "baselines")
     meta = json.loads((copy / META_FILE).read_text())
     (copy / META_FILE).write_text(json.dumps({**meta, "finished_at": None}))
-    original = two_seeds["experiment"]
+    # stage.json names checkpoints relative to the experiment: the copy uses its own
     links = json.loads((copy / "projector" / "stage.json").read_text())["links"]
-    record = (copy / "projector" / "stage.json").read_text().replace(str(original), str(copy))
-    (copy / "projector" / "stage.json").write_text(record)
-    checkpoint = Path(links[0]["checkpoint"].replace(str(original), str(copy)))
+    checkpoint = copy / links[0]["checkpoint"]
     contrastive = json.loads((copy / "contrastive" / "stage.json").read_text())["links"][0]
     cmd = two_seeds["cmd"][:]
     cmd[cmd.index("--storage-path") + 1] = str(tmp_path)
@@ -157,7 +156,7 @@ def test_missing_or_foreign_stage_checkpoint_is_one_line(
         ("missing", "checkpoint file not found"),
     ):
         if case == "foreign":
-            shutil.copy(contrastive["checkpoint"], checkpoint)
+            shutil.copy(copy / contrastive["checkpoint"], checkpoint)
         else:
             checkpoint.unlink()
         before = snapshot(copy)
@@ -166,3 +165,54 @@ def test_missing_or_foreign_stage_checkpoint_is_one_line(
         (line,) = error_lines(proc.stderr)
         assert expected in line and str(checkpoint) in line
         assert snapshot(copy) == before
+
+
+def test_a_downstream_compare_shares_upstream_trials_and_a_moved_copy_resumes(
+    tiny_raw: Path, tmp_path: Path, ray_env: RayEnv
+) -> None:
+    from analysis.cilp_table import cilp_table
+
+    space = "cilp-frozen-vs-finetune"
+    cmd = run_command(tiny_raw, tmp_path / "first", "--space", space, "--epochs", "1")
+    cmd += ["--seeds", "1,2"]
+    proc = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    experiment = tmp_path / "first" / space
+    # one contrastive and one projector trial per seed; both classifiers continue from it
+    counts = {stage: len(histories(experiment / stage)) for stage in STAGE_NAMES}
+    assert counts == {"contrastive": 2, "projector": 2, "classifier": 4}
+    links = json.loads((experiment / "projector" / "stage.json").read_text())["links"]
+    projector_of = {link["seed"]: link["checkpoint"] for link in links}
+    configs = [rows[0]["config"] for rows in histories(experiment / "classifier").values()]
+    assert sorted((c["seed"], c["finetune"]) for c in configs) == [
+        (1, False), (1, True), (2, False), (2, True)
+    ]  # fmt: skip
+    assert all(c["projector_checkpoint"] == projector_of[c["seed"]] for c in configs)
+    assert all(not Path(c["projector_checkpoint"]).is_absolute() for c in configs)
+    table = cilp_table(str(experiment))
+    assert [c.name for c in table.chains] == ["finetune=False", "finetune=True"]
+    assert table.shared == ("contrastive", "projector")
+    differences = {row[0]: row[-1] for row in table.rows()}
+    assert differences["Contrastive Validation Loss"] == "shared"
+    assert differences["Projector Validation MSE"] == "shared"
+    assert differences["Classifier Validation Loss"] != "shared"
+
+    # Moved: the original is gone; the copy, its classifier stage removed, resumes where it is.
+    copy = tmp_path / "moved" / space
+    shutil.copytree(experiment, copy)
+    shutil.rmtree(tmp_path / "first")
+    shutil.rmtree(copy / "classifier")
+    shutil.rmtree(copy / "baselines")
+    meta = json.loads((copy / META_FILE).read_text())
+    (copy / META_FILE).write_text(json.dumps({**meta, "finished_at": None}))
+    upstream = [snapshot(copy / stage) for stage in ("contrastive", "projector")]
+    cmd[cmd.index("--storage-path") + 1] = str(tmp_path / "moved")
+    resumed = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "starting stage classifier" in resumed.stdout
+    assert "stage contrastive" not in resumed.stdout and "stage projector" not in resumed.stdout
+    assert [snapshot(copy / stage) for stage in ("contrastive", "projector")] == upstream
+    assert len(histories(copy / "classifier")) == 4
+    analysed = analyse(copy, ray_env)
+    assert analysed.returncode == 0, analysed.stderr[-2000:]
+    assert "finetune=True" in analysed.stdout and "shared" in analysed.stdout

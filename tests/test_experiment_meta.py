@@ -90,3 +90,16 @@ def test_fingerprint_sees_any_changed_byte(tiny_arrays: CilpArrays) -> None:
     assert fingerprint(dataclasses.replace(tiny_arrays, rgb=rgb)) != first
     flipped = dataclasses.replace(tiny_arrays, is_train=~tiny_arrays.is_train)
     assert fingerprint(flipped) != first
+
+
+def test_a_changed_lidar_cnn_file_is_named_once() -> None:
+    made = dataclasses.replace(BASE, lidar_cnn="/m/cnn.pt", lidar_cnn_sha256="a" * 64)
+    (line,) = differences(made, dataclasses.replace(made, lidar_cnn_sha256="b" * 64))
+    assert line == "--lidar-cnn: the file /m/cnn.pt changed since this experiment was made"
+    moved = dataclasses.replace(made, lidar_cnn="/n/cnn.pt", lidar_cnn_sha256="b" * 64)
+    (line,) = differences(made, moved)  # another path: said once, by the path
+    assert line.startswith("--lidar-cnn: this experiment was made with /m/cnn.pt"), line
+    older = dataclasses.replace(made, lidar_cnn_sha256=None)  # made before hashes were kept
+    assert differences(older, made) == []
+    with pytest.raises(UserError, match="the file /m/cnn.pt changed"):
+        check_same("exp", made, dataclasses.replace(made, lidar_cnn_sha256="b" * 64))

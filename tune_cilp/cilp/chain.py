@@ -3,7 +3,9 @@ Ray Tune experiment under ``<storage>/<name>/<stage>``, all run by one driver li
 (tune_cilp/experiment/driver.py) under one lock.
 
 Each stage continues, per chain (compared value and seed), from the best trial of the stage
-before: its config names that trial's checkpoint file. A finished stage records its choices in
+before: its config names that trial's checkpoint file, relative to the experiment (so a copied
+or moved experiment resumes where it is now). Stages before the compared one run once per seed
+and every compared chain shares them. A finished stage records its choices in
 ``<stage>/stage.json``; a re-run of the same command skips finished stages and resumes the
 unfinished one from Tune's own state.
 """
@@ -20,6 +22,7 @@ from ray import tune
 from tune_cilp.cilp.select import Link, by_trial_dir, read_stage, select, write_stage
 from tune_cilp.cilp.space import CilpSpace
 from tune_cilp.cilp.stages import BASELINES, STAGE_NAMES, STAGES, get_stage
+from tune_cilp.core.checkpoint import in_experiment
 from tune_cilp.core.metrics import STATUS_COLUMNS
 from tune_cilp.experiment.driver import (
     Outcome,
@@ -30,7 +33,7 @@ from tune_cilp.experiment.driver import (
     prepare,
 )
 from tune_cilp.experiment.fusion import seed_grid
-from tune_cilp.experiment.identity import now
+from tune_cilp.experiment.identity import file_sha256, now
 from tune_cilp.experiment.request import RunRequest
 from tune_cilp.experiment.space import check_param_space
 from tune_cilp.experiment.trial import train_stage
@@ -49,8 +52,9 @@ def stage_params(
     upstream: list[Link] | None = None,
 ) -> dict[str, Any]:
     """The Tune param space of one stage: its config's defaults, the space's entries, the
-    run's overrides, and the chains: a grid over seeds (and compared values) for the first
-    stage, over the upstream checkpoints (the seed following each) downstream."""
+    run's overrides, and the chains: a grid over seeds for the first stage, over the upstream
+    checkpoints (the seed following each) downstream, and over the compared values at the
+    compared stage. Upstream checkpoints are paths relative to the experiment."""
     spec = get_stage(stage)
     names = {f.name for f in fields(spec.config)}
     params = {"stage": stage, **{f.name: f.default for f in fields(spec.config)}}
@@ -65,13 +69,12 @@ def stage_params(
         params["lidar_cnn"] = lidar_cnn
     if "head_epochs" in names and lidar_cnn is not None:
         params["head_epochs"] = 0  # NVIDIA's head comes trained
+    if space.compare is not None and space.compare.stage == stage:
+        params[space.compare.key] = tune.grid_search(list(space.compare.values))
     key = spec.upstream_key
     if key is None:
         if seeds is not None:
             params["seed"] = seed_grid(seeds)
-        if space.compare is not None:
-            compared, values = space.compare
-            params[compared] = tune.grid_search(list(values))
         return params
     if upstream is None:  # for checking only: a placeholder chain
         return {**params, key: "<upstream>", "seed": 0}
@@ -103,14 +106,20 @@ def trial_dirname(trial: Any) -> str:
 
 def check_chain(request: RunRequest, space: CilpSpace, epochs: int | None) -> None:
     """Every configuration of every stage (and the baselines), before anything starts."""
+    if space.compare is not None:
+        get_stage(space.compare.stage)  # one line naming the stages otherwise
+
+    def validate(params: dict[str, Any]) -> Any:
+        config = stage_config(params)
+        if hasattr(config, "phases"):  # a stage whose epochs train different parts
+            config.phases(request.lidar_cnn is not None)
+        return config
+
     for stage in STAGES:
         params = stage_params(
             space, stage.name, request.seed_list, epochs, request.precision, request.lidar_cnn
         )
-        check_param_space(space.name, params, stage_config)
-        config = stage_config({**params, "seed": 0})
-        if hasattr(config, "phases"):  # a stage whose epochs train different parts
-            config.phases(request.lidar_cnn is not None)
+        check_param_space(space.name, params, validate)
     if space.baselines:
         params = baseline_params(space, request.seed_list, epochs, request.precision)
         check_param_space(space.name, params)
@@ -130,7 +139,7 @@ def finished_stages(experiment: str) -> dict[str, list[Link]]:
     last = [s for s in STAGE_NAMES if s in done]
     if last and len(last) < len(STAGE_NAMES):
         for link in done[last[-1]]:
-            load_stage_checkpoint(link.checkpoint, last[-1])
+            load_stage_checkpoint(in_experiment(experiment, link.checkpoint), last[-1])
     return done
 
 
@@ -144,9 +153,14 @@ def run_chain(request: RunRequest, space: CilpSpace, trainable: Callable[..., No
         load_lidar_cnn(request.lidar_cnn)  # one line if it is not NVIDIA's LiDAR CNN state dict
     check_chain(request, space, epochs)
     samples = num_samples(request, space.num_samples)
-    data, meta = prepare(request, epochs=epochs, samples=samples)
+    cnn = request.lidar_cnn
+    data, meta = prepare(
+        request,
+        epochs=epochs,
+        samples=samples,
+        lidar_cnn_sha256=None if cnn is None else file_sha256(cnn),
+    )
     experiment = request.experiment
-    compare_key = space.compare[0] if space.compare else None
 
     def stage_experiment(name: str, done: dict[str, list[Link]]) -> TuneExperiment:
         path = os.path.join(experiment, name)
@@ -165,7 +179,8 @@ def run_chain(request: RunRequest, space: CilpSpace, trainable: Callable[..., No
         stage = get_stage(name)
         upstream = done.get(stage.upstream.name) if stage.upstream else None
         params = stage_params(space, name, seeds, epochs, precision, request.lidar_cnn, upstream)
-        shown = ["seed", *([compare_key] if compare_key and stage.upstream is None else [])]
+        compared = space.compare is not None and space.compare.stage == name
+        shown = ["seed", *([space.compare.key] if compared else [])]
         return TuneExperiment(
             path,
             f"stage {name}",
@@ -175,6 +190,7 @@ def run_chain(request: RunRequest, space: CilpSpace, trainable: Callable[..., No
             stage.status_columns,
             shown,
             trial_dirname_creator=trial_dirname,
+            trainable_kwargs={"experiment_root": experiment},
         )
 
     def body(session: Session) -> bool:
@@ -188,7 +204,7 @@ def run_chain(request: RunRequest, space: CilpSpace, trainable: Callable[..., No
             if name != BASELINES:
                 stage = get_stage(name)
                 up = by_trial_dir(done.get(stage.upstream.name, [])) if stage.upstream else {}
-                links = select(name, trials, compare_key, space.name, up)
+                links = select(name, trials, space.compare, space.name, up)
             write_stage(os.path.join(experiment, name), name, links, now())
             done[name] = links
         return True

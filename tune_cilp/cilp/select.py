@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tune_cilp.cilp.space import Compare
 from tune_cilp.cilp.stages import get_stage
 from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.checkpoint import STATE_FILE
@@ -28,11 +29,19 @@ class Link:
     seed: int
     trial_id: str
     trial_dir: str  # the trial directory's name (what downstream configs' paths contain)
-    checkpoint: str  # path of the chosen trial's state.pt (holds its best weights)
+    # The chosen trial's state.pt (holds its best weights), relative to the experiment (absolute
+    # in experiments made before that): tune_cilp.core.checkpoint.in_experiment finds it.
+    checkpoint: str
     val_loss: float
+    upstream_dir: str = ""  # the trial directory of the upstream link it continues ("": first)
 
 
 def min_val_loss(history: Sequence[dict[str, Any]]) -> float:
+    """The validation loss of the weights the trial kept: its last row's best_val_loss (the
+    loop may keep only some epochs, e.g. mode nvidia's fine-tune phase), else the lowest."""
+    kept = history[-1].get("best_val_loss", math.nan) if history else math.nan
+    if math.isfinite(kept):
+        return kept
     values = [r["val_loss"] for r in history if math.isfinite(r.get("val_loss", math.nan))]
     return min(values, default=math.nan)
 
@@ -40,25 +49,24 @@ def min_val_loss(history: Sequence[dict[str, Any]]) -> float:
 def chain_of(
     stage: str,
     config: dict[str, Any],
-    compare_key: str | None,
+    compare: Compare | None,
     default_label: str,
     upstream: dict[str, Link],
 ) -> tuple[str, int] | None:
     """(label, seed) of the chain a trial belongs to; None if its upstream is not a chosen
-    trial of the stage before. upstream: the previous stage's links by trial directory name."""
-    key = get_stage(stage).upstream_key
-    if key is None:  # the first stage: the chain is its compared value and seed
-        label = default_label if compare_key is None else f"{compare_key}={config[compare_key]}"
-        return label, int(config["seed"])
-    parents = Path(str(config.get(key, ""))).parents
-    link = upstream.get(parents[1].name) if len(parents) > 1 else None
-    return None if link is None else (link.label, link.seed)
+    trial of the stage before. upstream: the previous stage's links by trial directory name.
+    The label is the compared value from the compared stage on, `default_label` before it."""
+    here = compare.label(config[compare.key]) if compare and compare.stage == stage else None
+    if get_stage(stage).upstream_key is None:
+        return here or default_label, int(config["seed"])
+    link = upstream.get(_upstream_dir(stage, config))
+    return None if link is None else (here or link.label, link.seed)
 
 
 def select(
     stage: str,
     trials: Sequence[Any],
-    compare_key: str | None,
+    compare: Compare | None,
     default_label: str,
     upstream: dict[str, Link],
 ) -> list[Link]:
@@ -66,14 +74,23 @@ def select(
     a checkpoint), sorted by label and seed."""
     best: dict[tuple[str, int], Link] = {}
     for t in trials:
-        chain = chain_of(stage, t.config, compare_key, default_label, upstream)
+        chain = chain_of(stage, t.config, compare, default_label, upstream)
         loss = min_val_loss(t.history)
         if chain is None or t.checkpoint is None or math.isnan(loss):
             continue
         if chain not in best or loss < best[chain].val_loss:
-            path = os.path.join(t.checkpoint.path, STATE_FILE)
-            best[chain] = Link(*chain, t.trial_id, os.path.basename(t.path), path, loss)
+            trial_dir = os.path.basename(t.path.rstrip("/"))
+            checkpoint = os.path.basename(t.checkpoint.path.rstrip("/"))
+            path = f"{stage}/{trial_dir}/{checkpoint}/{STATE_FILE}"
+            parent = _upstream_dir(stage, t.config)
+            best[chain] = Link(*chain, t.trial_id, trial_dir, path, loss, parent)
     return [best[k] for k in sorted(best)]
+
+
+def _upstream_dir(stage: str, config: dict[str, Any]) -> str:
+    key = get_stage(stage).upstream_key
+    parents = Path(str(config.get(key, ""))).parents if key else []
+    return parents[1].name if len(parents) > 1 else ""
 
 
 def by_trial_dir(links: Sequence[Link]) -> dict[str, Link]:

@@ -10,6 +10,20 @@ from tune_cilp.experiment.space import SearchSpace, has_sampling
 
 
 @dataclass(frozen=True)
+class Compare:
+    """One chain per value of one stage's config key. The stages before it run once per seed
+    and every compared chain continues from them (e.g. frozen vs fine-tuned classifiers on the
+    same embedders and projector); the stages after it run per chain."""
+
+    stage: str
+    key: str
+    values: tuple[Any, ...]
+
+    def label(self, value: Any) -> str:
+        return f"{self.key}={value}"
+
+
+@dataclass(frozen=True)
 class CilpSpace(SearchSpace):
     """A chain contrastive -> projector -> classifier, each stage a Ray Tune experiment.
 
@@ -17,15 +31,15 @@ class CilpSpace(SearchSpace):
                grid_search / choice / ranges to tune: each stage keeps, per seed and compared
                value, its best trial by validation loss); left-out fields keep the defaults,
                the seed notebook's protocol.
-    compare:   (contrastive config key, values): one chain per value, side by side in the
-               table (e.g. similarity seed vs clip); None = one chain.
+    compare:   one chain per value of a stage's config key, side by side in the table (e.g.
+               the contrastive similarity seed vs clip); None = one chain.
     baselines: model-registry variants (e.g. "rgb") trained per seed with the fusion Trainer
                on the seed protocol, shown as reference rows.
     """
 
     param_space: dict[str, Any] = field(default_factory=dict)  # unused: see stages
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    compare: tuple[str, tuple[Any, ...]] | None = None
+    compare: Compare | None = None
     baselines: tuple[str, ...] = ()
     baseline_epochs: int = 50
 
@@ -38,5 +52,4 @@ class CilpSpace(SearchSpace):
         """The names of the chains: "key=value" per compared value, else the space name."""
         if self.compare is None:
             return [self.name]
-        key, values = self.compare
-        return [f"{key}={value}" for value in values]
+        return [self.compare.label(value) for value in self.compare.values]

@@ -6,6 +6,7 @@ paying for torch's import.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -36,19 +37,48 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], atomic: bool
     return path
 
 
+def in_experiment(root: str, path: str) -> str:
+    """A file an experiment's records name (relative to the experiment, so that a copied or
+    moved experiment still finds it; absolute in experiments made before that), where it is
+    now: under `root`, the experiment's current directory or URI."""
+    if os.path.isabs(path) or "://" in path:
+        return path
+    return f"{root.rstrip('/')}/{path}"
+
+
+def _read_uri(uri: str) -> bytes | None:
+    """The bytes of a file on a storage URI (s3://, gs://, ...), None if there is none."""
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    try:
+        with fs.open_input_file(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by save_checkpoint, on CPU, with ``weights_only=True``.
+    """Read a checkpoint written by save_checkpoint (a local path or a storage URI), on CPU,
+    with ``weights_only=True``.
 
     A missing or corrupt file, or one that would need arbitrary pickled code to load, raises
     UserError naming the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint file not found")
+    source: Any
+    if "://" in str(path) and not str(path).startswith("file://"):
+        data = _read_uri(str(path))
+        if data is None:
+            raise UserError(f"{path}: checkpoint file not found")
+        source = io.BytesIO(data)
+    else:
+        path = source = Path(str(path).removeprefix("file://"))
+        if not path.is_file():
+            raise UserError(f"{path}: checkpoint file not found")
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not a loadable checkpoint ({first})") from None

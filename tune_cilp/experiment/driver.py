@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,9 @@ class TuneExperiment:
     scheduler: Any = None
     search_alg: Any = None
     trial_dirname_creator: Callable[[Any], str] | None = None
+    # More arguments for the trainable, given anew on every run (a resume included), e.g. where
+    # the experiment is now
+    trainable_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,7 @@ class Session:
                 experiment.trainable,
                 data=self.data,
                 wandb_kwargs=wandb_init_kwargs(self.request.wandb, wandb_dir),
+                **experiment.trainable_kwargs,
             ),
             resources,
         )

@@ -50,6 +50,7 @@ IDENTITY: dict[str, str] = {
     "replicate": "--replicate",
     "top_k": "--top-k",
     "lidar_cnn": "--lidar-cnn",
+    "lidar_cnn_sha256": "--lidar-cnn",
 }
 
 
@@ -72,6 +73,7 @@ class ExperimentMeta:
     top_k: int | None = None  # with replicate: the k best overall, else the best per variant
     picks: list[dict[str, Any]] = field(default_factory=list)  # replicate's source trials
     lidar_cnn: str | None = None  # CILP: NVIDIA's LiDAR CNN state dict the projector maps onto
+    lidar_cnn_sha256: str | None = None  # its content: a changed file under the same path shows
     argv: list[str] = field(default_factory=list)
     created_at: str = ""
     finished_at: str | None = None
@@ -104,6 +106,15 @@ def fingerprint(data: CilpArrays) -> str:
         arr = np.ascontiguousarray(getattr(data, name))
         digest.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
         digest.update(arr.tobytes() if arr.dtype.kind != "U" else "\0".join(arr).encode())
+    return digest.hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 
@@ -168,8 +179,15 @@ def differences(stored: ExperimentMeta, wanted: ExperimentMeta) -> list[str]:
     for key, option in IDENTITY.items():
         if stored.version is None and key not in VERSION_1_FIELDS:
             continue  # not recorded by version 1
+        if key == "lidar_cnn_sha256" and old[key] is None:
+            continue  # recorded since tune_cilp.json had it; the path is still compared
         if old[key] != new[key]:
-            if key == "data_fingerprint" and old["dataset"] == new["dataset"]:
+            if key == "lidar_cnn_sha256" and old["lidar_cnn"] == new["lidar_cnn"]:
+                where = new["lidar_cnn"]
+                out.append(f"{option}: the file {where} changed since this experiment was made")
+            elif key == "lidar_cnn_sha256":
+                continue  # another path: said once, by the lidar_cnn field
+            elif key == "data_fingerprint" and old["dataset"] == new["dataset"]:
                 where = new["dataset"]
                 out.append(f"{option}: the data at {where} changed since this experiment was made")
             elif key != "data_fingerprint" or old["dataset"] == new["dataset"]:

@@ -50,13 +50,17 @@ def train_cilp(
 
 
 def train_stage(
-    config: dict[str, Any], data: CilpArrays, wandb_kwargs: dict[str, str] | None = None
+    config: dict[str, Any],
+    data: CilpArrays,
+    wandb_kwargs: dict[str, str] | None = None,
+    experiment_root: str = "",
 ) -> None:
     """Train one CILP stage trial (``config["stage"]`` says which), with the same loop as
-    train_cilp; data and W&B arguments arrive the same way."""
+    train_cilp; data and W&B arguments arrive the same way, and the chain's directory (or URI)
+    as it is now, which the upstream checkpoint path in the config is relative to."""
     from tune_cilp.training.stages import make_trainer
 
-    run_trial(lambda: make_trainer(config, data), config, wandb_kwargs, {})
+    run_trial(lambda: make_trainer(config, data, root=experiment_root), config, wandb_kwargs, {})
 
 
 def run_trial(
