@@ -1,8 +1,13 @@
-"""The CILP table in the seed notebook's shape: one column per chain configuration (mean ± 95 %
-CI across seeds), a Difference column and verdict for two, and the reference models (the
-single-modality baselines and the best fusion model) when the experiment trained them; the same
-numbers as CSV or JSON (with each seed's chosen trial per stage), and each stage's validation
-curves as PNG.
+"""The CILP table in the seed notebook's shape: one column per chain configuration, a
+Difference column and verdict for two, and the reference models (the single-modality baselines
+and the best fusion model) when the experiment trained them; the same numbers as CSV or JSON
+(with each seed's chosen trial per stage), and each stage's validation curves as PNG.
+
+The RGB-only classifier's rows are the fusion table's (analysis/table.py): from its stored
+per-scene scores, percentile bootstrap intervals over validation scenes (and seeds), paired
+differences, McNemar with one seed, the majority-class note. Every other row is mean (min–max)
+across seeds; rows of a stage the compared chains share say "shared" in the Difference column
+(one trial per seed, not two samples). docs/CILP.md, docs/STATISTICS.md.
 
 import analysis.cilp_table as ct
 print(ct.cilp_report("~/ray_results/cilp"))
@@ -16,28 +21,31 @@ import textwrap
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tabulate import tabulate
-
-from analysis.cells import fmt_value
-from analysis.ranking import half_width
+from analysis.bootstrap import Estimate
+from analysis.cells import estimate_cell, p_cell, spread_cell
 from analysis.stats import (
     Comparison,
-    Summary,
     TrialResult,
     VariantSummary,
-    best_epoch,
     compare,
+    kept_row,
     summarize,
+    summarize_trial,
     summarize_variants,
     trial_results,
     verdict,
 )
 from analysis.table import (
+    PAIRED_TEST,
     WELCH_TEST,
+    ComparisonTable,
     check_format,
+    comparison_table,
+    difference_cell,
     metric_records,
-    metric_rows,
     nan_to_none,
+    render,
+    to_json_dict,
     trial_dict,
     variant_dict,
     write_json_data,
@@ -47,12 +55,22 @@ from tune_cilp.cilp.select import Link, by_trial_dir, select
 from tune_cilp.cilp.space import CilpSpace
 from tune_cilp.cilp.stages import BASELINES, STAGE_NAMES, get_stage
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import AT_BEST_EPOCH, CILP_ROWS, TRIAL_METRICS, Metric
+from tune_cilp.core.metrics import (
+    AT_BEST_EPOCH,
+    CILP_ROWS,
+    PROBE_ROWS,
+    PROBED,
+    SELECT,
+    TRIAL_METRICS,
+    Metric,
+)
 from tune_cilp.experiment.identity import read_meta
 from tune_cilp.models.variants import fusion_variants
 from tune_cilp.results import TrialRecord, load_experiment
 
 VERDICT_METRIC = "classifier_val_loss"  # the chain's end product: the RGB-only classifier
+# CILP row -> the classifier stage trial's metric (its per-scene scores resample these).
+CLASSIFIER_KEYS: dict[str, str] = {VERDICT_METRIC: SELECT, **{k: k for k in AT_BEST_EPOCH}}
 REFERENCE_ROWS = tuple(
     TRIAL_METRICS[k]
     for k in (
@@ -74,10 +92,13 @@ STAGE_CURVES: dict[str, tuple[str, ...]] = {
 # field; best_val_loss equals val_loss there).
 _NOT_STAGE_RESULTS = ("epoch", "best_epoch", "best_val_loss")
 FOOTER = (
-    "Each stage at its best epoch by validation loss, for the trial each chain used (per seed, "
-    "the best of its stage); Retrieval top-1 over the whole validation set; Parameters: the "
-    "RGB-only classifier (image embedder, projector, head); Training Time: the three stages' "
-    "epochs summed. Cells: mean ± 95% CI half-width (number of seeds)."
+    "Each stage at the epoch whose weights it kept (its best by validation loss), for the trial "
+    "each chain used (per seed, the best of its stage); Retrieval top-1 over the whole "
+    "validation set; Linear probe: logistic regression on that stage's frozen training "
+    "embeddings, scored on validation (spheres positive); Parameters: the RGB-only classifier "
+    "(image embedder, projector, head); Training Time: the three stages' epochs summed. Cells: "
+    "classifier rows value [95% interval] from its per-scene scores where stored; the rest "
+    "mean (min–max) across seeds."
 )
 
 
@@ -92,19 +113,66 @@ class CilpTable:
     # trials that chain used, one per seed, with their histories (for the curves).
     stages: dict[str, list[VariantSummary]] = field(default_factory=dict)
     path: str = ""  # the experiment directory, absolute
+    # The classifier stage's trials as the fusion table sees them (scene intervals, paired
+    # tests, majority-class note), one variant per chain; None before the stage has results.
+    classifier: ComparisonTable | None = None
+    shared: tuple[str, ...] = ()  # stages every compared chain shares (before the compared one)
+
+    @property
+    def headers(self) -> list[str]:
+        names = [f"{c.name}\n({len(c.trials)} seed{'s' * (len(c.trials) != 1)})" for c in
+                 self.chains]  # fmt: skip
+        return ["Metric", *names, *(["Difference\n[95% CI]"] if len(self.chains) == 2 else [])]
 
     def rows(self) -> list[list[str]]:
         """Formatted cells, one row per entry of CILP_ROWS."""
-        return metric_rows(CILP_ROWS, self.chains, self.comparisons, _cell)
+        out = []
+        for m in CILP_ROWS:
+            row = [m.label, *(self._cell(c, m) for c in self.chains)]
+            if len(self.chains) == 2:
+                row.append(self._difference(m))
+            out.append(row)
+        return out
+
+    def estimate(self, chain: str, key: str) -> Estimate | None:
+        """The bootstrap estimate of a classifier row for one chain; None without scene scores."""
+        scenes = self.classifier.scenes if self.classifier is not None else None
+        if scenes is None or key not in CLASSIFIER_KEYS or chain not in scenes.variants:
+            return None
+        return scenes.variants[chain].estimates[CLASSIFIER_KEYS[key]]
+
+    def paired(self, key: str) -> Any:
+        """The paired bootstrap difference of a classifier row (second chain - first), if any."""
+        if self.classifier is None or key not in CLASSIFIER_KEYS:
+            return None
+        return self.classifier.paired.get(CLASSIFIER_KEYS[key])
+
+    def _cell(self, chain: VariantSummary, m: Metric) -> str:
+        estimate = self.estimate(chain.name, m.key)
+        if estimate is not None:
+            return estimate_cell(estimate, m.fmt)
+        return spread_cell(chain.values(m.key), m.fmt)
+
+    def _difference(self, m: Metric) -> str:
+        if row_stage(m.key) in self.shared:
+            return "shared"
+        paired = self.paired(m.key)
+        if paired is not None:
+            cell = estimate_cell(paired.difference, m.fmt, sign=True)
+            return f"{cell}\np={p_cell(paired.p_value)}"
+        return difference_cell(self.comparisons[m.key], m.fmt)
 
 
-def _cell(s: Summary, spec: str) -> str:
-    """mean ± 95 % CI half-width (n), across the chains' seeds."""
-    if s.n == 0 or math.isnan(s.mean):
-        return "n/a"
-    if s.n == 1:
-        return fmt_value(s.mean, spec)
-    return f"{fmt_value(s.mean, spec)} ± {fmt_value(half_width(s.std, s.n), spec)} ({s.n})"
+def row_stage(key: str) -> str | None:
+    """The stage a CILP row's number comes from; None for the whole chain's (cost rows)."""
+    if key.startswith(("contrastive_", "top1_")):
+        return "contrastive"
+    if key == "projector_val_mse":
+        return "projector"
+    for what, (stage, _) in PROBED.items():
+        if key.startswith(f"probe_{what}_"):
+            return stage
+    return None if key in ("params_m", "training_time_s") else "classifier"
 
 
 def is_cilp_experiment(path: str) -> bool:
@@ -127,13 +195,17 @@ def _chain_metrics(chosen: dict[str, TrialRecord]) -> dict[str, float]:
     nan = math.nan
     out = {m.key: nan for m in CILP_ROWS}
     c, p, k = (chosen.get(s) for s in STAGE_NAMES)
-    if c is not None and (row := best_epoch(c.history)):
+    if c is not None and (row := kept_row(c.history)):
         out["contrastive_val_loss"] = row["val_loss"]
         out["top1_rgb_to_lidar"] = row.get("val_top1_rgb_to_lidar", nan)
         out["top1_lidar_to_rgb"] = row.get("val_top1_lidar_to_rgb", nan)
-    if p is not None and (row := best_epoch(p.history)):
+    if p is not None and (row := kept_row(p.history)):
         out["projector_val_mse"] = row["val_loss"]
-    if k is not None and (row := best_epoch(k.history)):
+    for m in PROBE_ROWS:  # a stage's probes are on its last row (made on the kept weights)
+        trial = chosen.get(row_stage(m.key) or "")
+        if trial is not None and trial.history:
+            out[m.key] = float(trial.history[-1].get(m.key, nan))
+    if k is not None and (row := kept_row(k.history)):
         out["classifier_val_loss"] = row["val_loss"]
         for key in AT_BEST_EPOCH:
             out[key] = row.get(key, nan)
@@ -156,9 +228,12 @@ def cilp_table(experiment_path: str) -> CilpTable:
         from tune_cilp.spaces import get_space
 
         space = get_space(meta.space)
-    compare_key = space.compare[0] if space is not None and space.compare else None
+    compared = space.compare if space is not None else None
     label = space.name if space is not None else os.path.basename(path)
     notes: list[str] = []
+    # Per trial directory chosen at the last stage reached, its chain's trial at every stage
+    # so far: a stage before the compared one is shared by every compared chain of its seed.
+    lineage: dict[str, dict[str, TrialRecord]] = {}
     chosen: dict[tuple[str, int], dict[str, TrialRecord]] = {}
     upstream: dict[str, Link] = {}
     for stage in STAGE_NAMES:
@@ -168,9 +243,14 @@ def cilp_table(experiment_path: str) -> CilpTable:
             break
         trials = load_experiment(stage_dir).trials
         by_id = {t.trial_id: t for t in trials}
-        links = select(stage, trials, compare_key, label, upstream)
-        for link in links:
-            chosen.setdefault((link.label, link.seed), {})[stage] = by_id[link.trial_id]
+        links = select(stage, trials, compared, label, upstream)
+        if not links:
+            break
+        lineage = {
+            link.trial_dir: {**lineage.get(link.upstream_dir, {}), stage: by_id[link.trial_id]}
+            for link in links
+        }
+        chosen = {(link.label, link.seed): lineage[link.trial_dir] for link in links}
         unfinished = [t for t in trials if t.status != "TERMINATED"]
         if unfinished:
             notes.append(f"stage {stage}: {len(unfinished)} trial(s) not finished: partial.")
@@ -178,15 +258,52 @@ def cilp_table(experiment_path: str) -> CilpTable:
     chains = _summaries(chosen)
     table = CilpTable(chains, notes=notes, references=_references(path), path=path)
     table.stages = _stage_summaries(chosen, [c.name for c in chains])
+    if compared is not None and compared.stage in STAGE_NAMES:
+        table.shared = STAGE_NAMES[: STAGE_NAMES.index(compared.stage)]
+    classifiers = _classifier_variants(chosen, [c.name for c in chains])
+    if classifiers:
+        table.classifier = comparison_table(classifiers)
+        table.notes += [f"RGB-only classifier: {n}" for n in table.classifier.notes]
     if len(chains) == 2:
         a, b = chains
         table.comparisons = {m.key: compare(a.values(m.key), b.values(m.key)) for m in CILP_ROWS}
-        table.verdict = verdict(a, b, VERDICT_METRIC)
+        if table.classifier is not None and table.classifier.paired:
+            table.verdict = f"RGB-only classifier: {table.classifier.verdict}"
+        else:
+            table.verdict = verdict(a, b, VERDICT_METRIC)
         table.notes.append(
-            f"Difference = {b.name} - {a.name}; [95% CI of the difference] and two-sided p "
-            "from Welch's t-test across seeds (shown only when both sides have 2+ seeds)."
+            f"Difference = {b.name} - {a.name}; classifier rows with per-scene scores: the "
+            "paired bootstrap (above); the rest: [95% CI of the difference] and two-sided p from "
+            "Welch's t-test across seeds (shown only when both sides have 2+ seeds)"
+            + (f"; shared: the same {' and '.join(table.shared)} trials" if table.shared else "")
+            + "."
         )
     return table
+
+
+def _classifier_variants(
+    chosen: dict[tuple[str, int], dict[str, TrialRecord]], labels: list[str]
+) -> list[VariantSummary]:
+    """The classifier stage's chosen trials, one variant per chain (named by it), reduced like
+    fusion trials (at the epoch each kept, with its checkpoint for the stored scores)."""
+    out = []
+    for label in labels:
+        results = [
+            r
+            for (name, seed), stages in sorted(chosen.items())
+            if name == label and (t := stages.get("classifier")) is not None
+            if (
+                r := summarize_trial(
+                    t.trial_id, {**t.config, "seed": seed}, t.history, t.status, t.checkpoint
+                )
+            )
+            is not None  # fmt: skip
+        ]
+        if results:
+            metrics = {k: summarize([r.metrics[k] for r in results]) for k in results[0].metrics}
+            best = min(results, key=lambda r: r.metrics[SELECT])
+            out.append(VariantSummary(label, {"chain": label}, results, metrics, best))
+    return out
 
 
 def _summaries(chosen: dict[tuple[str, int], dict[str, TrialRecord]]) -> list[VariantSummary]:
@@ -213,7 +330,7 @@ def _summaries(chosen: dict[tuple[str, int], dict[str, TrialRecord]]) -> list[Va
 def _stage_result(stage: str, seed: int, trial: TrialRecord) -> TrialResult:
     """One chosen trial of a stage at its best epoch by validation loss, with the stage's own
     numbers there (the stage registry's epoch_metrics) and its history."""
-    row = best_epoch(trial.history) or {}
+    row = kept_row(trial.history) or {}
     keys = [m.key for m in get_stage(stage).epoch_metrics if m.key not in _NOT_STAGE_RESULTS]
     return TrialResult(
         trial_id=trial.trial_id,
@@ -266,20 +383,17 @@ def format_cilp_table(table: CilpTable, fmt: str = "grid") -> str:
     check_format(fmt)  # also with nothing to show: a typo fails the same either way
     if not table.chains:
         return "\n".join(["no CILP chain has results to show yet", *table.notes])
-    headers = ["Metric", *(c.name for c in table.chains)]
-    headers += ["Difference"] if table.comparisons else []
-    parts = [tabulate(table.rows(), headers=headers, tablefmt=fmt, disable_numparse=True)]
+    parts = [render(table.headers, table.rows(), fmt)]
     if table.references:
         rows = [
-            [v.name, *(_cell(v.metrics[m.key], m.fmt) for m in REFERENCE_ROWS)]
+            [v.name, *(spread_cell(v.values(m.key), m.fmt) for m in REFERENCE_ROWS)]
             for v in table.references
         ]
         labels = [
             "Reference model",
-            "Classifier Validation Loss",
-            *(m.label for m in REFERENCE_ROWS[1:]),
+            *("\n".join(textwrap.wrap(m.label, 12)) for m in REFERENCE_ROWS),
         ]
-        parts.append(tabulate(rows, headers=labels, tablefmt=fmt, disable_numparse=True))
+        parts.append(render(labels, rows, fmt))
     notes = [FOOTER, *table.notes] + (["Verdict: " + table.verdict] if table.verdict else [])
     return "\n".join([*parts, *(textwrap.fill(n, 100, break_on_hyphens=False) for n in notes)])
 
@@ -290,10 +404,23 @@ def cilp_report(experiment_path: str, fmt: str = "grid") -> str:
 
 
 def to_cilp_records(table: CilpTable) -> list[dict[str, Any]]:
-    """One flat dict per CILP_ROWS metric: per chain mean/std/n and the 95 % CI half-width its
-    cells show and, for two chains, the difference with its CI and Welch's p (the fusion
-    table's CSV columns)."""
-    return metric_records(CILP_ROWS, table.chains, table.comparisons, ci_half_width=True)
+    """One flat dict per CILP_ROWS metric: per chain mean/std/n/min/max across seeds and, for
+    a classifier row with per-scene scores, the bootstrap "<chain> value/low/high" its cell
+    shows; for two chains the difference with Welch's CI and p, and the paired bootstrap's
+    "paired_difference/low/high/p" where there is one."""
+    records = metric_records(CILP_ROWS, table.chains, table.comparisons)
+    for record, m in zip(records, CILP_ROWS, strict=True):
+        for chain in table.chains:
+            if (e := table.estimate(chain.name, m.key)) is not None:
+                record.update({f"{chain.name} value": e.value, f"{chain.name} low": e.low,
+                               f"{chain.name} high": e.high})  # fmt: skip
+        if (p := table.paired(m.key)) is not None:
+            d = p.difference
+            record.update({"paired_difference": d.value, "paired_low": d.low,
+                           "paired_high": d.high, "paired_p": p.p_value})  # fmt: skip
+        if row_stage(m.key) in table.shared:
+            record["shared"] = True
+    return records
 
 
 def to_cilp_json_dict(table: CilpTable) -> dict[str, Any]:
@@ -335,6 +462,11 @@ def to_cilp_json_dict(table: CilpTable) -> dict[str, Any]:
             "references": [variant_dict(v) for v in table.references],
             "comparison": {m: asdict(c) for m, c in table.comparisons.items()},
             "test": WELCH_TEST if table.comparisons else None,
+            "classifier_test": PAIRED_TEST
+            if table.classifier and table.classifier.paired
+            else None,
+            "classifier": None if table.classifier is None else to_json_dict(table.classifier),
+            "shared_stages": list(table.shared),
             "verdict": table.verdict or None,
             "verdict_metric": VERDICT_METRIC if table.verdict else None,
             "notes": table.notes,

@@ -94,6 +94,17 @@ def best_epoch(history: Sequence[Mapping[str, Any]], metric: str = SELECT) -> di
     return None if best is None else dict(best)
 
 
+def kept_row(history: Sequence[Mapping[str, Any]]) -> dict | None:
+    """The epoch row whose weights the trial kept: the one its last row's best_epoch names (a
+    trainer may keep only some epochs, e.g. CILP's nvidia classifier only its fine-tune phase),
+    else, for results without it, best_epoch()."""
+    kept = history[-1].get("best_epoch") if history else None
+    for row in history:
+        if kept and row.get("epoch") == kept and np.isfinite(row.get(SELECT, np.nan)):
+            return dict(row)
+    return best_epoch(history)
+
+
 def summarize_trial(
     trial_id: str,
     config: Mapping[str, Any],
@@ -101,8 +112,9 @@ def summarize_trial(
     status: str = "TERMINATED",
     checkpoint: Any = None,
 ) -> TrialResult | None:
-    """Reduce one trial's per-epoch results to a TrialResult; None if it reported no val_loss."""
-    row = best_epoch(history)
+    """Reduce one trial's per-epoch results to a TrialResult at the epoch it kept (kept_row);
+    None if it reported no val_loss."""
+    row = kept_row(history)
     if row is None:
         return None
     times = [r.get("epoch_time_s", r.get("time_this_iter_s", math.nan)) for r in history]

@@ -196,6 +196,8 @@ def comparison_table(
             table.notes.append(s.note())
         table.notes.append(_difference_note(table))
         table.verdict = two_variant_verdict(table)
+    elif table.scenes is not None:  # one variant: its intervals still need saying what they are
+        table.notes.append(table.scenes.note())
     return table
 
 
@@ -525,10 +527,11 @@ def write_csv(table: ComparisonTable, path: str) -> None:
 
 
 def write_records_csv(records: Sequence[dict[str, Any]], path: str) -> None:
-    """`records` (flat dicts with the same keys, e.g. `metric_records`) as CSV, written
-    atomically."""
+    """`records` (flat dicts, e.g. `metric_records`; a key some lack is an empty cell there)
+    as CSV, written atomically."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(records[0]))
+    fields = list(dict.fromkeys(k for r in records for k in r))  # first-seen order
+    writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     writer.writerows(records)
     _write_atomic(path, buf.getvalue())

@@ -16,7 +16,7 @@ from processes import RayEnv, error_lines, run_command, snapshot
 
 import analysis
 from analysis.__main__ import main as cli_main
-from analysis.cilp_table import cilp_table
+from analysis.cilp_table import CLASSIFIER_KEYS, cilp_table
 from tune_cilp.cilp.stages import STAGE_NAMES
 from tune_cilp.core.errors import UserError, run_cli
 from tune_cilp.core.metrics import CILP_ROWS
@@ -43,7 +43,11 @@ def test_report_is_the_cilp_table(experiment: Path) -> None:
     assert all(m.label in text for m in CILP_ROWS)
     assert "| cilp" in text.splitlines()[0]  # one column per chain
     assert "Reference model" in text and "rgb-maxpool" in text  # the baselines, as before
-    assert f"({len(SEEDS)})" in text
+    assert f"({len(SEEDS)} seeds)" in text
+    # the classifier rows as the fusion table's: bootstrap over seeds and validation scenes
+    prose = " ".join(text.split())  # the notes are wrapped
+    assert "RGB-only classifier: Intervals [95%]: percentile bootstrap" in prose
+    assert "seeds resampled, then validation scenes" in prose
     with pytest.raises(UserError, match="unknown table format"):
         analysis.report(str(experiment), fmt="nope")
 
@@ -69,7 +73,15 @@ def test_cli_writes_the_cilp_tables_numbers_and_curves(
         assert int(record["cilp n"]) == len(SEEDS)
         assert math.isclose(float(record["cilp mean"]), summary.mean, rel_tol=1e-12)
         assert math.isclose(float(record["cilp std"]), summary.std, rel_tol=1e-12)
-        assert float(record["cilp ci_half_width"]) > float(record["cilp std"]) or summary.std == 0
+        if m.key in CLASSIFIER_KEYS:  # the bootstrap over seeds and scenes, from the scores
+            low, value, high = (float(record[f"cilp {k}"]) for k in ("low", "value", "high"))
+            if math.isnan(low):  # every resample scores alike: no interval on a constant
+                assert math.isnan(high) and math.isfinite(value)
+            else:
+                assert low <= value <= high
+                assert m.key == "classifier_val_loss" or 0.0 <= low <= high <= 1.0
+        else:
+            assert "cilp low" not in record or record["cilp low"] == ""
 
     data = json.loads(out_json.read_text())
     assert data["kind"] == "cilp" and data["experiment"] == str(experiment)
