@@ -1,12 +1,14 @@
 """`python -m analysis EXPERIMENT_PATH`: print the comparison table (a fusion experiment's, or a
-CILP chain's); optionally write its numbers as CSV and JSON and its curves as PNG, and (fusion
-only) each variant's best-model predictions onto a FiftyOne dataset."""
+CILP chain's); optionally write its numbers as CSV and JSON and its curves as PNG, and each
+variant's best-model predictions (a CILP chain's: its RGB-only classifier's) onto a FiftyOne
+dataset."""
 
 from __future__ import annotations
 
 from argparse import Namespace
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from analysis.table import (
     ComparisonTable,
@@ -16,8 +18,12 @@ from analysis.table import (
     write_csv,
     write_json,
 )
-from tune_cilp.core.errors import ArgumentParser, UserError, run_cli
+from tune_cilp.core.errors import ArgumentParser, run_cli
+from tune_cilp.experiment.identity import read_meta
 from tune_cilp.results import Experiment, load_experiment
+
+if TYPE_CHECKING:
+    from analysis.cilp_table import CilpTable
 
 
 def build_parser() -> ArgumentParser:
@@ -42,16 +48,9 @@ def build_parser() -> ArgumentParser:
         metavar="DATASET",
         help="write each variant's best-model predictions onto the experiment's FiftyOne dataset "
         "(or onto DATASET, ingesting the experiment's data there if it is not a FiftyOne dataset);"
-        " not for a CILP experiment",
+        " for a CILP experiment, each chain's RGB-only classifier",
     )
     return p
-
-
-# Why --to-fiftyone cannot apply to a CILP experiment (refused before anything is loaded).
-CILP_NO_FIFTYONE = (
-    "--to-fiftyone: not available for a CILP experiment: its stages store no per-scene fusion "
-    "predictions to write (writing the RGB-only classifier's predictions to FiftyOne is planned)"
-)
 
 
 @dataclass
@@ -71,9 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from analysis.cilp_table import is_cilp_experiment
 
     if is_cilp_experiment(args.experiment):  # a chain of stage experiments: its own table
+        from analysis.cilp_table import cilp_table
+
+        table = cilp_table(args.experiment)
+        write_outputs(args, cilp_outputs(table, args.format))
         if args.to_fiftyone is not None:
-            raise UserError(CILP_NO_FIFTYONE)
-        write_outputs(args, cilp_outputs(args.experiment, args.format))
+            from analysis.review import to_fiftyone
+
+            chains = table.classifier.variants if table.classifier is not None else []
+            source = Experiment(table.path, [], read_meta(table.path))
+            to_fiftyone(source, chains, args.to_fiftyone or None)
         return 0
     experiment = load_experiment(args.experiment)
     table = experiment_table(experiment)
@@ -102,17 +108,15 @@ def fusion_outputs(experiment: Experiment, table: ComparisonTable, fmt: str) -> 
     )
 
 
-def cilp_outputs(experiment_path: str, fmt: str) -> Outputs:
+def cilp_outputs(table: CilpTable, fmt: str) -> Outputs:
     """A CILP experiment's table and files: one column per chain, a curve plot per stage."""
     from analysis.cilp_table import (
-        cilp_table,
         format_cilp_table,
         write_cilp_csv,
         write_cilp_json,
         write_cilp_plots,
     )
 
-    table = cilp_table(experiment_path)
     return Outputs(
         format_cilp_table(table, fmt),
         bool(table.chains),

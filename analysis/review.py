@@ -1,5 +1,6 @@
 """FiftyOne review: each variant's best model predicts every scene of the experiment's data, and
-the predictions land on the dataset's samples as one field per variant (`pred_<variant>`)."""
+the predictions land on the dataset's samples as one field per variant (`pred_<variant>`); for
+a CILP experiment the variants are its chains and the model their RGB-only classifier."""
 
 from __future__ import annotations
 
@@ -71,16 +72,21 @@ def prepare_dataset(experiment: Experiment, name: str | None = None) -> str:
 
 
 def load_best_model(variant: VariantSummary):  # -> torch.nn.Module
-    """The best trial's best-epoch weights (state.pt "best_model") in a freshly built model."""
+    """The best trial's kept weights (state.pt "best_model") in a freshly built model: a fusion
+    model, or for a CILP classifier-stage trial the RGB-only classifier."""
     from tune_cilp.core.checkpoint import STATE_FILE, load_checkpoint
     from tune_cilp.models.fusion import build_model
     from tune_cilp.training.config import TrainConfig
+    from tune_cilp.training.stages import load_stage_checkpoint, rgb_classifier
 
     checkpoint = variant.best.checkpoint
     if checkpoint is None:
         raise UserError(f"{variant.name}: trial {variant.best.trial_id} has no checkpoint")
     with checkpoint.as_directory() as ckpt_dir:
-        state = load_checkpoint(Path(ckpt_dir) / STATE_FILE)
+        path = Path(ckpt_dir) / STATE_FILE
+        state = load_checkpoint(path)
+        if isinstance(state.get("config"), dict) and "stage" in state["config"]:
+            return rgb_classifier(load_stage_checkpoint(str(path), "classifier"))
     cfg = TrainConfig.from_dict(state["config"])
     model = build_model(cfg.model_config)
     model.load_state_dict(state["best_model"])

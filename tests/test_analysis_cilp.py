@@ -1,7 +1,7 @@
 """The analysis on a real (tiny) CILP experiment: `analysis.report` gives the CILP table, and
 `python -m analysis` writes its numbers (CSV, JSON) and each stage's curves (PNG) the way it
-does for a fusion experiment; --to-fiftyone, which cannot apply, is refused in one line with
-nothing written."""
+does for a fusion experiment, and --to-fiftyone puts each chain's RGB-only classifier's
+predictions on the data's FiftyOne samples."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from processes import RayEnv, error_lines, run_command, snapshot
+from processes import RayEnv, run_command, snapshot
 
 import analysis
 from analysis.__main__ import main as cli_main
 from analysis.cilp_table import CLASSIFIER_KEYS, cilp_table
 from tune_cilp.cilp.stages import STAGE_NAMES
-from tune_cilp.core.errors import UserError, run_cli
+from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import CILP_ROWS
 
 pytestmark = pytest.mark.slow
@@ -117,17 +117,27 @@ def test_cli_writes_the_cilp_tables_numbers_and_curves(
     assert not list(plots.glob(".*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
-def test_to_fiftyone_is_refused_in_one_line_and_writes_nothing(
-    experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_to_fiftyone_writes_each_chains_rgb_only_predictions(
+    experiment: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = snapshot(experiment, exact=True)  # not even rewritten: mtimes too
-    out_csv = tmp_path / "t.csv"
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(cli_main, [str(experiment), "--to-fiftyone", "--csv", str(out_csv)])
-    assert exit_info.value.code == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""  # refused before the table is even loaded
-    (line,) = error_lines(captured.err)
-    assert captured.err == line + "\n" and "CILP experiment" in line
-    assert not out_csv.exists() and list(tmp_path.iterdir()) == []
-    assert snapshot(experiment, exact=True) == before
+    from fiftyone import ViewField as F
+
+    from tune_cilp.core.fiftyone_env import import_fiftyone
+    from tune_cilp.data import LABELS
+
+    before = snapshot(experiment, exact=True)
+    assert cli_main([str(experiment), "--to-fiftyone", "cilp_review"]) == 0
+    out = capsys.readouterr().out
+    assert "Classifier Validation Loss" in out  # the table first, as without the option
+    (line,) = [row for row in out.splitlines() if row.startswith("pred_cilp: cilp (best trial")]
+    wrong = int(line.split("misclassifies ")[1].split(" of ")[0])
+    assert "launch_app" in out
+    dataset = import_fiftyone().load_dataset("cilp_review")  # ingested from the raw source
+    for slice_name in dataset.group_slices:
+        labels, confidences = dataset.select_group_slices(slice_name).values(
+            ["pred_cilp.label", "pred_cilp.confidence"]
+        )
+        assert set(labels) <= set(LABELS) and None not in labels
+        assert all(0.5 <= c <= 1.0 for c in confidences)
+    assert len(dataset.match(F("pred_cilp.label") != F("ground_truth.label"))) == wrong
+    assert snapshot(experiment, exact=True) == before  # reading the experiment changes nothing

@@ -7,6 +7,7 @@ import math
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -191,6 +192,27 @@ def test_classifier_trains_only_what_it_should(
         # and the weights kept come from the fine-tune phase, not the head-only epochs
         assert trainer.best_epoch > head_epochs
         assert all(row["best_epoch"] > head_epochs for row in trainer.history[head_epochs:])
+
+
+@pytest.mark.parametrize("mode", ["seed", "nvidia"])
+def test_the_rgb_classifier_rebuilt_from_its_checkpoint_predicts_as_the_trainer(
+    tiny_arrays: CilpArrays, projector_ckpt: Path, tmp_path: Path, mode: str
+) -> None:
+    from tune_cilp.training.fusion import predict_proba
+    from tune_cilp.training.stages import load_stage_checkpoint, rgb_classifier
+
+    cfg = {"stage": "classifier", "epochs": 1, "projector_checkpoint": str(projector_ckpt)}
+    cfg.update(mode=mode, finetune=True, head_epochs=int(mode == "nvidia"), precision="fp32")
+    trainer = make_trainer(cfg, tiny_arrays)
+    while not trainer.done:
+        trainer.run_epoch()
+    path = save_checkpoint(tmp_path / "state.pt", trainer.state_dict())
+    model = rgb_classifier(load_stage_checkpoint(str(path), "classifier"))
+    val = ~tiny_arrays.is_train
+    proba = predict_proba(model, tiny_arrays.rgb[val], tiny_arrays.xyza[val])
+    stored = trainer.predictions().best  # the kept epoch's validation scores
+    assert list(tiny_arrays.ids[val]) == list(trainer.predictions().ids)
+    np.testing.assert_allclose(proba, stored.proba, atol=1e-5)
 
 
 def test_resume_is_bit_exact(tiny_arrays: CilpArrays, tmp_path: Path) -> None:

@@ -75,6 +75,19 @@ def head(in_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 1))
 
 
+class RgbClassifier(nn.Module):
+    """The CILP chain's end product: image embedder -> projector -> head, one logit from the
+    image alone. forward takes (rgb, xyza) like a fusion model and ignores the LiDAR input, so
+    the same predictors and reviews serve both."""
+
+    def __init__(self, rgb: nn.Module, projector: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.rgb, self.projector, self.head = rgb, projector, head
+
+    def forward(self, rgb: torch.Tensor, xyza: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.projector(self.rgb(rgb)))
+
+
 class LidarCNN(nn.Module):
     """NVIDIA's LiDAR classifier: ``embedder`` (depth -> 3,200-d) and ``classifier`` (a head)."""
 

@@ -26,6 +26,7 @@ from tune_cilp.models.cilp import (
     FLAT,
     LIDAR_INPUTS,
     LidarCNN,
+    RgbClassifier,
     check_lidar_cnn_state,
     embedder,
     head,
@@ -63,6 +64,21 @@ def load_stage_checkpoint(path: str, stage: str) -> dict[str, Any]:
     if "best_model" not in state:
         raise UserError(f"{path}: {stage} checkpoint without its best weights")
     return state
+
+
+def rgb_classifier(state: dict[str, Any]) -> RgbClassifier:
+    """The RGB-only classifier with the weights a classifier-stage checkpoint kept (best_model),
+    built from the checkpoint alone (its contrastive config gives the embedder's shape, the head
+    its input width: the projected embedding, or NVIDIA's 3,200-d one)."""
+    best = state["best_model"]
+    c: ContrastiveConfig = stage_config(state["contrastive_config"])
+    out_dim = int(best["head.0.weight"].shape[1])
+    model = RgbClassifier(
+        embedder(4, c.emb_dim, c.downsample), projector(c.emb_dim, out_dim), head(out_dim)
+    )
+    parts = ("rgb.", "projector.", "head.")
+    model.load_state_dict({k: v for k, v in best.items() if k.startswith(parts)})
+    return model.eval()
 
 
 def load_lidar_cnn(path: str) -> dict[str, torch.Tensor]:
