@@ -264,6 +264,8 @@ def cilp_table(experiment_path: str) -> CilpTable:
     if classifiers:
         table.classifier = comparison_table(classifiers)
         table.notes += [f"RGB-only classifier: {n}" for n in table.classifier.notes]
+    if table.classifier is not None and len(chains) > 2:  # ranked like fusion variants
+        table.verdict = f"RGB-only classifier: {table.classifier.verdict}"
     if len(chains) == 2:
         a, b = chains
         table.comparisons = {m.key: compare(a.values(m.key), b.values(m.key)) for m in CILP_ROWS}
