@@ -41,7 +41,7 @@ def in_experiment(root: str, path: str) -> str:
     """A file an experiment's records name (relative to the experiment, so that a copied or
     moved experiment still finds it; absolute in experiments made before that), where it is
     now: under `root`, the experiment's current directory or URI."""
-    if os.path.isabs(path) or "://" in path:
+    if not root or os.path.isabs(path) or "://" in path:  # no root: as given (tests, tools)
         return path
     return f"{root.rstrip('/')}/{path}"
 
