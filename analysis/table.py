@@ -42,7 +42,7 @@ from analysis.stats import (
 )
 from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import SCENE_METRICS, SELECT, TRIAL_METRICS, Metric
+from tune_cilp.core.metrics import SCENE_METRICS, SELECT, TRIAL_METRICS, Metric, majority_rate
 from tune_cilp.models.variants import variant_name
 from tune_cilp.results import Experiment, TrialRecord
 
@@ -181,7 +181,8 @@ def comparison_table(
     if variants:
         table.scenes, scene_notes = scene_stats(variants)
         table.notes += scene_notes
-    table.notes += majority_class_notes(variants)
+    scenes_rate = majority_rate(table.scenes.labels) if table.scenes is not None else math.nan
+    table.notes += majority_class_notes(variants, scenes_rate)
     if len(variants) > 2:
         table.ranking = rank_variants(variants, table.scenes)
         table.verdict = table.ranking.verdict()
@@ -250,13 +251,16 @@ def two_variant_verdict(table: ComparisonTable, alpha: float = 0.05) -> str:
     return f"{head} {n}"
 
 
-def majority_class_notes(variants: list[VariantSummary]) -> list[str]:
+def majority_class_notes(variants: list[VariantSummary], fallback: float = math.nan) -> list[str]:
     """One note naming the variants whose balanced accuracy is <= MAJORITY_BALANCED while
     their accuracy reaches the validation split's majority-class rate: they mostly predict that
-    class (mean balanced accuracy and accuracy over seeds)."""
+    class (mean balanced accuracy and accuracy over seeds). The rate is the one the trials
+    reported, else `fallback` (e.g. from the stored per-scene labels, for trials that did not
+    report it)."""
     found = []
     for v in variants:
         rates = [t.majority_rate for t in v.trials if not math.isnan(t.majority_rate)]
+        rates = rates or ([fallback] if math.isfinite(fallback) else [])
         acc = v.metrics["val_accuracy"].mean
         balanced = v.metrics["val_balanced_accuracy"].mean
         if rates and balanced <= MAJORITY_BALANCED and acc >= min(rates) - 1e-9:

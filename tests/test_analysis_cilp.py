@@ -45,6 +45,8 @@ def test_report_is_the_cilp_table(experiment: Path) -> None:
     assert "Reference model" in text and "rgb-maxpool" in text  # the baselines, as before
     assert f"({len(SEEDS)} seeds)" in text
     # the classifier rows as the fusion table's: bootstrap over seeds and validation scenes
+    classifiers = cilp_table(str(experiment)).classifier.variants  # the fusion table's view
+    assert all(0.5 <= t.majority_rate <= 1 for v in classifiers for t in v.trials)  # reported
     prose = " ".join(text.split())  # the notes are wrapped
     assert "RGB-only classifier: Intervals [95%]: percentile bootstrap" in prose
     assert "seeds resampled, then validation scenes" in prose

@@ -123,6 +123,15 @@ def test_majority_class_note_for_an_all_cubes_model_only() -> None:
     ]
 
 
+def test_majority_rate_not_reported_comes_from_the_fallback() -> None:
+    # Trials that did not report the rate (e.g. CILP classifiers made before they did): the
+    # table passes the rate of the stored per-scene labels instead.
+    trials = [_trial("concat", s, 0.93, 0.50, math.nan) for s in (1, 2)]
+    assert majority_class_notes(summarize_variants(trials)) == []
+    (note,) = majority_class_notes(summarize_variants(trials), fallback=164 / 179)
+    assert note.endswith("balanced accuracy 0.50 at 0.93 accuracy, majority rate 0.92")
+
+
 def test_more_than_two_variants_print_the_ranking_and_its_verdict() -> None:
     table = comparison_table(variants(LOSSES))
     text = format_table(table, "github")

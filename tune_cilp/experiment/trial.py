@@ -60,7 +60,10 @@ def train_stage(
     as it is now, which the upstream checkpoint path in the config is relative to."""
     from tune_cilp.training.stages import make_trainer
 
-    run_trial(lambda: make_trainer(config, data, root=experiment_root), config, wandb_kwargs, {})
+    # The classifier's rows carry the majority-class rate like a fusion trial's (its note).
+    labels = data.labels[~data.is_train]
+    info = {"val_majority_rate": majority_rate(labels)} if config["stage"] == "classifier" else {}
+    run_trial(lambda: make_trainer(config, data, root=experiment_root), config, wandb_kwargs, info)
 
 
 def run_trial(
