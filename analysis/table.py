@@ -183,6 +183,7 @@ def comparison_table(
         table.notes += scene_notes
     scenes_rate = majority_rate(table.scenes.labels) if table.scenes is not None else math.nan
     table.notes += majority_class_notes(variants, scenes_rate)
+    majority = {name for name, *_ in _majority_variants(variants, scenes_rate)}
     if len(variants) > 2:
         table.ranking = rank_variants(variants, table.scenes)
         table.verdict = table.ranking.verdict()
@@ -199,6 +200,20 @@ def comparison_table(
         table.verdict = two_variant_verdict(table)
     elif table.scenes is not None:  # one variant: its intervals still need saying what they are
         table.notes.append(table.scenes.note())
+    if table.verdict and len(variants) > 1:
+        best = min(variants, key=lambda v: v.metrics[SELECT].mean).name
+        if table.ranking is not None:
+            best = table.ranking.best.name
+        if all(v.name in majority for v in variants):
+            table.verdict += (
+                "; caution: every variant predicts mostly the majority class (see the note), "
+                f"so no {SELECT} here shows that it separates the classes"
+            )
+        elif best in majority:  # a low loss from answering "cubes" everywhere is no win
+            table.verdict += (
+                f"; caution: {best} predicts mostly the majority class (see the note), so its "
+                f"low {SELECT} does not show that it separates the classes"
+            )
     return table
 
 
@@ -251,12 +266,11 @@ def two_variant_verdict(table: ComparisonTable, alpha: float = 0.05) -> str:
     return f"{head} {n}"
 
 
-def majority_class_notes(variants: list[VariantSummary], fallback: float = math.nan) -> list[str]:
-    """One note naming the variants whose balanced accuracy is <= MAJORITY_BALANCED while
-    their accuracy reaches the validation split's majority-class rate: they mostly predict that
-    class (mean balanced accuracy and accuracy over seeds). The rate is the one the trials
-    reported, else `fallback` (e.g. from the stored per-scene labels, for trials that did not
-    report it)."""
+def _majority_variants(
+    variants: list[VariantSummary], fallback: float
+) -> list[tuple[str, float, float, float]]:
+    """(name, balanced accuracy, accuracy, majority rate) of each variant that mostly predicts
+    the majority class (see majority_class_notes)."""
     found = []
     for v in variants:
         rates = [t.majority_rate for t in v.trials if not math.isnan(t.majority_rate)]
@@ -265,6 +279,16 @@ def majority_class_notes(variants: list[VariantSummary], fallback: float = math.
         balanced = v.metrics["val_balanced_accuracy"].mean
         if rates and balanced <= MAJORITY_BALANCED and acc >= min(rates) - 1e-9:
             found.append((v.name, balanced, acc, min(rates)))
+    return found
+
+
+def majority_class_notes(variants: list[VariantSummary], fallback: float = math.nan) -> list[str]:
+    """One note naming the variants whose balanced accuracy is <= MAJORITY_BALANCED while
+    their accuracy reaches the validation split's majority-class rate: they mostly predict that
+    class (mean balanced accuracy and accuracy over seeds). The rate is the one the trials
+    reported, else `fallback` (e.g. from the stored per-scene labels, for trials that did not
+    report it)."""
+    found = _majority_variants(variants, fallback)
     if not found:
         return []
     if len(found) == 1:

@@ -132,6 +132,24 @@ def test_majority_rate_not_reported_comes_from_the_fallback() -> None:
     assert note.endswith("balanced accuracy 0.50 at 0.93 accuracy, majority rate 0.92")
 
 
+def test_a_verdict_whose_winner_says_cubes_everywhere_says_so() -> None:
+    def trial(name: str, seed: int, loss: float, balanced: float):
+        result = _trial(name, seed, 0.93 if balanced == 0.5 else 0.97, balanced, 0.93)
+        result.metrics["val_loss"] = loss
+        return result
+
+    collapsed = [trial("concat", s, 0.25, 0.50) for s in (1, 2, 3)]  # lowest loss, all cubes
+    for others in (["add"], ["add", "late"]):  # the two-variant verdict and the ranking's
+        trials = collapsed + [trial(n, s, 0.4 + s / 100, 0.9) for n in others for s in (1, 2, 3)]
+        verdict = comparison_table(summarize_variants(trials)).verdict
+        assert "caution: concat-stride predicts mostly the majority class" in verdict, verdict
+    trials = collapsed + [trial("add", s, 0.1 + s / 100, 0.9) for s in (1, 2, 3)]
+    assert "caution" not in comparison_table(summarize_variants(trials)).verdict
+    trials = collapsed + [trial("add", s, 0.3 + s / 100, 0.5) for s in (1, 2, 3)]
+    verdict = comparison_table(summarize_variants(trials)).verdict
+    assert "caution: every variant predicts mostly the majority class" in verdict
+
+
 def test_more_than_two_variants_print_the_ranking_and_its_verdict() -> None:
     table = comparison_table(variants(LOSSES))
     text = format_table(table, "github")
