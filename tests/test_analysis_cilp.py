@@ -143,3 +143,29 @@ def test_to_fiftyone_writes_each_chains_rgb_only_predictions(
         assert all(0.5 <= c <= 1.0 for c in confidences)
     assert len(dataset.match(F("pred_cilp.label") != F("ground_truth.label"))) == wrong
     assert snapshot(experiment, exact=True) == before  # reading the experiment changes nothing
+
+
+def test_a_copied_cilp_experiment_is_read_without_running_its_code(
+    experiment: Path, tmp_path: Path
+) -> None:
+    import shutil
+    import sys
+
+    from payloads import plant
+    from processes import ROOT
+
+    copy, marker = tmp_path / "cilp-from-a-colleague", tmp_path / "code-ran"
+    shutil.copytree(experiment, copy)
+    assert plant(copy, marker) >= len(STAGE_NAMES) + 1  # every stage's and the baseline's state
+    expected = analysis.report(str(experiment)).replace(str(experiment), str(copy))
+    for args in ((), ("--to-fiftyone", "cilp_untrusted")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "analysis", str(copy), *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert proc.stdout.startswith(expected)
+    assert not marker.exists()

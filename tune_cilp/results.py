@@ -1,22 +1,26 @@
 """Load a Ray Tune experiment (finished, running, moved or remote) into plain per-trial records.
 
-Reading goes through Ray Tune's own result API (`ExperimentAnalysis` wrapped in a `ResultGrid`):
-it only reads files, so no Ray cluster starts, and it rewrites trial and checkpoint paths to where
-the experiment directory is now. `Tuner.restore(...).get_results()` would need the original
-trainable, so it is not used here. The per-epoch results are read here rather than taken from
-Ray's `metrics_dataframe`: Ray drops a trial's whole result.json for one damaged line (a crash or a
-full disk cuts the last one short), while this reader keeps every intact line and takes the epochs
-it lacks from progress.csv.
+Reading never unpickles anything: an experiment folder may come from someone else (a
+colleague's archive, a shared bucket), and Tune's own readers (`ExperimentAnalysis`,
+`ResultGrid`, `Trial.from_json_state`) cloudpickle-load parts of `experiment_state-*.json`,
+i.e. run whatever code the file carries. So the newest state file is parsed as plain JSON and
+only its plain fields are used (trial id, status, config, folder name, whether a trial reported);
+the per-epoch results come from each trial's result.json / progress.csv and the checkpoint is the
+one of the last result (docs/CLUSTER.md, "What is trusted"). No Ray cluster starts.
+The per-epoch results are read here rather than through pandas: one damaged line (a crash or a
+full disk cuts the last one short) would drop a trial's whole result.json, while this reader
+keeps every intact line and takes the epochs it lacks from progress.csv.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
 import os
+import re
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from typing import Any
 
 from tune_cilp.core.errors import UserError
@@ -142,16 +146,17 @@ def _damaged(name: str, numbers: list[int]) -> str:
     return f"{name} has {'a damaged line' if len(numbers) == 1 else 'damaged lines'} {shown}"
 
 
-def _read_history(fs: Any, trial: Any) -> tuple[list[dict[str, Any]], str]:
-    """(per-epoch rows, `TrialRecord.damage`) of one trial, read from its directory on `fs`."""
+def _read_history(fs: Any, trial_path: str, reported: bool) -> tuple[list[dict[str, Any]], str]:
+    """(per-epoch rows, `TrialRecord.damage`) of the trial in `trial_path` on `fs`; `reported`:
+    the experiment state says the trial reported at least once."""
     from ray.air.constants import EXPR_PROGRESS_FILE, EXPR_RESULT_FILE
 
-    lines, error = _read_lines(fs, f"{trial.path}/{EXPR_RESULT_FILE}")
+    lines, error = _read_lines(fs, f"{trial_path}/{EXPR_RESULT_FILE}")
     json_rows, damaged = _json_rows(lines or [])
     if json_rows and not damaged and not error:
         return _history(json_rows), ""
     # result.json is damaged, empty or missing: Ray writes each result to progress.csv as well.
-    csv_lines, csv_error = _read_lines(fs, f"{trial.path}/{EXPR_PROGRESS_FILE}")
+    csv_lines, csv_error = _read_lines(fs, f"{trial_path}/{EXPR_PROGRESS_FILE}")
     csv_rows, csv_damaged = _csv_rows(csv_lines or [])
     history = _history(csv_rows + json_rows)  # result.json's row wins for an epoch in both
     problems = []
@@ -159,9 +164,9 @@ def _read_history(fs: Any, trial: Any) -> tuple[list[dict[str, Any]], str]:
         problems.append(f"{EXPR_RESULT_FILE} {error}")
     elif damaged:
         problems.append(_damaged(EXPR_RESULT_FILE, damaged))
-    elif lines is None and csv_lines is None and trial.has_reported_at_least_once:
+    elif lines is None and csv_lines is None and reported:
         problems.append(f"{EXPR_RESULT_FILE} and {EXPR_PROGRESS_FILE} are missing")
-    elif history or trial.has_reported_at_least_once:  # else: the trial has not reported yet
+    elif history or reported:  # else: the trial has not reported yet
         problems.append(f"{EXPR_RESULT_FILE} is {'missing' if lines is None else 'empty'}")
     if csv_error:
         problems.append(f"{EXPR_PROGRESS_FILE} {csv_error}")
@@ -176,49 +181,130 @@ def _read_history(fs: Any, trial: Any) -> tuple[list[dict[str, Any]], str]:
     return history, "; ".join([*problems, recovered])
 
 
-def load_experiment(path_or_uri: str | os.PathLike[str]) -> Experiment:
-    """Load every trial of the experiment at a local path or storage URI (s3://, gs://, file://).
+STATE_PATTERN = "experiment_state-*.json"  # Tune's TuneController.CKPT_FILE_TMPL
+STATUSES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
+PICKLED = "CLOUDPICKLE_FALLBACK"  # Tune's marker of a cloudpickled value in its JSON
+_CHECKPOINT_DIR = re.compile(r"checkpoint_\d+")
 
-    Works on a running experiment (the trials reported so far) and on a directory that was moved
-    or copied. Raises UserError when the path is not a Ray Tune experiment.
-    """
-    from ray.tune import ExperimentAnalysis, ResultGrid
 
-    path = str(path_or_uri)
+def _filesystem(path: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path on it) of a local directory or a storage URI."""
+    import pyarrow.fs
+
     if not _is_uri(path):
         path = os.path.abspath(os.path.expanduser(path))
         if not os.path.isdir(path):
             raise UserError(f"experiment path {path}: no such directory")
-    # Trials that have not reported yet or whose result files are damaged: Ray logs a warning per
-    # trial and leaves its results out, while _read_history reads them and experiment_table notes
-    # them.
-    ray_logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    level = ray_logger.level
-    ray_logger.setLevel(logging.ERROR)
+        return pyarrow.fs.LocalFileSystem(), path
     try:
-        analysis = ExperimentAnalysis(path)
-    except ValueError as exc:
-        raise UserError(
-            f"experiment path {path}: not a Ray Tune experiment (no experiment_state-*.json)"
-        ) from exc
-    except Exception as exc:  # corrupt state files, unreachable storage: one line for the user
-        raise UserError(f"experiment path {path}: cannot read experiment state ({exc})") from exc
-    finally:
-        ray_logger.setLevel(level)
+        return pyarrow.fs.FileSystem.from_uri(path)
+    except Exception as exc:  # unknown scheme, no credentials, unreachable: one line
+        raise UserError(f"experiment path {path}: cannot open ({exc})") from exc
 
-    grid = ResultGrid(analysis)  # same order as analysis.trials
+
+def _listing(fs: Any, path: str) -> list[Any]:
+    import pyarrow.fs
+
+    return fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+
+
+def _holds_pickle(value: Any) -> bool:
+    if isinstance(value, dict):
+        return value.get("_type") == PICKLED or any(map(_holds_pickle, value.values()))
+    if isinstance(value, list):
+        return any(map(_holds_pickle, value))
+    return False
+
+
+def _state_trials(text: bytes, source: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(trial state, run metadata) pairs of a state file, each parsed as plain JSON (its
+    cloudpickled fields stay hex strings and are not used); UserError if not Tune's layout."""
+    try:
+        pairs = json.loads(text)["trial_data"]
+        trials = [(json.loads(t), json.loads(m)) for t, m in pairs]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"{source}: cannot read experiment state ({exc})") from exc
+    for trial, meta in trials:
+        if not (isinstance(trial, dict) and isinstance(meta, dict)):
+            raise UserError(f"{source}: cannot read experiment state (a trial is not an object)")
+    return trials
+
+
+def _trial_fields(trial: dict[str, Any], source: str) -> tuple[str, str, dict[str, Any], str]:
+    """(trial id, status, config, folder name) of one trial's state, each checked."""
+    trial_id, status = trial.get("trial_id"), trial.get("status")
+    config, folder = trial.get("config"), trial.get("relative_logdir")
+    if not isinstance(trial_id, str) or not re.fullmatch(r"[\w-]+", trial_id):
+        raise UserError(f"{source}: a trial has no valid trial_id ({trial_id!r})")
+    if status not in STATUSES:
+        raise UserError(f"{source}: trial {trial_id} has an unknown status {status!r}")
+    if not isinstance(config, dict) or _holds_pickle(config):
+        # tune_cilp's configs are plain values; a pickled one is not read (it would run code).
+        raise UserError(f"{source}: trial {trial_id}'s config is not plain JSON; not read")
+    if not isinstance(folder, str) or not folder or folder in (".", "..") or "/" in folder:
+        raise UserError(f"{source}: trial {trial_id} names no folder inside the experiment")
+    return trial_id, status, config, folder
+
+
+def _latest_checkpoint(fs: Any, trial_path: str, history: list[dict[str, Any]]) -> Any:
+    """The checkpoint of the trial's last reported result, as Tune's own reader gives it: the
+    newest checkpoint_<i> folder with i < the last result's training_iteration (every report
+    here saves one, numbered from 0). A folder a stop cut off before its result was written is
+    newer than that and passed over. None without results."""
+    from ray.air.constants import TRAINING_ITERATION
+    from ray.tune import Checkpoint
+
+    last = history[-1].get(TRAINING_ITERATION) if history else None
+    if not isinstance(last, int):
+        return None
+    numbers = [
+        int(info.base_name.rpartition("_")[2])
+        for info in _listing(fs, trial_path)
+        if info.is_file is False and _CHECKPOINT_DIR.fullmatch(info.base_name)
+    ]
+    older = [n for n in numbers if n < last]
+    if not older:
+        return None
+    return Checkpoint(f"{trial_path}/checkpoint_{max(older):06d}", filesystem=fs)
+
+
+def load_experiment(path_or_uri: str | os.PathLike[str]) -> Experiment:
+    """Load every trial of the experiment at a local path or storage URI (s3://, gs://, file://).
+
+    Works on a running experiment (the trials reported so far) and on a directory that was moved
+    or copied, and never unpickles or imports anything from it. Raises UserError when the path
+    is not a Ray Tune experiment or its state is not what Tune writes.
+    """
+    path = str(path_or_uri)
+    fs, root = _filesystem(path)
+    if not _is_uri(path):
+        path = root
+    try:
+        states = sorted(
+            i.path for i in _listing(fs, root) if i.is_file and fnmatch(i.base_name, STATE_PATTERN)
+        )
+        if not states:
+            raise UserError(
+                f"experiment path {path}: not a Ray Tune experiment (no {STATE_PATTERN})"
+            )
+        with fs.open_input_stream(states[-1]) as f:  # names end in a timestamp: last = newest
+            text = f.readall()
+    except OSError as exc:
+        raise UserError(f"experiment path {path}: cannot read experiment state ({exc})") from exc
     trials = []
-    for trial, result in zip(analysis.trials, grid, strict=True):
-        history, damage = _read_history(grid.filesystem, trial)
+    for state, meta in _state_trials(text, states[-1]):
+        trial_id, status, config, folder = _trial_fields(state, states[-1])
+        trial_path = f"{root.rstrip('/')}/{folder}"
+        reported = isinstance(meta.get("last_result"), dict) and bool(meta["last_result"])
+        history, damage = _read_history(fs, trial_path, reported)
         trials.append(
             TrialRecord(
-                trial_id=trial.trial_id,
-                # A trial that failed before reporting has no result config: use the trial's.
-                config=dict(result.config or trial.config or {}),
-                status=str(trial.status),
+                trial_id=trial_id,
+                config=config,
+                status=status,
                 history=history,
-                checkpoint=result.checkpoint,
-                path=result.path,
+                checkpoint=_latest_checkpoint(fs, trial_path, history),
+                path=trial_path,
                 damage=damage,
             )
         )
