@@ -36,20 +36,13 @@ def first_row(experiment: Path) -> bool:
     return any(rows for rows in histories(experiment).values())
 
 
-def current_histories(experiment: Path) -> dict[str, list[dict]]:
-    """The rows of the trials in the experiment's state (an experiment run over after a
-    damaged state keeps the old trials' folders beside the new ones)."""
-    ids = set(trial_statuses(experiment))
-    return {k: rows for k, rows in histories(experiment).items() if rows[0]["trial_id"] in ids}
-
-
 def val_losses(experiment: Path) -> dict[str, list[float]]:
     """Per downsampling, the val_loss of every epoch (the runs' common configurations); an
     epoch reported twice (see assert_every_epoch_once) counts once, last report winning, as in
     the analysis."""
     return {
         rows[0]["config"]["downsample"]: list({r["epoch"]: r["val_loss"] for r in rows}.values())
-        for rows in current_histories(experiment).values()
+        for rows in histories(experiment).values()
     }
 
 
@@ -58,7 +51,7 @@ def assert_every_epoch_once(experiment: Path, hard_stop: dict[str, list] | None 
     reported before it) one epoch may be reported twice: a stop between an epoch's report and
     Tune's saving of the state that names its checkpoint resumes from the checkpoint before,
     so that epoch runs again (the analysis keeps the last report); never more than that one."""
-    runs = current_histories(experiment)
+    runs = histories(experiment)
     assert len(runs) == 2
     for name, rows in runs.items():
         epochs = [row["epoch"] for row in rows]
@@ -248,6 +241,9 @@ def test_full_disk_stops_with_one_line_and_leaves_no_empty_files(
         assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
         assert_every_epoch_once(storage / NAME)
         assert val_losses(storage / NAME) == val_losses(two_drivers["experiment"])
+        # One experiment in the folder: a state set aside took its trials' folders with it.
+        trials = {rows[0]["trial_id"] for rows in histories(storage / NAME).values()}
+        assert trials == set(trial_statuses(storage / NAME))
 
 
 def descendants(pid: int) -> dict[tuple[int, float], str]:

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,8 +108,8 @@ class GracefulStop(tune.Callback):
         """After a run: for a storage failure (repaired for the re-run) or an interrupt, print
         its one line and return the exit code (1, 130); None when the run was not stopped."""
         if self.storage_error is not None:
-            started_over = local and repair_after_storage_failure(experiment_dir)
-            message = storage_message(self.storage_error, experiment_dir, started_over)
+            set_aside = repair_after_storage_failure(experiment_dir) if local else None
+            message = storage_message(self.storage_error, experiment_dir, set_aside)
             print(f"error: {message}", file=sys.stderr)
             return 1
         if self.interrupted:
@@ -193,24 +194,27 @@ class _RayLogFilter(logging.Filter):
         return True
 
 
-def storage_message(exc: OSError, where: str, started_over: bool = False) -> str:
-    """The one line for a storage failure: what, where, and how to go on."""
+def storage_message(exc: OSError, where: str, set_aside: Path | None = None) -> str:
+    """The one line for a storage failure: what, where, and how to go on (`set_aside`: where
+    the damaged state and its trials went, when the re-run starts over)."""
     what = STORAGE_ERRNOS.get(exc.errno or 0, exc.strerror or "storage error")
     path = exc.filename or where
-    if started_over:
+    if set_aside is not None:
         return (
-            f"{what} writing {path}: Tune's saved state was cut short (set aside as *.damaged); "
-            "fix the storage and re-run the same command to run the experiment again"
+            f"{what} writing {path}: Tune's saved state was cut short (it and its trials are set "
+            f"aside in {set_aside.name}); fix the storage and re-run the same command to run the "
+            "experiment again"
         )
     return f"{what} writing {path}: fix the storage and re-run the same command to resume"
 
 
-def repair_after_storage_failure(experiment_dir: str) -> bool:
+def repair_after_storage_failure(experiment_dir: str) -> Path | None:
     """Make what a full disk left resumable: delete the 0-byte files (Tune's records, trial
     files, half-written checkpoints: they break resuming and analysis, and hold nothing) and
-    the checkpoint folders left empty; set aside (rename to *.damaged) a Tune state file that
-    was cut short, which Tune would restore wrongly. True when the state had to be set aside,
-    so that a re-run starts the experiment over."""
+    the checkpoint folders left empty. A Tune state file that was cut short (Tune would restore
+    it wrongly) is set aside with tuner.pkl and its trial folders in one `state-<time>.damaged`
+    folder, so that the re-run starts the experiment over and the experiment folder holds that
+    one experiment; returns that folder, None when the state was whole."""
     root = Path(experiment_dir)
     candidates = [*root.glob("*.json"), *root.glob("*.pkl")]
     for trial_dir in (d for d in root.iterdir() if d.is_dir()):
@@ -224,13 +228,19 @@ def repair_after_storage_failure(experiment_dir: str) -> bool:
             folder.rmdir()  # only if empty
     states = [*root.glob("experiment_state-*.json"), *root.glob("*-state-*.json")]
     if all(_readable_json(state) for state in states):
-        return False
+        return None
     # Tune restores from tuner.pkl and these files together: set all of them aside, so the
-    # re-run starts the experiment over instead of restoring a wrong one.
-    for path in [*states, root / "tuner.pkl"]:
+    # re-run starts the experiment over instead of restoring a wrong one. A trial folder is one
+    # Tune wrote params.json into (W&B's and the tool's own folders stay).
+    trials = [d for d in root.iterdir() if d.is_dir() and (d / "params.json").is_file()]
+    stamp, n = time.strftime("state-%Y%m%d-%H%M%S", time.gmtime()), 0
+    while (aside := root / f"{stamp}{f'-{n}' if n else ''}.damaged").exists():
+        n += 1  # a second failure within the same second: never mix two set-aside states
+    aside.mkdir()
+    for path in [*states, root / "tuner.pkl", *trials]:
         with contextlib.suppress(OSError):
-            path.rename(path.with_name(path.name + ".damaged"))
-    return True
+            path.rename(aside / path.name)
+    return aside
 
 
 def _readable_json(path: Path) -> bool:
