@@ -25,6 +25,7 @@ from tune_cilp.run import main
 from tune_cilp.spaces import list_spaces
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
+ENV_PROJECT = "cilp-project-from-the-environment"
 
 EPOCH_METRICS = (*EPOCH_KEYS, *TRIAL_INFO, *(m.key for m in PROCESS))  # the schema
 
@@ -46,6 +47,7 @@ def seed_ablation(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     storage = tmp_path_factory.mktemp("results")
     with saved_environ():
         os.environ["WANDB_API_KEY"] = FAKE_KEY  # offline runs must not carry it anywhere
+        os.environ["WANDB_PROJECT"] = ENV_PROJECT  # no --wandb-project: the environment's
         ray.init(num_cpus=2, include_dashboard=False)
         try:
             out = io.StringIO()
@@ -88,7 +90,7 @@ def test_wandb_offline_writes_one_run_per_trial(seed_ablation: tuple[Path, str])
     assert len(offline_runs) == 2
     for run in offline_runs:
         (log,) = run.glob("*.wandb")  # the run's records: project, config, per-epoch history
-        assert b"cilp-extended-assessment" in log.read_bytes() and b"val_loss" in log.read_bytes()
+        assert ENV_PROJECT.encode() in log.read_bytes() and b"val_loss" in log.read_bytes()
     files = [path for path in experiment.rglob("*") if path.is_file()]
     assert not [path for path in files if FAKE_KEY.encode() in path.read_bytes()]
 
@@ -108,6 +110,7 @@ def test_fake_gpu_runs_four_trials_on_it_at_once(
         ray.shutdown()
     runs = histories(tmp_path / "seed-ablation")
     assert len(runs) == 4
+    assert not (tmp_path / "seed-ablation" / "wandb").exists()  # the flag over WANDB_MODE=offline
     spans = [
         (rows[0]["timestamp"] - rows[0]["time_total_s"], rows[-1]["timestamp"])
         for rows in runs.values()

@@ -12,7 +12,7 @@ from tune_cilp.core.errors import ArgumentParser, UserError
 from tune_cilp.data import DEFAULT_SOURCE
 from tune_cilp.experiment.request import RunRequest
 from tune_cilp.experiment.storage import is_uri
-from tune_cilp.experiment.wandb_setup import resolve_mode
+from tune_cilp.experiment.wandb_setup import MODES, PROJECT, resolve_wandb
 from tune_cilp.replicate import SPACE_NAME as REPLICATE_SPACE
 from tune_cilp.spaces import DEFAULT_SPACE
 from tune_cilp.training.config import MAX_EPOCHS
@@ -59,7 +59,23 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--lidar-cnn", default=None, help="CILP: NVIDIA's LiDAR CNN state dict (.pt) to map onto"
     )
-    p.add_argument("--wandb", choices=["offline", "online", "disabled"], default="offline")
+    p.add_argument(
+        "--wandb",
+        choices=MODES,
+        default=None,
+        help="one W&B run per trial: offline, online (needs a key: WANDB_API_KEY or `wandb "
+        "login`; offline without one) or disabled (default: $WANDB_MODE, else offline)",
+    )
+    p.add_argument("--wandb-project", default=None, help=f"default: $WANDB_PROJECT, else {PROJECT}")
+    p.add_argument(
+        "--wandb-entity", default=None, help="default: $WANDB_ENTITY, else the key's own"
+    )
+    p.add_argument(
+        "--wandb-dir",
+        default=None,
+        help="where W&B writes (<dir>/wandb/; default: $WANDB_DIR, else the experiment "
+        "directory, or each trial's working directory on URI storage)",
+    )
     p.add_argument("--smoke-test", action="store_true", help="a few samples, one epoch")
     p.add_argument(
         "--tensorboard", action="store_true", help="also write TensorBoard event files per trial"
@@ -151,7 +167,7 @@ def parse_request(args: argparse.Namespace, argv: Sequence[str], started_at: flo
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         max_failures=args.max_failures,
-        wandb=resolve_mode(args.wandb),
+        wandb=resolve_wandb(args.wandb, args.wandb_project, args.wandb_entity, args.wandb_dir),
         tensorboard=args.tensorboard,
         argv=tuple(argv),
         started_at=started_at,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tune_cilp.experiment.wandb_setup import WandbSettings
+
 
 @dataclass(frozen=True)
 class RunRequest:
@@ -36,7 +38,7 @@ class RunRequest:
     cpus_per_trial: float | None
     gpus_per_trial: float | None
     max_failures: int
-    wandb: str  # the resolved mode: online, offline or disabled
+    wandb: WandbSettings  # resolved: flag > WANDB_* environment > default
     tensorboard: bool
     argv: tuple[str, ...]  # as typed, recorded in tune_cilp.json
     started_at: float  # time.time() when the command started (for "setup took")
