@@ -18,7 +18,7 @@ from analysis.table import (
     write_csv,
     write_json,
 )
-from tune_cilp.core.errors import ArgumentParser, run_cli
+from tune_cilp.core.errors import EXIT_CODES, ArgumentParser, UserError, epilog, run_cli
 from tune_cilp.experiment.identity import read_meta
 from tune_cilp.results import Experiment, load_experiment
 
@@ -26,8 +26,16 @@ if TYPE_CHECKING:
     from analysis.cilp_table import CilpTable
 
 
+ENVIRONMENT = {
+    "FIFTYONE_DATABASE_DIR": "FiftyOne's database, for --to-fiftyone",
+    "TUNE_CILP_EXPERIMENT": "the experiment notebooks/analysis.ipynb reads (not this command)",
+}
+
+
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m analysis", description=__doc__)
+    p = ArgumentParser(
+        prog="python -m analysis", description=__doc__, epilog=epilog(EXIT_CODES, ENVIRONMENT)
+    )
     p.add_argument(
         "experiment", help="experiment directory or storage URI (e.g. ~/ray_results/seed-ablation)"
     )
@@ -43,12 +51,16 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument(
         "--to-fiftyone",
-        nargs="?",
-        const="",
-        metavar="DATASET",
+        action="store_true",
         help="write each variant's best-model predictions onto the experiment's FiftyOne dataset "
-        "(or onto DATASET, ingesting the experiment's data there if it is not a FiftyOne dataset);"
-        " for a CILP experiment, each chain's RGB-only classifier",
+        "(for a CILP experiment, each chain's RGB-only classifier's)",
+    )
+    p.add_argument(
+        "--fiftyone-dataset",
+        metavar="DATASET",
+        default=None,
+        help="with --to-fiftyone: write onto DATASET instead, ingesting the experiment's data "
+        "there if it is not a FiftyOne dataset (default: the experiment's own dataset)",
     )
     return p
 
@@ -66,6 +78,8 @@ class Outputs:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.fiftyone_dataset is not None and not args.to_fiftyone:
+        raise UserError("--fiftyone-dataset: only with --to-fiftyone")
     check_format(args.format)  # before the (slower) load, so a typo fails at once
     from analysis.cilp_table import is_cilp_experiment
 
@@ -74,20 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         table = cilp_table(args.experiment)
         write_outputs(args, cilp_outputs(table, args.format))
-        if args.to_fiftyone is not None:
+        if args.to_fiftyone:
             from analysis.review import to_fiftyone
 
             chains = table.classifier.variants if table.classifier is not None else []
             source = Experiment(table.path, [], read_meta(table.path))
-            to_fiftyone(source, chains, args.to_fiftyone or None)
+            to_fiftyone(source, chains, args.fiftyone_dataset)
         return 0
     experiment = load_experiment(args.experiment)
     table = experiment_table(experiment)
     write_outputs(args, fusion_outputs(experiment, table, args.format))
-    if args.to_fiftyone is not None:
+    if args.to_fiftyone:
         from analysis.review import to_fiftyone
 
-        to_fiftyone(experiment, table.variants, args.to_fiftyone or None)
+        to_fiftyone(experiment, table.variants, args.fiftyone_dataset)
     return 0
 
 
@@ -143,5 +157,10 @@ def write_outputs(args: Namespace, out: Outputs) -> None:
             print(f"wrote {path}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script's entry point (pyproject.toml), the same as ``python -m``."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tune_cilp.core.errors import ArgumentParser, UserError, run_cli
-from tune_cilp.data import CilpArrays, depth_to_xyza, generate_raw, load_arrays
+from tune_cilp.data import DATASET_FLAGS, CilpArrays, depth_to_xyza, generate_raw, load_arrays
 from tune_cilp.models import fusion as models
 from tune_cilp.models.fusion import build_model
 from tune_cilp.models.variants import ModelConfig, forward_flops
@@ -210,7 +210,13 @@ def pipelines(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="bench_epoch", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, help="raw-layout directory (default: synthetic)")
+    parser.add_argument(
+        *DATASET_FLAGS,
+        dest="dataset",
+        type=Path,
+        help="a raw-layout directory: the seed's own pipeline reads its files (default: a fresh "
+        "synthetic set of --scenes scenes)",
+    )
     parser.add_argument("--scenes", type=int, default=1074, help="synthetic scenes (default 1074)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per pipeline (best counts)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -224,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpu = cpu_summary()
 
     with tempfile.TemporaryDirectory(prefix="bench_epoch_") as tmp:
-        root = args.data
+        root = args.dataset
         if root is None:
             root = generate_raw(Path(tmp) / "raw", scenes=args.scenes, seed=51)
         data = load_arrays(root)

@@ -128,7 +128,7 @@ def test_to_fiftyone_writes_each_chains_rgb_only_predictions(
     from tune_cilp.data import LABELS
 
     before = snapshot(experiment, exact=True)
-    assert cli_main([str(experiment), "--to-fiftyone", "cilp_review"]) == 0
+    assert cli_main([str(experiment), "--to-fiftyone", "--fiftyone-dataset", "cilp_review"]) == 0
     out = capsys.readouterr().out
     assert "Classifier Validation Loss" in out  # the table first, as without the option
     (line,) = [row for row in out.splitlines() if row.startswith("pred_cilp: cilp (best trial")]
@@ -158,7 +158,7 @@ def test_a_copied_cilp_experiment_is_read_without_running_its_code(
     shutil.copytree(experiment, copy)
     assert plant(copy, marker) >= len(STAGE_NAMES) + 1  # every stage's and the baseline's state
     expected = analysis.report(str(experiment)).replace(str(experiment), str(copy))
-    for args in ((), ("--to-fiftyone", "cilp_untrusted")):
+    for args in ((), ("--to-fiftyone", "--fiftyone-dataset", "cilp_untrusted")):
         proc = subprocess.run(
             [sys.executable, "-m", "analysis", str(copy), *args],
             cwd=ROOT,

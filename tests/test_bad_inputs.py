@@ -88,7 +88,7 @@ def catalogue(store: Path) -> list[tuple[str, list[str], str]]:
     """(case, command arguments, expected part of the error line)."""
     results = ["--storage-path", str(store / "results")]  # holds a finished experiment
     experiment = str(store / "results" / "seed-ablation")
-    review = ["--to-fiftyone", "review"]
+    review = ["--to-fiftyone", "--fiftyone-dataset", "review"]
     return [
         # python -m tune_cilp.run: arguments and search-space values (more of these, in process,
         # in test_run.py)

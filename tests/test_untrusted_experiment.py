@@ -80,7 +80,9 @@ def test_every_read_path_leaves_the_payloads_unloaded(
     assert report.returncode == 0, report.stderr[-2000:]
     assert report.stdout.strip() == owner.stdout.replace(str(source), str(copy)).strip()
 
-    review = python("-m", "analysis", "--to-fiftyone", "untrusted-review", str(copy))
+    review = python(
+        "-m", "analysis", "--to-fiftyone", str(copy), "--fiftyone-dataset", "untrusted-review"
+    )
     assert review.returncode == 0, review.stdout[-2000:] + review.stderr[-2000:]
 
     text, images = execute_notebook(copy)
@@ -124,7 +126,9 @@ def test_a_checkpoint_carrying_code_is_refused_in_one_line(source: Path, tmp_pat
         torch.save({"config": {}, "model": MkdirOnLoad(marker)}, state)
     table = python("-m", "analysis", str(copy))  # the table reads predictions.json only
     assert table.returncode == 0, table.stderr[-2000:]
-    review = python("-m", "analysis", "--to-fiftyone", "untrusted-ckpt", str(copy))
+    review = python(
+        "-m", "analysis", "--to-fiftyone", str(copy), "--fiftyone-dataset", "untrusted-ckpt"
+    )
     assert review.returncode == 2, review.stdout[-2000:] + review.stderr[-2000:]
     [line] = error_lines(review.stderr + review.stdout)
     assert "not a loadable checkpoint" in line

@@ -86,5 +86,10 @@ def main(argv: Sequence[str] | None = None, trainable: Callable[..., None] = tra
     return outcome.exit_code
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script's entry point (pyproject.toml), the same as ``python -m``."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -8,8 +8,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tune_cilp.core.errors import ArgumentParser, UserError
-from tune_cilp.data import DEFAULT_SOURCE
+from tune_cilp.core.errors import EXIT_CODES as CLI_EXIT_CODES
+from tune_cilp.core.errors import ArgumentParser, UserError, epilog
+from tune_cilp.data import DATASET_FLAGS, DEFAULT_SOURCE
+from tune_cilp.data.default_set import DATA_DIR
+from tune_cilp.experiment.driver import DEFAULT_GPU_FRACTION
 from tune_cilp.experiment.request import RunRequest
 from tune_cilp.experiment.storage import is_uri
 from tune_cilp.experiment.wandb_setup import MODES, PROJECT, resolve_wandb
@@ -20,36 +23,87 @@ from tune_cilp.training.config import MAX_EPOCHS
 DEFAULT_STORAGE = "~/ray_results"
 
 
+ENVIRONMENT = {
+    "RAY_ADDRESS": "the Ray cluster to join when --address is not given",
+    "TUNE_CILP_DATA_DIR": "cache of the built-in data sets (--data-dir)",
+    "WANDB_MODE": "W&B mode when --wandb is not given",
+    "WANDB_PROJECT": "W&B project when --wandb-project is not given",
+    "WANDB_ENTITY": "W&B entity when --wandb-entity is not given",
+    "WANDB_DIR": "W&B folder when --wandb-dir is not given",
+    "WANDB_API_KEY": "W&B key for online runs (or `wandb login`); dropped offline",
+    "FIFTYONE_DATABASE_DIR": "FiftyOne's database, for a FiftyOne --dataset",
+}
+EXIT_CODES = {**CLI_EXIT_CODES, 1: "a trial failed, or the storage did (one `error:` line)"}
+
+
 def build_parser() -> ArgumentParser:
     """The argument parser (bad arguments raise UserError)."""
     p = ArgumentParser(
         prog="python -m tune_cilp.run",
-        description="Run a named Ray Tune experiment over RGB + LiDAR fusion variants.",
+        description="Run a named Ray Tune experiment over RGB + LiDAR fusion variants (or a "
+        "CILP chain); re-run the same command to resume it.",
+        epilog=epilog(EXIT_CODES, ENVIRONMENT),
     )
-    p.add_argument("--space", default=None, help="search space name (default: seed-ablation)")
+    p.add_argument("--space", default=None, help=f"search space name (default: {DEFAULT_SPACE})")
     p.add_argument("--list-spaces", action="store_true", help="list the search spaces and exit")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per trial (space default)")
-    p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 51,52,53")
-    p.add_argument("--num-samples", type=int, default=None, help="Tune num_samples")
     p.add_argument(
-        "--dataset",
+        "--epochs", type=int, default=None, help="epochs per trial (default: the space's)"
+    )
+    p.add_argument(
+        "--seeds", default=None, help="comma-separated seeds, e.g. 51,52,53 (default: the space's)"
+    )
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        default=None,
+        help="Tune num_samples, for a space that samples (default: the space's)",
+    )
+    p.add_argument(
+        *DATASET_FLAGS,
+        dest="dataset",
         default=None,
         help="a raw or FiftyOne export directory, a FiftyOne dataset name, or a built-in set: "
-        "synthetic:seed (the default: the seed's 999 cubes / 75 spheres) or synthetic:balanced",
+        f"synthetic:seed (the seed's 999 cubes / 75 spheres) or synthetic:balanced "
+        f"(default: {DEFAULT_SOURCE})",
     )
-    p.add_argument("--data-dir", default=None, help="cache directory of the default data")
-    p.add_argument("--storage-path", default=DEFAULT_STORAGE, help="local path or URI (s3://..)")
-    p.add_argument("--name", default=None, help="experiment name (default: the space name)")
-    p.add_argument("--address", default=None, help="existing Ray cluster (host:port or auto)")
-    p.add_argument("--gpus-per-trial", type=float, default=None, help="GPU fraction per trial")
     p.add_argument(
-        "--cpus-per-trial",
+        "--data-dir",
+        default=None,
+        help=f"cache of the built-in data sets (default: $TUNE_CILP_DATA_DIR, else {DATA_DIR})",
+    )
+    p.add_argument(
+        "--storage-path",
+        default=DEFAULT_STORAGE,
+        help="local path, NFS or URI (s3://, gs://); the experiment is <storage-path>/<name> "
+        f"(default: {DEFAULT_STORAGE}, so {DEFAULT_STORAGE}/<space>)",
+    )
+    p.add_argument("--name", default=None, help="experiment name (default: the space's name)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="an existing Ray cluster, host:port or auto (default: $RAY_ADDRESS, else a Ray "
+        "started on this machine)",
+    )
+    p.add_argument(
+        "--gpus-per-trial",
         type=float,
         default=None,
-        help="CPU cores (threads) per trial (default: without GPUs the CPU plan picks what "
-        "finishes the experiment soonest; with GPUs 1)",
+        help=f"GPU fraction per trial (default: {DEFAULT_GPU_FRACTION} where the cluster has "
+        "GPUs, else 0)",
     )
-    p.add_argument("--max-failures", type=int, default=0, help="retries of a crashed trial")
+    p.add_argument(
+        "--cpus-per-trial",
+        type=int,
+        default=None,
+        help="CPU cores per trial, each a torch thread (default: without GPUs the CPU plan picks "
+        "what finishes the experiment soonest; with GPUs 1)",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=0,
+        help="retries of a crashed trial from its last checkpoint; -1: without limit",
+    )
     p.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
@@ -57,7 +111,10 @@ def build_parser() -> ArgumentParser:
         help="training precision (default: the space's; auto = bf16 where the hardware has it)",
     )
     p.add_argument(
-        "--lidar-cnn", default=None, help="CILP: NVIDIA's LiDAR CNN state dict (.pt) to map onto"
+        "--lidar-cnn",
+        default=None,
+        help="CILP: NVIDIA's LiDAR CNN state dict (.pt) to map onto (default: none; the "
+        "LiDAR side trains from scratch)",
     )
     p.add_argument(
         "--wandb",
@@ -85,9 +142,11 @@ def build_parser() -> ArgumentParser:
         metavar="EXPERIMENT",
         default=None,
         help="re-run EXPERIMENT's best configuration of each variant x downsampling (or the "
-        "--top-k best) once per --seeds seed, as a new experiment",
+        "--top-k best) once per --seeds seed, as a new experiment <source>-replicate",
     )
-    p.add_argument("--top-k", type=int, default=None, help="with --replicate: the k best overall")
+    p.add_argument(
+        "--top-k", type=int, default=None, help="with --replicate: the k best configurations"
+    )
     return p
 
 
@@ -116,8 +175,8 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise UserError(
             f"--gpus-per-trial: must be a fraction in [0, 1], got {args.gpus_per_trial}"
         )
-    if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
-        raise UserError(f"--cpus-per-trial: must be positive, got {args.cpus_per_trial}")
+    if args.cpus_per_trial is not None and args.cpus_per_trial < 1:
+        raise UserError(f"--cpus-per-trial: must be at least 1, got {args.cpus_per_trial}")
     if args.max_failures < -1:
         raise UserError(f"--max-failures: must be -1 (forever) or more, got {args.max_failures}")
     if args.name is not None and (not args.name or "/" in args.name or args.name in (".", "..")):

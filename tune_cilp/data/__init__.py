@@ -26,11 +26,12 @@ from tune_cilp.data.default_set import (
     synthetic_set,
 )
 from tune_cilp.data.fiftyone_data import add_predictions, export_dataset, import_export, ingest_raw
-from tune_cilp.data.load import detect_source, load_arrays
+from tune_cilp.data.load import DATASET_FLAGS, detect_source, load_arrays
 from tune_cilp.data.synthetic import generate_raw
 from tune_cilp.data.xyza import depth_to_xyza
 
 __all__ = [
+    "DATASET_FLAGS",
     "DEFAULT_SEED",
     "DEFAULT_SOURCE",
     "IMAGE_SIZE",

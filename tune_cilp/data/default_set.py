@@ -42,12 +42,13 @@ def is_synthetic(source: str | None) -> bool:
 
 
 CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
+DATA_DIR = "~/.cache/tune_cilp"  # where the built-in sets are cached by default
 ARRAY_FIELDS = tuple(f.name for f in dataclasses.fields(CilpArrays))
 
 
 def default_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The data directory: the argument, else $TUNE_CILP_DATA_DIR, else ~/.cache/tune_cilp."""
-    chosen = data_dir or os.environ.get("TUNE_CILP_DATA_DIR") or "~/.cache/tune_cilp"
+    """The data directory: the argument, else $TUNE_CILP_DATA_DIR, else DATA_DIR."""
+    chosen = data_dir or os.environ.get("TUNE_CILP_DATA_DIR") or DATA_DIR
     return Path(chosen).expanduser()
 
 

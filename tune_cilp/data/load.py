@@ -21,6 +21,10 @@ from tune_cilp.data.fiftyone_data import read_dataset, read_export
 from tune_cilp.data.raw import is_raw_layout, read_raw
 from tune_cilp.data.split import DEFAULT_SPLIT, check_not_empty, split_mask, subset_index
 
+# The one name of the data-source option in every command (run, data inspect, benchmarks);
+# "--data" is the benchmarks' old spelling, kept as an alias.
+DATASET_FLAGS = ("--dataset", "--data")
+
 
 def detect_source(source: str | Path) -> str:
     """Which kind of source this is: "raw", "export", "synthetic" or "fiftyone" (a dataset name)."""
