@@ -60,6 +60,10 @@ def test_two_seed_chain_end_to_end(two_seeds: dict) -> None:
             config = rows[0]["config"]
             assert seed_of[config[key]] == config["seed"]
             assert [r["epoch"] for r in rows] == [1, 2]
+    # Folder names: the seed where it is known when Tune names them, never Tune's placeholder
+    names = [p.parent.name for p in experiment.glob("*/*/params.json")]
+    assert len(names) == 2 * len(STAGE_NAMES) + 2  # and the two rgb baseline trials
+    assert all(" " not in n and "__fn_ph" not in n for n in names), names
     for label in [m.label for m in CILP_ROWS]:
         assert label in proc.stdout, label
     assert "rgb-maxpool" in proc.stdout  # the RGB-only reference row

@@ -100,8 +100,12 @@ def baseline_params(
 
 
 def trial_dirname(trial: Any) -> str:
-    """Short trial directory names (Tune's default spells out the checkpoint path)."""
-    return f"{trial.trainable_name}_{trial.trial_id}_seed={trial.config.get('seed')}"
+    """Short trial directory names (Tune's default spells out the checkpoint path). A seed that
+    follows the upstream trial (a sample_from) is not resolved yet when Tune names the folder:
+    then the name leaves it out rather than spell out Tune's placeholder."""
+    seed = trial.config.get("seed")
+    suffix = f"_seed={seed}" if isinstance(seed, int) else ""
+    return f"{trial.trainable_name}_{trial.trial_id}{suffix}"
 
 
 def check_chain(request: RunRequest, space: CilpSpace, epochs: int | None) -> None:
