@@ -7,8 +7,8 @@
     (all four at once) and with --gpus-per-trial 1 (one after another); throughput = trials x
     epochs / wall, over the command's wall time and over the trials' own span (first epoch start
     to last report, Ray's start-up excluded; Ray's timestamps are whole seconds); the ratio;
-(3) peak GPU memory per trial: the trials do not report it, so every model (variant x
-    downsampling) is trained one bf16 epoch with the Trainer here and
+(3) peak GPU memory per model: trials report peak_memory_mb; for a figure per model outside
+    Tune, every model (variant x downsampling) is trained one bf16 epoch with the Trainer here and
     torch.cuda.max_memory_allocated read (the data resident on the GPU included, as in a trial;
     the CUDA context not);
 (4) wall time of `python -m tune_cilp.run --space fusion --epochs 5` (10 trials).
