@@ -220,3 +220,28 @@ def test_a_downstream_compare_shares_upstream_trials_and_a_moved_copy_resumes(
     analysed = analyse(copy, ray_env)
     assert analysed.returncode == 0, analysed.stderr[-2000:]
     assert "finetune=True" in analysed.stdout and "shared" in analysed.stdout
+
+
+def test_a_changed_lidar_cnn_file_under_the_same_path_is_refused(
+    tiny_raw: Path, tmp_path: Path, ray_env: RayEnv
+) -> None:
+    torch.manual_seed(0)
+    cnn = tmp_path / "lidar_cnn.pt"
+    torch.save(LidarCNN().state_dict(), cnn)
+    storage = tmp_path / "results"
+    cmd = [
+        *run_command(tiny_raw, storage, "--space", "cilp-nvidia", "--epochs", "1"),
+        *("--lidar-cnn", str(cnn)),
+    ]
+    first = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    experiment = storage / "cilp-nvidia"
+    before = snapshot(experiment)
+
+    torch.manual_seed(1)  # other weights, same keys and shapes: a valid file, not the one used
+    torch.save(LidarCNN().state_dict(), cnn)
+    again = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2, again.stdout[-2000:] + again.stderr[-2000:]
+    (line,) = error_lines(again.stderr)
+    assert f"--lidar-cnn: the file {cnn} changed since this experiment was made" in line
+    assert snapshot(experiment) == before  # nothing it holds was touched
