@@ -280,6 +280,12 @@ def cilp_table(experiment_path: str) -> CilpTable:
             + (f"; shared: the same {' and '.join(table.shared)} trials" if table.shared else "")
             + "."
         )
+    elif len(chains) > 2 and table.shared:  # no Difference column to say it in
+        rows = " and ".join(s.capitalize() for s in table.shared)
+        table.notes.append(
+            f"{rows} rows (and their probes): shared, the same trials in every chain (one per "
+            "seed), so they are equal across the columns and not compared."
+        )
     return table
 
 

@@ -245,3 +245,21 @@ def test_a_changed_lidar_cnn_file_under_the_same_path_is_refused(
     (line,) = error_lines(again.stderr)
     assert f"--lidar-cnn: the file {cnn} changed since this experiment was made" in line
     assert snapshot(experiment) == before  # nothing it holds was touched
+
+
+def test_three_chains_sharing_upstream_stages_say_so(
+    tiny_raw: Path, tmp_path: Path, ray_env: RayEnv
+) -> None:
+    cmd = run_command(tiny_raw, tmp_path, "--space", "cilp-nvidia-balance", "--epochs", "1")
+    proc = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    experiment = tmp_path / "cilp-nvidia-balance"
+    counts = {stage: len(histories(experiment / stage)) for stage in STAGE_NAMES}
+    assert counts == {"contrastive": 1, "projector": 1, "classifier": 3}
+    analysed = analyse(experiment, ray_env)
+    assert analysed.returncode == 0, analysed.stderr[-2000:]
+    text = " ".join(analysed.stdout.split())
+    assert (
+        "Contrastive and Projector rows (and their probes): shared, the same trials in every "
+        "chain (one per seed)" in text
+    )
