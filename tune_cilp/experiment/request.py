@@ -35,7 +35,7 @@ class RunRequest:
     local: bool  # storage is a local (or NFS) path, not a URI
     address: str | None
     # With which resources and services
-    cpus_per_trial: float | None
+    cpus_per_trial: int | None
     gpus_per_trial: float | None
     max_failures: int
     wandb: WandbSettings  # resolved: flag > WANDB_* environment > default
