@@ -27,19 +27,19 @@ def python(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
+def run_ok(cmd: list[str], ray_env: RayEnv) -> None:
+    """Run a `tune_cilp.run` command with its own Ray; it must succeed."""
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=ray_env.env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
 def source(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory, ray_env: RayEnv) -> Path:
     """A finished 1-epoch seed-ablation experiment, as its owner made it."""
     storage = tmp_path_factory.mktemp("untrusted")
-    proc = subprocess.run(
-        run_command(tiny_raw, storage, "--epochs", "1"),
-        cwd=ROOT,
-        env=ray_env.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_ok(run_command(tiny_raw, storage, "--epochs", "1"), ray_env)
     return storage / "seed-ablation"
 
 
@@ -90,15 +90,7 @@ def test_every_read_path_leaves_the_payloads_unloaded(
 
     rerun = tmp_path / "rerun"
     replicate = run_command(tiny_raw, rerun, "--replicate", str(copy), "--seeds", "7,8")
-    proc = subprocess.run(
-        [*replicate, "--epochs", "1"],
-        cwd=ROOT,
-        env=ray_env.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_ok([*replicate, "--epochs", "1"], ray_env)
     assert len(list((rerun / "from-a-colleague-replicate").glob("*/result.json"))) == 4
     assert not marker.exists()
 
