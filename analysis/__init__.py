@@ -3,24 +3,32 @@
 
 import analysis
 print(analysis.report("~/ray_results/seed-ablation", fmt="github"))
+
+The statistics on per-scene scores, for notebooks and for checking them (docs/STATISTICS.md):
+analysis.metric_interval(scores, labels, metric) and analysis.compare_scores(a, b, labels, metric).
 """
 
 from __future__ import annotations
 
+from analysis.inference import Difference, Interval, compare_scores, metric_interval
 from analysis.stats import TrialResult, VariantSummary, summarize_variants, trial_results
 from analysis.table import ComparisonTable, comparison_table, experiment_table, format_table
 from tune_cilp.results import Experiment, TrialRecord, load_experiment
 
 __all__ = [
     "ComparisonTable",
+    "Difference",
     "Experiment",
+    "Interval",
     "TrialRecord",
     "TrialResult",
     "VariantSummary",
+    "compare_scores",
     "comparison_table",
     "experiment_table",
     "format_table",
     "load_experiment",
+    "metric_interval",
     "report",
     "summarize_variants",
     "trial_results",

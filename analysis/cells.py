@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from analysis.bootstrap import CONSTANT, Estimate, Paired
+from analysis.bootstrap import CONSTANT
+from analysis.inference import Difference, Interval
 
 NAME_WIDTH = 20  # a variant name wraps at spaces beyond this (ranking tables)
 # tabulate formats that draw a two-line cell as two lines of one row
@@ -30,27 +31,42 @@ def fmt_value(value: float | None, spec: str) -> str:
     return "n/a" if value is None or math.isnan(value) else format(value, spec)
 
 
-def estimate_cell(e: Estimate, spec: str, sign: bool = False) -> str:
-    """ "0.912\\n[0.853, 0.967]"; the value alone when there is no interval."""
-    s = ("+" if sign else "") + spec
-    value = fmt_value(e.value, s)
-    if not e.has_interval or math.isnan(e.value):
+def estimate_cell(
+    e: Interval, spec: str, bounds: tuple[float, float] = (-math.inf, math.inf)
+) -> str:
+    """ "0.912\n[0.853, 0.967]"; at a bound of the metric's range the interval reads from the
+    other side only: "1.000\n[>= 0.980]" (a perfect score is a lower bound on the truth, never a
+    bare 1.000); "n/a" without a value, the value alone when there is no interval."""
+    value = fmt_value(e.value, spec)
+    if math.isnan(e.value) or not e.has_interval:
         return value
-    bounds = _bound_spec(s)
-    return f"{value}\n[{format(e.low, bounds)}, {format(e.high, bounds)}]"
+    b = _bound_spec(spec)
+    low, high = format(e.low, b), format(e.high, b)
+    if e.high >= bounds[1] and e.value >= bounds[1]:
+        return f"{value}\n[>= {low}]"
+    if e.low <= bounds[0] and e.value <= bounds[0]:
+        return f"{value}\n[<= {high}]"
+    return f"{value}\n[{low}, {high}]"
 
 
 def _bound_spec(spec: str) -> str:
-    """A "g" spec one significant digit shorter: a bootstrap bound's Monte Carlo error is in
-    the third digit already, and the shorter bounds keep the tables within 120 columns."""
+    """A "g" spec one significant digit shorter: the bounds of an interval carry less than its
+    value, and the shorter bounds keep the tables within 120 columns."""
     if spec.endswith("g") and spec[-2:-1].isdigit() and int(spec[-2]) > 2:
         return spec[:-2] + str(int(spec[-2]) - 1) + "g"
     return spec
 
 
-def paired_cell(p: Paired | None, spec: str) -> str:
-    """The difference and its paired interval ("" when there is no comparison)."""
-    return "" if p is None else estimate_cell(p.difference, spec, sign=True)
+def paired_cell(d: Difference | None, spec: str) -> str:
+    """b - a and its interval ("" when there is no comparison, the difference alone when it
+    cannot be tested)."""
+    if d is None:
+        return ""
+    value = fmt_value(d.difference, "+" + spec)
+    if not math.isfinite(d.low):
+        return value
+    b = "+" + _bound_spec(spec)
+    return f"{value}\n[{format(d.low, b)}, {format(d.high, b)}]"
 
 
 def spread_cell(values: Sequence[float], spec: str) -> str:
@@ -64,9 +80,19 @@ def spread_cell(values: Sequence[float], spec: str) -> str:
     return f"{mean}\n({format(float(arr.min()), spec)}–{format(float(arr.max()), spec)})"
 
 
-def p_cell(p: float) -> str:
-    """A p-value in two significant digits, "n/a" when there is none."""
-    return "n/a" if p is None or math.isnan(p) else f"{p:.2g}"
+P_FLOOR = 0.001  # below it a p-value reads "< 0.001": its digits there mean nothing
+
+
+def p_cell(p: float | None) -> str:
+    """A p-value in two significant digits, "< 0.001" below that, "n/a" when there is none."""
+    if p is None or math.isnan(p):
+        return "n/a"
+    return f"< {P_FLOOR:g}" if p < P_FLOOR else f"{p:.2g}"
+
+
+def sig(value: float, digits: int = 2, sign: bool = True) -> str:
+    """`value` in `digits` significant digits (verdicts claim no more)."""
+    return "n/a" if math.isnan(value) else format(value, ("+" if sign else "") + f".{digits}g")
 
 
 def name_cell(name: str) -> str:

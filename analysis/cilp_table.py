@@ -21,8 +21,8 @@ import textwrap
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from analysis.bootstrap import Estimate
-from analysis.cells import estimate_cell, p_cell, spread_cell
+from analysis.cells import estimate_cell, p_cell, paired_cell, spread_cell
+from analysis.inference import Interval
 from analysis.stats import (
     Comparison,
     TrialResult,
@@ -134,15 +134,16 @@ class CilpTable:
             out.append(row)
         return out
 
-    def estimate(self, chain: str, key: str) -> Estimate | None:
-        """The bootstrap estimate of a classifier row for one chain; None without scene scores."""
+    def estimate(self, chain: str, key: str) -> Interval | None:
+        """A classifier row's interval for one chain (analysis.inference.metric_interval); None
+        without scene scores."""
         scenes = self.classifier.scenes if self.classifier is not None else None
         if scenes is None or key not in CLASSIFIER_KEYS or chain not in scenes.variants:
             return None
         return scenes.variants[chain].estimates[CLASSIFIER_KEYS[key]]
 
     def paired(self, key: str) -> Any:
-        """The paired bootstrap difference of a classifier row (second chain - first), if any."""
+        """A classifier row's difference on the same scenes (second chain - first), if any."""
         if self.classifier is None or key not in CLASSIFIER_KEYS:
             return None
         return self.classifier.paired.get(CLASSIFIER_KEYS[key])
@@ -150,7 +151,7 @@ class CilpTable:
     def _cell(self, chain: VariantSummary, m: Metric) -> str:
         estimate = self.estimate(chain.name, m.key)
         if estimate is not None:
-            return estimate_cell(estimate, m.fmt)
+            return estimate_cell(estimate, m.fmt, TRIAL_METRICS[CLASSIFIER_KEYS[m.key]].bounds)
         return spread_cell(chain.values(m.key), m.fmt)
 
     def _difference(self, m: Metric) -> str:
@@ -158,8 +159,8 @@ class CilpTable:
             return "shared"
         paired = self.paired(m.key)
         if paired is not None:
-            cell = estimate_cell(paired.difference, m.fmt, sign=True)
-            return f"{cell}\np={p_cell(paired.p_value)}"
+            p = p_cell(paired.p_value)
+            return f"{paired_cell(paired, m.fmt)}\np{'' if p.startswith('<') else '='}{p}"
         return difference_cell(self.comparisons[m.key], m.fmt)
 
 
@@ -262,7 +263,9 @@ def cilp_table(experiment_path: str) -> CilpTable:
         table.shared = STAGE_NAMES[: STAGE_NAMES.index(compared.stage)]
     classifiers = _classifier_variants(chosen, [c.name for c in chains])
     if classifiers:
-        table.classifier = comparison_table(classifiers)
+        # Chains that share their upstream trials per seed pair by seed: seed 51's classifiers
+        # of both chains stand on the same contrastive (and projector) weights.
+        table.classifier = comparison_table(classifiers, paired_seeds=bool(table.shared))
         table.notes += [f"RGB-only classifier: {n}" for n in table.classifier.notes]
     if table.classifier is not None and len(chains) > 2:  # ranked like fusion variants
         table.verdict = f"RGB-only classifier: {table.classifier.verdict}"
@@ -413,9 +416,9 @@ def cilp_report(experiment_path: str, fmt: str = "grid") -> str:
 
 def to_cilp_records(table: CilpTable) -> list[dict[str, Any]]:
     """One flat dict per CILP_ROWS metric: per chain mean/std/n/min/max across seeds and, for
-    a classifier row with per-scene scores, the bootstrap "<chain> value/low/high" its cell
-    shows; for two chains the difference with Welch's CI and p, and the paired bootstrap's
-    "paired_difference/low/high/p" where there is one."""
+    a classifier row with per-scene scores, the "<chain> value/low/high" its cell shows; for
+    two chains the difference with Welch's CI and p, and the one on the same scenes
+    ("paired_difference/low/high/p") where there is one."""
     records = metric_records(CILP_ROWS, table.chains, table.comparisons)
     for record, m in zip(records, CILP_ROWS, strict=True):
         for chain in table.chains:
@@ -423,9 +426,8 @@ def to_cilp_records(table: CilpTable) -> list[dict[str, Any]]:
                 record.update({f"{chain.name} value": e.value, f"{chain.name} low": e.low,
                                f"{chain.name} high": e.high})  # fmt: skip
         if (p := table.paired(m.key)) is not None:
-            d = p.difference
-            record.update({"paired_difference": d.value, "paired_low": d.low,
-                           "paired_high": d.high, "paired_p": p.p_value})  # fmt: skip
+            record.update({"paired_difference": p.difference, "paired_low": p.low,
+                           "paired_high": p.high, "paired_p": p.p_value})  # fmt: skip
         if row_stage(m.key) in table.shared:
             record["shared"] = True
     return records

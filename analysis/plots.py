@@ -17,7 +17,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, and notebooks keep theirs
 from matplotlib.ticker import MaxNLocator
 
-from analysis.ranking import VS_BEST, Ranking
+from analysis.ranking import Ranking, vs_best_metrics
 from analysis.stats import VariantSummary
 from analysis.table import ComparisonTable
 from tune_cilp.core.atomic import atomic_output
@@ -98,8 +98,8 @@ def plot_curves(
 
 
 def plot_ranking(ranking: Ranking) -> Figure:
-    """Validation loss per variant with its 95 % interval (per-scene bootstrap; none without
-    per-scene scores), best at the top, the best one's interval shaded across the plot."""
+    """The primary metric per variant with its 95 % interval (from per-scene scores; none
+    without them), best at the top, the best one's interval shaded across the plot."""
     rows = ranking.rows
     fig = Figure(figsize=(8, 1.2 + 0.4 * len(rows)), layout="constrained")
     ax = fig.subplots()
@@ -112,7 +112,7 @@ def plot_ranking(ranking: Ranking) -> Figure:
     if estimates[0].has_interval:
         ax.axvspan(estimates[0].low, estimates[0].high, alpha=0.15)
     ax.set_yticks(y, [f"{r.variant.name} (n={len(r.variant.trials)})" for r in rows])
-    ax.set(xlabel=f"{TRIAL_METRICS[ranking.metric].label} (min over epochs)")
+    ax.set(xlabel=TRIAL_METRICS[ranking.metric].label)
     ax.grid(alpha=0.3, axis="x")
     cover = "no intervals" if ranking.scenes is None else f"95 % over {ranking.scenes.coverage}"
     fig.suptitle(f"Ranking ({cover}; shaded: the best's interval)")
@@ -157,9 +157,9 @@ def output_dir(out_dir: str) -> str:
 
 def write_plots(table: ComparisonTable, out_dir: str) -> list[str]:
     """Write curves.png and final_metrics.png, for more than two variants ranking.png, and with
-    per-scene scores paired_differences.png and wrong_scenes.png into `out_dir` (created if
-    missing); their paths."""
-    from analysis.scene_plots import plot_paired, plot_wrong_scenes
+    per-scene scores paired_differences.png, wrong_scenes.png and reliability.png into
+    `out_dir` (created if missing); their paths."""
+    from analysis.scene_plots import plot_paired, plot_reliability, plot_wrong_scenes
 
     variants = table.variants
     if not variants:
@@ -179,11 +179,13 @@ def write_plots(table: ComparisonTable, out_dir: str) -> list[str]:
         rows = [(r.variant.name, r.paired) for r in table.ranking.rows[1:]]
     else:
         reference = variants[0].name
-        rows = [(variants[1].name, {k: table.paired[k] for k in VS_BEST})] if table.paired else []
+        compared = vs_best_metrics(table.primary)
+        rows = [(variants[1].name, {k: table.paired[k] for k in compared})] if table.paired else []
     if rows:
         fig = plot_paired(rows, reference, scenes.coverage)
         paths.append(save_figure(fig, out_dir, "paired_differences.png"))
     order = [r.variant.name for r in table.ranking.rows] if table.ranking else [
         v.name for v in variants]  # fmt: skip
     paths.append(save_figure(plot_wrong_scenes(scenes, order), out_dir, "wrong_scenes.png"))
+    paths.append(save_figure(plot_reliability(scenes, order), out_dir, "reliability.png"))
     return paths

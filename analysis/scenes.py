@@ -1,6 +1,11 @@
-"""Per-scene statistics of the variants of one table: every trial's stored validation scores
-(predictions.json beside its checkpoint) aligned by scene id, resampled once for all variants, so
-intervals cover scene sampling (and seeds) and comparisons pair on the same scenes.
+"""Per-scene statistics of the variants of one table: every trial's stored scores
+(predictions.json beside its checkpoint) aligned by scene id, so intervals cover scene sampling
+(and seeds) and comparisons pair on the same scenes (analysis.inference does the statistics).
+
+Which scores: with a held-out test split (--test-fraction) every number comes from the test
+scenes, at the epoch validation chose. Without one, the table's cells are at each trial's best
+epoch, chosen on these same validation scenes (the seed notebook's protocol: optimistic), and the
+verdict uses each trial's last epoch, which nothing chose on them.
 
 Reads plain JSON through the checkpoint's filesystem (local or remote), never a pickle. When a
 trial has no usable record (an experiment from before they were stored, a record of another epoch
@@ -10,32 +15,34 @@ table falls back to what the seeds alone can say.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis import bootstrap
-from analysis.bootstrap import Estimate, Paired
+from analysis import inference
+from analysis.inference import BestSet, Difference, Influence, Interval
 from analysis.stats import SEED_KEY, TrialResult, VariantSummary
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import SCENE_METRICS
 from tune_cilp.core.predictions import PREDICTIONS_FILE, Predictions
 
-SCENES_ONLY = "validation scenes only"  # one seed per variant: no training randomness covered
-SEEDS_AND_SCENES = "seeds and validation scenes"
-FEW_SEEDS = range(2, 6)  # a bootstrap over this many seeds is coarse: the note says so
+SCENES_ONLY, SEEDS_AND_SCENES = inference.SCENES_ONLY, inference.SEEDS_AND_SCENES
+MIXED = "training seeds and validation scenes where a variant has 2+ seeds, else scenes only"
+VALIDATION, TEST = "validation", "test"
+LAST_EPOCH = "the last epoch's validation scores (no epoch chosen on them)"
+TEST_SPLIT = "the held-out test scores (epochs chosen on validation)"
 
 
 @dataclass
 class VariantScenes:
-    """One variant's best-epoch scores per seed (rows sorted by seed) and its bootstrap."""
+    """One variant's scores per seed (rows sorted by seed): those the table shows and those the
+    verdict uses (the same arrays with a test split), and each metric's interval."""
 
     seeds: list[int]
-    proba: np.ndarray  # (seeds, N) probability of spheres
-    estimates: dict[str, Estimate]  # metric -> mean over seeds, percentile interval
-    replicates: dict[str, np.ndarray]  # metric -> (R,)
+    proba: np.ndarray  # (seeds, N) probability of spheres, the table's scores
+    verdict_proba: np.ndarray  # (seeds, N) the verdict's scores
+    estimates: dict[str, Interval]
 
     def correct(self, labels: np.ndarray) -> np.ndarray:
         """(seeds, N) whether each seed's model classifies each scene right at 0.5."""
@@ -44,23 +51,54 @@ class VariantScenes:
 
 @dataclass
 class SceneStats:
-    """The scene-level view of a table's variants, all on the same validation scenes."""
+    """The scene-level view of a table's variants, all on the same scenes.
+
+    paired_seeds: the variants' seeds share real upstream trials (CILP chains), so seed i of
+    one variant pairs with seed i of another."""
 
     ids: np.ndarray
     labels: np.ndarray
     variants: dict[str, VariantScenes]  # by variant name
+    split: str = VALIDATION  # where the scores come from: VALIDATION or TEST
+    paired_seeds: bool = False
+    _influence: dict[tuple[str, str, bool], Influence] = field(default_factory=dict, repr=False)
 
     @property
     def coverage(self) -> str:
         """What the intervals cover."""
-        single = all(len(v.seeds) == 1 for v in self.variants.values())
-        return SCENES_ONLY if single else SEEDS_AND_SCENES
+        single = {len(v.seeds) == 1 for v in self.variants.values()}
+        if single == {True}:
+            return SCENES_ONLY
+        return SEEDS_AND_SCENES if single == {False} else MIXED
 
-    def compare(self, a: str, b: str, metric: str) -> Paired:
-        """b - a in `metric` on the same resampled scenes (and seeds where they share them)."""
-        va, vb = self.variants[a], self.variants[b]
-        diff = vb.estimates[metric].value - va.estimates[metric].value
-        return bootstrap.paired(diff, va.replicates[metric], vb.replicates[metric])
+    @property
+    def verdict_scores(self) -> str:
+        """Which scores the verdict rests on."""
+        return TEST_SPLIT if self.split == TEST else LAST_EPOCH
+
+    def influence(self, name: str, metric: str, verdict: bool = False) -> Influence:
+        key = (name, metric, verdict)
+        if key not in self._influence:
+            v = self.variants[name]
+            scores = v.verdict_proba if verdict else v.proba
+            self._influence[key] = Influence.of(scores, self.labels, metric)
+        return self._influence[key]
+
+    def compare(self, a: str, b: str, metric: str, verdict: bool = False) -> Difference:
+        """b - a in `metric` on the same scenes (analysis.inference.difference_of)."""
+        return inference.difference_of(
+            self.influence(a, metric, verdict), self.influence(b, metric, verdict),
+            self._paired(a, b),
+        )  # fmt: skip
+
+    def best(self, metric: str, alpha: float = 1 - inference.CONFIDENCE) -> BestSet:
+        """All-pairs comparison on the verdict's scores; the confidence set for the best."""
+        infl = {n: self.influence(n, metric, verdict=True) for n in self.variants}
+        paired = self.paired_seeds and len({tuple(v.seeds) for v in self.variants.values()}) == 1
+        return inference.best_set_of(infl, metric, paired, alpha)
+
+    def _paired(self, a: str, b: str) -> bool:
+        return self.paired_seeds and self.variants[a].seeds == self.variants[b].seeds
 
     def mcnemar(self, a: str, b: str) -> tuple[float, int, int] | None:
         """McNemar's exact test on correctness at 0.5 (p, scenes only a gets right, only b);
@@ -68,29 +106,41 @@ class SceneStats:
         va, vb = self.variants[a], self.variants[b]
         if len(va.seeds) != 1 or len(vb.seeds) != 1:
             return None
-        return bootstrap.mcnemar_p(va.correct(self.labels)[0], vb.correct(self.labels)[0])
+        from analysis.bootstrap import mcnemar_p
+
+        return mcnemar_p(va.correct(self.labels)[0], vb.correct(self.labels)[0])
+
+    def delong(self, a: str, b: str) -> float | None:
+        """DeLong's p for the ROC AUC difference, one seed each (else None)."""
+        va, vb = self.variants[a], self.variants[b]
+        if len(va.seeds) != 1 or len(vb.seeds) != 1 or len(set(self.labels.tolist())) < 2:
+            return None
+        return inference.delong_p(va.proba[0], vb.proba[0], self.labels)[1]
 
     def note(self) -> str:
-        """The footer line that says how the intervals and paired tests were made."""
+        """The footer line that says how the intervals and tests were made."""
         n_pos = int(np.sum(self.labels == 1))
-        how = (
-            "validation scenes resampled within each class"
+        split = "held-out test" if self.split == TEST else "validation"
+        chosen = (
+            "The epochs were chosen on validation, so nothing here was chosen on these scenes."
+            if self.split == TEST
+            else "Cells and differences are at each trial's best epoch, chosen on these same "
+            "scenes (the seed's protocol: optimistic, and their intervals do not cover that "
+            "choice); the verdict uses each trial's last epoch, which nothing chose."
+        )
+        seeds = (
+            ""
             if self.coverage == SCENES_ONLY
-            else "seeds resampled, then validation scenes within each class"
+            else " Seeds enter with k - 1 df (a t on per-seed values)"
+            + (", paired by seed (shared upstream trials)" if self.paired_seeds else "")
+            + " plus the scene variance they share."
         )
         return (
-            f"Intervals [95%]: percentile bootstrap ({bootstrap.REPLICATES} replicates, fixed "
-            f"seed {bootstrap.RNG_SEED}; {how}: {len(self.labels) - n_pos} cubes, {n_pos} "
-            f"spheres); they cover {self.coverage}"
-            + (", not another training run" if self.coverage == SCENES_ONLY else "")
-            + (
-                f"; with {few} seeds, resampling seeds understates their spread (rough intervals)"
-                if (few := min(len(v.seeds) for v in self.variants.values())) in FEW_SEEDS
-                else ""
-            )
-            + ". Differences are paired: every variant is scored on the same resampled scenes; "
-            f"a bootstrap p is at least {2 / (bootstrap.REPLICATES + 1):.2g}. The best epoch was "
-            "chosen on these same scenes, so the values are optimistic."
+            f"Intervals [95%] over {self.coverage}, on {len(self.labels) - n_pos} cubes and "
+            f"{n_pos} spheres ({split}): Clopper-Pearson (accuracy), Wilson (balanced accuracy, "
+            "F1), Newcombe's score interval (ROC AUC), t (loss, Brier); they stay inside each "
+            "metric's range and '[>= x]' marks an interval that reaches the bound. Differences "
+            "and p: stratified jackknife over the same scenes." + seeds + " " + chosen
         )
 
 
@@ -117,9 +167,19 @@ def read_predictions(trial: TrialResult) -> Predictions | str:
     return pred
 
 
-def scene_stats(variants: Sequence[VariantSummary]) -> tuple[SceneStats | None, list[str]]:
+def _scenes_of(pred: Predictions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, labels, table scores, verdict scores) of one record."""
+    if pred.test is not None:
+        t = pred.test
+        return t.ids, t.labels, t.proba, t.proba
+    return pred.ids, pred.labels, pred.best.proba, pred.last.proba  # type: ignore[union-attr]
+
+
+def scene_stats(
+    variants: Sequence[VariantSummary], paired_seeds: bool = False
+) -> tuple[SceneStats | None, list[str]]:
     """Scene statistics of `variants` and notes; None (and a note saying why) when a trial has
-    no usable record or the trials were validated on different scenes."""
+    no usable record or the trials were scored on different scenes."""
     records: dict[str, list[tuple[int, Predictions]]] = {}
     missing: dict[str, list[str]] = {}  # reason -> trials
     for v in variants:
@@ -140,37 +200,23 @@ def scene_stats(variants: Sequence[VariantSummary]) -> tuple[SceneStats | None, 
             "what the seeds alone give."
         ]
     first = next(iter(records.values()))[0][1]
-    ids, labels = first.ids, first.labels
+    split = TEST if first.test is not None else VALIDATION
+    ids, labels, _, _ = _scenes_of(first)
     for name, recs in records.items():
         for seed, pred in recs:
-            if not (np.array_equal(pred.ids, ids) and np.array_equal(pred.labels, labels)):
+            other_ids, other_labels, _, _ = _scenes_of(pred)
+            if (pred.test is not None) != (split == TEST) or not (
+                np.array_equal(other_ids, ids) and np.array_equal(other_labels, labels)
+            ):
                 return None, [
-                    f"No per-scene intervals or paired tests: {name} seed={seed} was validated on "
-                    "other scenes than the first variant (different data or split)."
+                    f"No per-scene intervals or paired tests: {name} seed={seed} was scored on "
+                    "other scenes than the first variant (different data, split or test split)."
                 ]
-    counts = bootstrap.stratified_counts(labels)
     out = {}
     for name, recs in records.items():
         recs.sort(key=lambda r: r[0])
-        seeds = [s for s, _ in recs]
-        proba = np.stack([p.best.proba for _, p in recs])  # type: ignore[union-attr]
-        out[name] = _variant_scenes(seeds, proba, labels, counts)
-    return SceneStats(ids, labels, out), []
-
-
-def _variant_scenes(
-    seeds: list[int], proba: np.ndarray, labels: np.ndarray, counts: np.ndarray
-) -> VariantScenes:
-    whole = np.ones((1, len(labels)))
-    draws = bootstrap.seed_draws(seeds)
-    per_seed = [bootstrap.scene_metrics(p, labels, counts) for p in proba]
-    values = [bootstrap.scene_metrics(p, labels, whole) for p in proba]
-    estimates, replicates = {}, {}
-    for m in SCENE_METRICS:
-        reps = bootstrap.seed_mean(np.stack([s[m] for s in per_seed]), draws)
-        value = float(np.mean([v[m][0] for v in values]))
-        replicates[m] = reps
-        estimates[m] = (
-            bootstrap.percentile(value, reps) if math.isfinite(value) else Estimate(value)
-        )
-    return VariantScenes(seeds, proba, estimates, replicates)
+        table = np.stack([_scenes_of(p)[2] for _, p in recs])
+        verdict = np.stack([_scenes_of(p)[3] for _, p in recs])
+        estimates = {m: inference.metric_interval(table, labels, m) for m in SCENE_METRICS}
+        out[name] = VariantScenes([s for s, _ in recs], table, verdict, estimates)
+    return SceneStats(ids, labels, out, split, paired_seeds), []

@@ -241,11 +241,17 @@ def verdict(a: VariantSummary, b: VariantSummary, metric: str = SELECT, alpha: f
         return f"no test possible for {metric}: a variant has a single seed {sizes}"
     if not c.testable:
         return f"no test possible for {metric}: no spread across seeds {sizes}"
-    significant = "is" if c.p_value < alpha else "is not"
-    return (
-        f"difference in {metric} ({b.name} - {a.name} = {c.difference:+.4g}) {significant} "
-        f"significant at {alpha:.0%} (Welch's t-test, p={c.p_value:.3g}) {sizes}"
+    from analysis.cells import p_cell, sig
+
+    p = p_cell(c.p_value)
+    numbers = (
+        f"{b.name} - {a.name} = {sig(c.difference)} [{sig(c.ci_low)}, {sig(c.ci_high)}], "
+        f"Welch's t-test across seeds, p {p if p.startswith('<') else '= ' + p}; no per-scene "
+        "scores, so the scenes' own variation is not covered"
     )
+    if c.p_value < alpha:
+        return f"the difference in {metric} is significant at {alpha:.0%} ({numbers}) {sizes}"
+    return f"not shown to differ in {metric}, which is not equivalence ({numbers}) {sizes}"
 
 
 def trial_results(experiment: Experiment) -> list[TrialResult]:

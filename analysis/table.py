@@ -12,23 +12,32 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 from tabulate import tabulate, tabulate_formats
 
-from analysis.bootstrap import Paired
-from analysis.cells import estimate_cell, fmt_value, for_format, p_cell, paired_cell, spread_cell
+from analysis.bootstrap import scene_metrics
+from analysis.cells import (
+    estimate_cell,
+    fmt_value,
+    for_format,
+    p_cell,
+    paired_cell,
+    sig,
+    spread_cell,
+)
+from analysis.inference import Difference
 from analysis.ranking import (
     COST,
     MCNEMAR,
     QUALITY,
-    VS_BEST,
     WELCH,
     Ranking,
-    half_width,
     rank_variants,
     ranking_notes,
     ranking_tables,
+    vs_best_metrics,
 )
-from analysis.scenes import SceneStats, scene_stats
+from analysis.scenes import SCENES_ONLY, SceneStats, scene_stats
 from analysis.stats import (
     Comparison,
     Summary,
@@ -58,16 +67,21 @@ ROWS: tuple[Metric, ...] = tuple(
         "val_f1",
         "val_roc_auc",
         "val_average_precision",
+        "val_brier",
     )
 )
 WELCH_TEST = "Welch's t-test, two-sided, 95% CI of the difference"  # JSON's "test", two columns
-PAIRED_TEST = "paired percentile bootstrap, two-sided, 95% interval of the difference"
+PAIRED_TEST = (
+    "analysis.inference.compare_scores: stratified jackknife over the same scenes, seeds with "
+    "k - 1 df; two-sided, 95% interval of the difference"
+)
+CHECK = "check"  # the cross-check column: McNemar / DeLong (one seed each) or Welch (2+)
 MAJORITY_BALANCED = 0.6  # at or below, with majority-rate accuracy: "mostly the majority"
 FOOTER = (
-    "Validation Loss: minimum over epochs; Accuracy, Balanced Accuracy, F1, ROC AUC and AP "
-    "(average precision; spheres positive): validation set at that epoch; Training Time: sum of "
-    "epoch times. Cells: value (mean over seeds) [95% interval] where per-scene scores give one; "
-    "mean (min–max) across seeds for the rest."
+    "Validation Loss: minimum over epochs (the seed notebook's); Accuracy, Balanced Accuracy, F1, "
+    "ROC AUC, AP (average precision; spheres positive) and Brier Score: at that epoch; Training "
+    "Time: sum of epoch times. Cells: value (mean over seeds) [95% interval] where per-scene "
+    "scores give one; mean (min–max) across seeds for the rest."
 )
 
 
@@ -75,9 +89,10 @@ FOOTER = (
 class ComparisonTable:
     """Variants' summaries, the two-variant comparisons, and the footer lines.
 
-    comparisons: Welch's test across seeds per metric (b - a); paired: the paired bootstrap on
-    the same scenes per scene metric (b - a); mcnemar: (p, scenes only a gets right, only b)
-    when both have one seed."""
+    comparisons: Welch's test across seeds per metric (b - a); paired: compare_scores on the
+    same scenes per scene metric (b - a, the table's scores); mcnemar: (p, scenes only a gets
+    right, only b) and delong: DeLong's p of the ROC AUC difference, when both have one seed;
+    primary: the metric the verdict decides on (the space's)."""
 
     variants: list[VariantSummary]
     comparisons: dict[str, Comparison] = field(default_factory=dict)  # metric -> b - a
@@ -85,12 +100,15 @@ class ComparisonTable:
     verdict: str = ""
     ranking: Ranking | None = None  # more than two variants
     scenes: SceneStats | None = None
-    paired: dict[str, Paired] = field(default_factory=dict)
+    paired: dict[str, Difference] = field(default_factory=dict)
     mcnemar: tuple[float, int, int] | None = None
+    delong: float | None = None
+    primary: str = SELECT
 
     @property
     def second_test(self) -> str:
-        """The test beside the paired bootstrap: McNemar (one seed each), Welch (2+ each)."""
+        """The cross-check beside compare_scores: McNemar and DeLong (one seed each), Welch
+        (2+ each)."""
         if self.mcnemar is not None:
             return MCNEMAR
         return WELCH if any(c.testable for c in self.comparisons.values()) else ""
@@ -100,16 +118,15 @@ class ComparisonTable:
         names = [f"{v.name}\n({_seeds(len(v.trials))})" for v in self.variants]
         if len(self.variants) != 2:
             return ["Metric", *names]
-        tests = (["p boot"] if self.paired else []) + (
-            [f"p {self.second_test}"] if self.second_test else []
-        )
+        tests = (["p"] if self.paired else []) + ([f"p {CHECK}"] if self.second_test else [])
         return ["Metric", *names, "Difference\n[95% CI]", *tests]
 
     def rows(self) -> list[list[str]]:
-        """Formatted cells, one row per entry of ROWS."""
+        """Formatted cells, one row per entry of ROWS (the primary metric's label marked)."""
         out = []
         for m in ROWS:
-            row = [m.label] + [self._cell(v, m) for v in self.variants]
+            label = f"{m.label}\n(primary)" if m.key == self.primary else m.label
+            row = [label] + [self._cell(v, m) for v in self.variants]
             if len(self.variants) == 2:
                 row += self._difference_cells(m)
             out.append(row)
@@ -117,7 +134,7 @@ class ComparisonTable:
 
     def _cell(self, v: VariantSummary, m: Metric) -> str:
         if self.scenes is not None and m.key in SCENE_METRICS:
-            return estimate_cell(self.scenes.variants[v.name].estimates[m.key], m.fmt)
+            return estimate_cell(self.scenes.variants[v.name].estimates[m.key], m.fmt, m.bounds)
         return spread_cell(v.values(m.key), m.fmt)
 
     def _difference_cells(self, m: Metric) -> list[str]:
@@ -127,7 +144,8 @@ class ComparisonTable:
         if self.paired:
             cells.append(p_cell(paired.p_value) if paired else "")
         if self.second_test == MCNEMAR:
-            cells.append(p_cell(self.mcnemar[0]) if m.key == "val_accuracy" else "")
+            check = {"val_accuracy": self.mcnemar[0], "val_roc_auc": self.delong}.get(m.key)
+            cells.append("" if check is None else p_cell(check))
         elif self.second_test == WELCH:
             cells.append(p_cell(welch.p_value) if welch.testable else "")
         return cells
@@ -172,20 +190,26 @@ def welch_cell(c: Comparison, spec: str) -> str:
 
 
 def comparison_table(
-    variants: list[VariantSummary], notes: list[str] | None = None
+    variants: list[VariantSummary],
+    notes: list[str] | None = None,
+    primary: str = SELECT,
+    paired_seeds: bool = False,
 ) -> ComparisonTable:
     """Build the table: per-scene statistics from the trials' stored scores (or a note why
     there are none); with exactly two variants the difference columns and the verdict, with
-    more a ranking against the best; notes for variants that predict mostly the majority class."""
-    table = ComparisonTable(list(variants), notes=list(notes or []))
+    more a ranking; notes for variants that predict mostly the majority class and the no-skill
+    reference. `primary`: the metric verdicts decide on (the space's); `paired_seeds`: seed i
+    of every variant shares real upstream trials (CILP chains)."""
+    table = ComparisonTable(list(variants), notes=list(notes or []), primary=primary)
     if variants:
-        table.scenes, scene_notes = scene_stats(variants)
+        table.scenes, scene_notes = scene_stats(variants, paired_seeds)
         table.notes += scene_notes
     scenes_rate = majority_rate(table.scenes.labels) if table.scenes is not None else math.nan
     table.notes += majority_class_notes(variants, scenes_rate)
+    table.notes += no_skill_note(table)
     majority = {name for name, *_ in _majority_variants(variants, scenes_rate)}
     if len(variants) > 2:
-        table.ranking = rank_variants(variants, table.scenes)
+        table.ranking = rank_variants(variants, table.scenes, primary)
         table.verdict = table.ranking.verdict()
     elif len(variants) == 2:
         a, b = variants
@@ -195,26 +219,46 @@ def comparison_table(
             table.paired = {m.key: s.compare(a.name, b.name, m.key) for m in ROWS if m.key in
                             SCENE_METRICS}  # fmt: skip
             table.mcnemar = s.mcnemar(a.name, b.name)
+            table.delong = s.delong(a.name, b.name)
             table.notes.append(s.note())
         table.notes.append(_difference_note(table))
         table.verdict = two_variant_verdict(table)
     elif table.scenes is not None:  # one variant: its intervals still need saying what they are
         table.notes.append(table.scenes.note())
     if table.verdict and len(variants) > 1:
-        best = min(variants, key=lambda v: v.metrics[SELECT].mean).name
+        sign = 1.0 if TRIAL_METRICS[primary].goal == "min" else -1.0
+        best = min(variants, key=lambda v: sign * v.metrics[primary].mean).name
         if table.ranking is not None:
             best = table.ranking.best.name
         if all(v.name in majority for v in variants):
             table.verdict += (
                 "; caution: every variant predicts mostly the majority class (see the note), "
-                f"so no {SELECT} here shows that it separates the classes"
+                f"so no {primary} here shows that it separates the classes"
             )
         elif best in majority:  # a low loss from answering "cubes" everywhere is no win
             table.verdict += (
                 f"; caution: {best} predicts mostly the majority class (see the note), so its "
-                f"low {SELECT} does not show that it separates the classes"
+                f"{primary} does not show that it separates the classes"
             )
     return table
+
+
+def no_skill_note(table: ComparisonTable) -> list[str]:
+    """The prevalence-only model's loss and Brier on the table's scenes: the line a variant must
+    beat to have learnt anything (a loss near it is the base rate, not a classifier)."""
+    if table.scenes is None:
+        return []
+    labels = table.scenes.labels
+    rate = float(np.mean(labels == 1))
+    if rate in (0.0, 1.0):
+        return []
+    ones = np.ones((1, len(labels)))
+    ref = scene_metrics(np.full(len(labels), rate), labels, ones, ("val_loss", "val_brier"))
+    return [
+        f"No-skill reference: scoring every scene at its sphere rate {rate:.3f} gives Validation "
+        f"Loss {ref['val_loss'][0]:.3f} and Brier Score {ref['val_brier'][0]:.4f} (ROC AUC 0.5; "
+        f"answering 'cubes' everywhere: accuracy {majority_rate(labels):.3f}, balanced 0.5)."
+    ]
 
 
 def _difference_note(table: ComparisonTable) -> str:
@@ -222,48 +266,65 @@ def _difference_note(table: ComparisonTable) -> str:
     parts = [f"Difference = {b.name} - {a.name}"]
     if table.paired:
         parts.append(
-            "quality rows: paired bootstrap interval and p (p boot) on the same resampled scenes"
+            "quality rows: compare_scores on the same scenes (its 95% interval and p); rows "
+            f"other than the primary ({table.primary}) are exploratory, their p uncorrected"
         )
     if table.second_test == MCNEMAR:
         only_a, only_b = table.mcnemar[1:]
         parts.append(
-            f"p McNemar: exact test on the scenes one gets right and the other wrong at 0.5 "
-            f"({only_a} only {a.name}, {only_b} only {b.name})"
+            f"p {CHECK}: McNemar's exact test on accuracy ({only_a} scenes only {a.name} gets "
+            f"right at 0.5, {only_b} only {b.name}) and DeLong's test on ROC AUC"
         )
     elif table.second_test == WELCH:
-        parts.append("p Welch: Welch's t-test across seeds (its 95% CI on the cost rows)")
+        parts.append(
+            f"p {CHECK}: Welch's t-test across seeds, ignoring the scenes (its 95% CI on the "
+            "cost rows)"
+        )
     else:
         parts.append("no test across seeds: a side has a single seed")
     return "; ".join(parts) + "."
 
 
 def two_variant_verdict(table: ComparisonTable, alpha: float = 0.05) -> str:
-    """One line on the validation loss: which variant is better and on what evidence."""
+    """One line on the primary metric: which variant is better, on which scores, over what
+    (scenes only, or seeds and scenes), claiming no more than that design allows."""
     a, b = table.variants
-    paired = table.paired.get(SELECT)
-    if paired is None:  # no per-scene scores: the seeds alone
-        return verdict(a, b)
-    d = paired.difference
-    interval = f" [{d.low:+.4g}, {d.high:+.4g}]" if d.has_interval else ""
-    evidence = f"paired bootstrap over {table.scenes.coverage}"
-    if math.isnan(paired.p_value):
-        head = f"no difference in {SELECT}: the two score every resample alike ({evidence})"
-    else:
-        better = a.name if d.value > 0 else b.name
-        found = f"{better} is better" if paired.p_value < alpha else "no significant difference"
-        head = (
-            f"{found} in {SELECT} ({b.name} - {a.name} = {d.value:+.4g}{interval}, {evidence}, "
-            f"p={paired.p_value:.2g})"
-        )
-    if table.second_test == MCNEMAR:
-        p, only_a, only_b = table.mcnemar
-        head += f"; McNemar on accuracy: {only_a} vs {only_b} discordant scenes, p={p:.2g}"
-    elif table.second_test == WELCH:
-        c = table.comparisons[SELECT]
-        if c.testable:
-            head += f"; across seeds, Welch's t-test p={c.p_value:.2g}"
+    metric = table.primary
+    if table.scenes is None:  # no per-scene scores: the seeds alone
+        return verdict(a, b, metric)
+    s = table.scenes
+    d = s.compare(a.name, b.name, metric, verdict=True)
     n = f"(n={len(a.trials)} vs {len(b.trials)} seeds)"
+    where = f"on {s.verdict_scores}, over {d.covers or s.coverage}"
+    if math.isnan(d.p_value):
+        if d.difference == 0 and math.isnan(d.se):
+            return f"no difference in {metric}: the two score every scene alike ({where}) {n}"
+        return f"no test of {metric}: {d.method} ({where}) {n}"
+    numbers = (
+        f"{b.name} - {a.name} = {sig(d.difference)} [{sig(d.low)}, {sig(d.high)}], "
+        f"p {_p_words(d.p_value)}"
+    )
+    if d.p_value < alpha:
+        sign = 1.0 if TRIAL_METRICS[metric].goal == "min" else -1.0
+        better = a.name if sign * d.difference > 0 else b.name
+        word = "lower" if sign > 0 else "higher"
+        head = f"{better} has the {word} {metric} ({numbers}; {where})"
+    else:
+        head = (
+            f"{a.name} and {b.name} are not shown to differ in {metric} ({numbers}; {where}); "
+            "that is not equivalence"
+        )
+    if d.covers == SCENES_ONLY:
+        head += (
+            "; a statement about these trained models: one seed per variant says nothing about "
+            "the architectures (run with --seeds 51,52,53)"
+        )
     return f"{head} {n}"
+
+
+def _p_words(p: float) -> str:
+    cell = p_cell(p)
+    return cell if cell.startswith("<") else f"= {cell}"
 
 
 def _majority_variants(
@@ -403,14 +464,16 @@ def to_records(table: ComparisonTable) -> list[dict[str, Any]]:
             p = table.paired.get(m.key)
             rec.update(
                 {
-                    "paired_difference": p.difference.value if p else math.nan,
-                    "paired_low": p.difference.low if p else math.nan,
-                    "paired_high": p.difference.high if p else math.nan,
-                    "p_bootstrap": p.p_value if p else math.nan,
+                    "paired_difference": p.difference if p else math.nan,
+                    "paired_low": p.low if p else math.nan,
+                    "paired_high": p.high if p else math.nan,
+                    "p_paired": p.p_value if p else math.nan,
+                    "primary": m.key == table.primary,
                 }
             )
         if table.mcnemar is not None:
             rec["p_mcnemar"] = table.mcnemar[0] if m.key == "val_accuracy" else math.nan
+            rec["p_delong"] = table.delong if m.key == "val_roc_auc" else math.nan
     return records
 
 
@@ -424,23 +487,28 @@ def ranking_records(ranking: Ranking) -> list[dict[str, Any]]:
         for k in QUALITY:
             e = r.quality[k]
             rec.update({k: e.value, f"{k} low": e.low, f"{k} high": e.high})
-        for k in VS_BEST:
+        for k in vs_best_metrics(ranking.metric):
             p = r.paired.get(k)
             rec.update(
                 {
-                    f"Δ {k}": p.difference.value if p else math.nan,
-                    f"Δ {k} low": p.difference.low if p else math.nan,
-                    f"Δ {k} high": p.difference.high if p else math.nan,
-                    f"p_bootstrap {k}": p.p_value if p else math.nan,
+                    f"Δ {k}": p.difference if p else math.nan,
+                    f"Δ {k} low": p.low if p else math.nan,
+                    f"Δ {k} high": p.high if p else math.nan,
+                    f"p {k}": p.p_value if p else math.nan,
                 }
             )
+        improvement = r.improvement
         rec.update(
             {
-                "p_bootstrap_holm": r.p_boot_holm,
+                "p_all_pairs_holm": r.p_holm,
                 "p_welch": r.welch.p_value if r.welch else math.nan,
                 "p_mcnemar": r.mcnemar[0] if r.mcnemar else math.nan,
                 f"p_{ranking.second_test.lower() or 'second'}_holm": r.p_second_holm,
-                "p_improvement": r.p_improvement,
+                "p_first": r.p_best,
+                "p_best_beats_it": improvement.value if improvement else math.nan,
+                "p_best_beats_it low": improvement.low if improvement else math.nan,
+                "p_best_beats_it high": improvement.high if improvement else math.nan,
+                "in_confidence_set": r.variant.name in ranking.confidence_set,
             }
         )
         for k in COST:
@@ -454,12 +522,10 @@ def metric_records(
     metrics: Sequence[Metric],
     columns: Sequence[VariantSummary],
     comparisons: dict[str, Comparison],
-    ci_half_width: bool = False,
 ) -> list[dict[str, Any]]:
     """The numbers behind `metric_rows`, unformatted: per metric its label and key, per column
-    "<name> mean", "<name> std" and "<name> n" (and "<name> ci_half_width", the 95 % CI's, when
-    the table's cells show it), and with comparisons the difference, its CI and Welch's p (what
-    --csv writes and --json's "rows" hold, for every kind of table)."""
+    "<name> mean", "<name> std" and "<name> n", and with comparisons the difference, its CI
+    and Welch's p (what --csv writes and --json's "rows" hold, for every kind of table)."""
     records = []
     for m in metrics:
         rec: dict[str, Any] = {"metric": m.label, "key": m.key}
@@ -467,8 +533,6 @@ def metric_records(
             s = v.metrics[m.key]
             rec.update({f"{v.name} mean": s.mean, f"{v.name} std": s.std, f"{v.name} n": s.n,
                         f"{v.name} min": s.min, f"{v.name} max": s.max})  # fmt: skip
-            if ci_half_width:
-                rec[f"{v.name} ci_half_width"] = half_width(s.std, s.n)
         if comparisons:
             c = comparisons[m.key]
             rec.update(
@@ -519,6 +583,9 @@ def to_json_dict(table: ComparisonTable, experiment_path: str = "") -> dict[str,
             if table.variants
             else None,
             "intervals_cover": None if table.scenes is None else table.scenes.coverage,
+            "scores": None if table.scenes is None else table.scenes.split,
+            "verdict_scores": None if table.scenes is None else table.scenes.verdict_scores,
+            "primary_metric": table.primary,
             "ranking": None if table.ranking is None else ranking_records(table.ranking),
             "verdict": table.verdict or None,
             "notes": table.notes,

@@ -1,6 +1,6 @@
-"""The resampling statistics (analysis/bootstrap.py) against the well-kept libraries and hand-
-worked cases: weighted metrics = sklearn's with sample weights, stratified draws keep the class
-sizes, intervals stay inside [0, 1] and vanish on constants, paired p-values, McNemar and Holm."""
+"""The weighted per-scene metrics (analysis/bootstrap.py) against the well-kept libraries and
+hand-worked cases: weighted metrics = sklearn's with sample weights, stratified draws keep the
+class sizes, McNemar and Holm. The inference built on them: tests/test_inference.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     balanced_accuracy_score,
+    brier_score_loss,
     f1_score,
     log_loss,
     roc_auc_score,
@@ -38,6 +39,7 @@ def _sklearn(proba: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> dict
         "val_f1": f1_score(labels, predicted, zero_division=0.0, **w),
         "val_roc_auc": roc_auc_score(labels, proba, **w),
         "val_average_precision": average_precision_score(labels, proba, **w),
+        "val_brier": brier_score_loss(labels, proba, **w),
     }
 
 
@@ -91,42 +93,13 @@ def test_stratified_counts_by_hand() -> None:
     assert rows == {(2, 0), (1, 1), (0, 2)}
 
 
-def test_intervals_stay_inside_the_range_and_none_on_constants() -> None:
-    counts = bootstrap.stratified_counts(LABELS)
-    reps = bootstrap.scene_metrics(PROBA, LABELS, counts)
-    whole = bootstrap.scene_metrics(PROBA, LABELS, np.ones((1, len(LABELS))))
-    for metric in ("val_accuracy", "val_balanced_accuracy", "val_f1", "val_roc_auc"):
-        e = bootstrap.percentile(float(whole[metric][0]), reps[metric])
-        assert e.has_interval and 0.0 <= e.low <= e.high <= 1.0, metric
-    assert not bootstrap.percentile(0.5, np.full(100, 0.5)).has_interval
-    assert not bootstrap.percentile(0.5, np.array([0.4, np.nan, 0.6])).has_interval
-    # A model that says "cubes" to everything: accuracy varies with nothing, F1 is always 0.
-    cubes = bootstrap.scene_metrics(np.full(len(LABELS), 0.1), LABELS, counts)
-    assert not bootstrap.percentile(0.0, cubes["val_f1"]).has_interval
-    assert not bootstrap.percentile(40 / 46, cubes["val_accuracy"]).has_interval
-
-
-def test_paired_p_value_floor_and_identical_models() -> None:
-    a, b = np.zeros(999), np.ones(999)
-    clear = bootstrap.paired(1.0, a, b + np.linspace(0, 0.1, 999))
-    assert clear.p_value == pytest.approx(2 / 1000)
-    assert clear.difference.low > 0
-    same = bootstrap.paired(0.0, a + np.linspace(0, 1, 999), a + np.linspace(0, 1, 999))
-    assert math.isnan(same.p_value) and not same.difference.has_interval
-    shifted = bootstrap.paired(0.3, a, a + 0.3)  # a constant difference: certain, no interval
-    assert shifted.p_value == pytest.approx(2 / 1000) and not shifted.difference.has_interval
-    centred = bootstrap.paired(0.0, a, np.linspace(-1, 1, 999))
-    assert centred.p_value == pytest.approx(1.0)
-
-
-def test_seed_draws_depend_on_the_seed_values_not_their_order() -> None:
-    assert np.array_equal(bootstrap.seed_draws([53, 51, 52]), bootstrap.seed_draws([51, 52, 53]))
-    assert not np.array_equal(bootstrap.seed_draws([1, 2, 3]), bootstrap.seed_draws([1, 2, 4]))
-    assert np.all(bootstrap.seed_draws([9]) == 0)
-    draws = bootstrap.seed_draws([1, 2, 3], replicates=50)
-    per_seed = np.array([[1.0] * 50, [2.0] * 50, [3.0] * 50])
-    means = bootstrap.seed_mean(per_seed, draws)
-    assert np.allclose(means, (draws + 1).mean(axis=1))
+def test_a_subset_of_metrics_is_computed_alone_and_unknown_names_refused() -> None:
+    counts = bootstrap.stratified_counts(LABELS, replicates=5)
+    both = bootstrap.scene_metrics(PROBA, LABELS, counts)
+    loss = bootstrap.scene_metrics(PROBA, LABELS, counts, ("val_loss",))
+    assert list(loss) == ["val_loss"] and np.array_equal(loss["val_loss"], both["val_loss"])
+    with pytest.raises(ValueError, match="unknown scene metric"):
+        bootstrap.scene_metrics(PROBA, LABELS, counts, ("val_nope",))
 
 
 def test_mcnemar_is_the_exact_binomial_test_on_the_discordant_scenes() -> None:

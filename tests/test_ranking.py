@@ -1,18 +1,22 @@
 """The many-variant comparison on known per-seed numbers, without per-scene scores (the fallback
-for an experiment from before they were stored: Welch's t-test across seeds, Holm-corrected).
-Every expected value below was worked out separately (Welch's t and Satterthwaite's degrees of
-freedom written out with numpy and scipy.stats.t, Holm's steps by hand, seed pairs counted by
-hand), not with the code under test. The per-scene ranking: tests/test_scene_tables.py."""
+for an experiment from before they were stored: Welch's t-test across seeds for every pair,
+Holm-corrected over all pairs). Every expected value below was worked out separately (Welch's t
+and Satterthwaite's degrees of freedom written out with numpy and scipy.stats.t, scipy's
+ttest_ind and statsmodels' Holm for the six pairs, seed pairs counted by hand), not with the code
+under test. The per-scene ranking: tests/test_scene_tables.py and tests/test_inference.py."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+from scipy.stats import ttest_ind
+from statsmodels.stats.multitest import multipletests
 
 from analysis.bootstrap import holm
+from analysis.cells import p_cell
+from analysis.inference import improvement_probability
 from analysis.ranking import (
-    probability_of_improvement,
     quality_table,
     rank_variants,
     ranking_notes,
@@ -53,26 +57,41 @@ def variants(losses: dict[str, list[float]]) -> list:
     return summarize_variants(trials)
 
 
+def _all_pairs_holm() -> dict[tuple[str, str], float]:
+    order = ["concat", "add", "hadamard", "late"]
+    pairs = [(x, y) for i, x in enumerate(order) for y in order[i + 1 :]]
+    raw = [ttest_ind(LOSSES[y], LOSSES[x], equal_var=False).pvalue for x, y in pairs]
+    return dict(zip(pairs, multipletests(raw, method="holm")[1], strict=True))
+
+
 def test_ranking_matches_the_independent_computation() -> None:
     ranking = rank_variants(variants(LOSSES))
     names = [r.variant.name for r in ranking.rows]
     assert names == ["concat-maxpool", "add-maxpool", "hadamard-maxpool", "late-maxpool"]
+    all_pairs = _all_pairs_holm()
     for row in ranking.rows[1:]:
         variant = row.variant.name.split("-")[0]
         assert row.welch.p_value == pytest.approx(RAW_P[variant], rel=1e-9)
         assert row.p_second_holm == pytest.approx(HOLM_P[variant], rel=1e-9)
-        assert row.p_improvement == pytest.approx(IMPROVEMENT[variant])
+        assert row.p_holm == pytest.approx(all_pairs[("concat", variant)], rel=1e-9)
+        assert row.improvement.value == pytest.approx(IMPROVEMENT[variant])
+        assert 0 <= row.improvement.low <= row.improvement.value <= row.improvement.high <= 1
         assert row.welch.difference == pytest.approx(MEAN[variant] - MEAN["concat"])
-        assert not row.paired and math.isnan(row.p_boot_holm)  # no per-scene scores
+        assert not row.paired  # no per-scene scores
     for row in ranking.rows:  # no interval: three seeds' t-interval on a bounded metric misleads
         estimate = row.quality["val_loss"]
         assert estimate.value == pytest.approx(MEAN[row.variant.name.split("-")[0]])
         assert not estimate.has_interval
     assert ranking.scenes is None and ranking.second_test == "Welch"
-    assert ranking.indistinguishable == ["add-maxpool"]
-    assert ranking.worse == ["hadamard-maxpool", "late-maxpool"]
-    assert ranking.verdict().startswith("best val_loss: concat-maxpool; statistically")
-    assert "Welch's t-test across seeds, Holm-corrected" in ranking.verdict()
+    # Over all six pairs, Holm keeps five below 0.05: only concat vs add is not shown to differ
+    shown = {pair for pair, p in all_pairs.items() if p < 0.05}
+    assert shown == {("concat", "hadamard"), ("concat", "late"), ("add", "late"),
+                     ("add", "hadamard"), ("hadamard", "late")}  # fmt: skip
+    assert ranking.confidence_set == ["concat-maxpool", "add-maxpool"]
+    assert list(ranking.worse) == ["hadamard-maxpool", "late-maxpool"]
+    assert ranking.verdict().startswith("lowest val_loss: concat-maxpool; 95% confidence set")
+    assert "Welch's t-test across seeds, all pairs, Holm-corrected" in ranking.verdict()
+    assert "not shown to differ from the best, which is not equivalence" in ranking.verdict()
 
 
 def test_ranking_tables_show_the_means_and_the_comparison_with_the_best() -> None:
@@ -82,19 +101,26 @@ def test_ranking_tables_show_the_means_and_the_comparison_with_the_best() -> Non
     assert [row[0] for row in rows] == ["1", "2", "3", "4"]
     assert rows[0][1:3] == ["concat-maxpool", "0.011"]
     headers, rows = vs_best_table(ranking)
-    assert headers[-3:] == ["p boot\n(Holm)", "p Welch\n(Holm)", "P(best\n< it)"]
-    assert rows[0][:2] == ["concat-maxpool", "(best)"] and rows[0][2:] == [""] * 5
-    assert rows[3][1] == "+0.1857" and rows[3][-3:] == ["n/a", "0.0065", "1.00"]
+    assert headers[-4:] == [
+        "p all pairs\n(Holm)",
+        "p Welch\n(Holm)",
+        "P(first)",
+        "P(best\nbeats it)",
+    ]
+    assert rows[0][:2] == ["concat-maxpool", "(best)"] and rows[0][2:] == ["", "", "", "n/a", ""]
+    late_all_pairs = p_cell(_all_pairs_holm()[("concat", "late")])
+    assert rows[3][1] == "+0.1857" and rows[3][-4:-1] == [late_all_pairs, "0.0065", "n/a"]
+    assert rows[3][-1].startswith("1.00\n[")
 
 
 def test_one_seed_per_variant_gives_the_ranking_and_how_to_get_the_test() -> None:
     single = {k: v[:1] for k, v in LOSSES.items()}
     ranking = rank_variants(variants(single))
     assert [r.variant.name for r in ranking.rows][0] == "concat-maxpool"
-    assert not ranking.testable and not ranking.indistinguishable and not ranking.worse
+    assert not ranking.testable and not ranking.confidence_set and not ranking.worse
     assert "--seeds" in ranking.verdict() and "--seeds" in ranking_notes(ranking)[-1]
     assert quality_table(ranking)[1][0][2] == "0.01"
-    assert math.isnan(ranking.rows[1].p_improvement)  # one seed each: a 0/1 says nothing
+    assert math.isnan(ranking.rows[1].improvement.value)  # one seed each: a 0/1 says nothing
 
 
 def test_holm_and_improvement_edge_cases() -> None:
@@ -102,8 +128,9 @@ def test_holm_and_improvement_edge_cases() -> None:
     adjusted = holm([0.5, math.nan])  # an untestable comparison is not counted
     assert adjusted[0] == 0.5 and math.isnan(adjusted[1])
     assert holm([0.6, 0.9]) == [1.0, 1.0]  # capped at 1
-    assert probability_of_improvement([1.0, 2.0], [1.0, 2.0]) == 0.5  # all ties or mirrored
-    assert math.isnan(probability_of_improvement([0.1], [0.2, 0.05]))  # one seed
+    assert improvement_probability([1.0, 2.0], [1.0, 2.0], "min").value == 0.5  # ties, mirrored
+    assert math.isnan(improvement_probability([0.1], [0.2, 0.05], "min").value)  # one seed
+    assert improvement_probability([0.9, 0.8], [0.5, 0.6], "max").value == 1.0
 
 
 def _trial(name: str, seed: int, accuracy: float, balanced: float, rate: float):
@@ -156,9 +183,9 @@ def test_more_than_two_variants_print_the_ranking_and_its_verdict() -> None:
     lines = text.splitlines()
     assert lines[0].startswith("Quality") and lines[1].startswith("| Rank   | Variant")
     assert "Validation Loss" in lines[1] and "Against the best" in text and "Cost" in text
-    assert "p Welch (Holm)" in text and "Verdict: best val_loss: concat-maxpool" in text
+    assert "p Welch (Holm)" in text and "Verdict: lowest val_loss: concat-maxpool" in text
     flat = " ".join(text.split())
-    assert "(p >= 0.05, Welch's t-test across seeds, Holm-corrected): add-maxpool" in flat
+    assert "95% confidence set for the best: concat-maxpool, add-maxpool;" in flat
     assert "No per-scene intervals or paired tests: no checkpoint: 12 trial(s)" in flat
     grid = format_table(table, "grid")
     assert max(len(line) for line in grid.splitlines()) <= 120

@@ -15,7 +15,7 @@ from ray.tune import Checkpoint
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from analysis.plots import write_plots
-from analysis.scenes import SCENES_ONLY, SEEDS_AND_SCENES, read_predictions, scene_stats
+from analysis.scenes import MIXED, SCENES_ONLY, read_predictions, scene_stats
 from analysis.stats import distinct_seeds, summarize_trial, summarize_variants
 from analysis.table import comparison_table, format_table, to_json_dict, write_csv
 from tune_cilp.core.predictions import PREDICTIONS_FILE, Predictions, Scores, write_predictions
@@ -77,26 +77,30 @@ def test_scene_estimates_equal_sklearn(tmp_path: Path) -> None:
     stats, notes = scene_stats(summarize_variants(trials))
     assert notes == [] and stats is not None
     concat, add = stats.variants["concat-maxpool"], stats.variants["add-maxpool"]
-    assert concat.seeds == [51, 52, 53] and stats.coverage == SEEDS_AND_SCENES
+    assert concat.seeds == [51, 52, 53] and stats.coverage == MIXED
     e = concat.estimates["val_roc_auc"]
     assert e.value == pytest.approx(np.mean([roc_auc_score(LABELS, good(s)) for s in (51, 52, 53)]))
     assert e.has_interval and 0 <= e.low <= e.value <= e.high <= 1
     loss = concat.estimates["val_loss"]
     assert loss.value == pytest.approx(np.mean([log_loss(LABELS, good(s)) for s in (51, 52, 53)]))
-    assert add.estimates["val_roc_auc"].value == 0.5 and not add.estimates["val_f1"].has_interval
-    assert "seeds resampled, then validation scenes within each class: 30 cubes, 5 spheres" in (
-        stats.note()
+    # "cubes" everywhere: F1 is 0 (no sphere found) with Wilson's bound on 0 of 5 mapped to F1;
+    # the accuracy 30/35 gets its Clopper-Pearson interval
+    assert add.estimates["val_roc_auc"].value == 0.5
+    assert add.estimates["val_f1"].low == 0 and add.estimates["val_f1"].high == pytest.approx(
+        2 * 0.4345 / 1.4345, abs=1e-3
     )
+    assert add.estimates["val_accuracy"].low == pytest.approx(0.6974, abs=1e-4)
+    assert "on 30 cubes and 5 spheres (validation)" in stats.note()
 
 
 def test_other_scenes_or_missing_records_fall_back_with_a_note(tmp_path: Path) -> None:
     shuffled = IDS[::-1].copy()
     trials = [trial(tmp_path, "concat", 1, good(1)), trial(tmp_path, "add", 1, CUBES, shuffled)]
     stats, notes = scene_stats(summarize_variants(trials))
-    assert stats is None and "add-maxpool seed=1 was validated on other scenes" in notes[0]
+    assert stats is None and "add-maxpool seed=1 was scored on other scenes" in notes[0]
     trials[1].checkpoint = None
     table = comparison_table(summarize_variants(trials))
-    assert table.scenes is None and "p boot" not in table.headers
+    assert table.scenes is None and "p" not in table.headers
     assert any(n.startswith("No per-scene intervals or paired tests: no checkpoint: 1 trial(s)")
                for n in table.notes)  # fmt: skip
     assert "single seed" in table.verdict or "--seeds" in table.verdict
@@ -105,38 +109,39 @@ def test_other_scenes_or_missing_records_fall_back_with_a_note(tmp_path: Path) -
 def test_two_variants_one_seed_each_get_the_paired_tests(tmp_path: Path) -> None:
     trials = [trial(tmp_path, "concat", 1, good(1)), trial(tmp_path, "add", 1, CUBES)]
     table = comparison_table(summarize_variants(trials))
-    assert table.headers[-2:] == ["p boot", "p McNemar"]
+    assert table.headers[-2:] == ["p", "p check"]
     assert table.scenes.coverage == SCENES_ONLY
     # concat is wrong on scenes 0, 30 and 31, add on all 5 spheres: only concat is right on
     # spheres 32-34, only add on cube 0.
     assert table.mcnemar[1:] == (3, 1)
-    assert "McNemar on accuracy: 3 vs 1 discordant scenes" in table.verdict
-    assert table.verdict.startswith("concat-maxpool is better in val_loss")
-    assert "paired bootstrap over validation scenes only" in table.verdict
+    assert math.isfinite(table.delong)
+    assert table.verdict.startswith("concat-maxpool has the lower val_loss (add-maxpool - ")
+    assert "over validation scenes only (these trained models)" in table.verdict
+    assert "says nothing about the architectures (run with --seeds" in table.verdict
     assert "(n=1 vs 1 seeds)" in table.verdict
-    text = format_table(table, "grid")
-    assert "not another training run" in " ".join(text.split())  # wrapped footer
+    text = " ".join(format_table(table, "grid").split())  # wrapped footer
+    assert "3 scenes only concat-maxpool gets right at 0.5, 1 only add-maxpool" in text
+    assert "No-skill reference: scoring every scene at its sphere rate 0.143" in text
 
 
 def test_two_variants_with_seeds_get_welch_beside_the_bootstrap(tmp_path: Path) -> None:
     trials = [trial(tmp_path, "concat", s, good(s)) for s in (1, 2, 3)]
     trials += [trial(tmp_path, "add", s, np.clip(good(s) * 0.5 + 0.2, 0, 1)) for s in (1, 2, 3)]
     table = comparison_table(summarize_variants(trials))
-    assert table.headers[-2:] == ["p boot", "p Welch"]
-    assert (
-        "across seeds, Welch's t-test p=" in table.verdict and "(n=3 vs 3 seeds)" in table.verdict
-    )
+    assert table.headers[-2:] == ["p", "p check"] and table.second_test == "Welch"
+    assert "over training seeds and validation scenes" in table.verdict
+    assert "(n=3 vs 3 seeds)" in table.verdict and "architectures" not in table.verdict
 
 
 def test_identical_scores_are_no_difference(tmp_path: Path) -> None:
     trials = [trial(tmp_path, "concat", 1, good(1)), trial(tmp_path, "add", 1, good(1))]
     table = comparison_table(summarize_variants(trials))
-    assert table.verdict.startswith("no difference in val_loss: the two score every resample alike")
+    assert table.verdict.startswith("no difference in val_loss: the two score every scene alike")
     assert table.mcnemar == (1.0, 0, 0)
     trials.append(trial(tmp_path, "late", 1, CUBES))
     ranking = comparison_table(summarize_variants(trials)).ranking
-    assert {ranking.best.name, *ranking.indistinguishable} == {"concat-maxpool", "add-maxpool"}
-    assert ranking.worse == ["late-maxpool"]
+    assert set(ranking.confidence_set) == {"concat-maxpool", "add-maxpool"}
+    assert list(ranking.worse) == ["late-maxpool"]
     assert math.isnan(ranking.rows[1].paired["val_loss"].p_value)
 
 
@@ -150,19 +155,20 @@ def test_ranking_with_long_names_fits_120_columns_and_writes_every_column(tmp_pa
     table = comparison_table(summarize_variants(trials))
     assert table.ranking is not None
     text = format_table(table, "grid")
-    assert "| Rank" in text and "Verdict: best val_loss: concat-maxpool lr=" in text
+    assert "| Rank" in text and "Verdict: lowest val_loss: concat-maxpool lr=" in text
     assert max(len(line) for line in text.splitlines() if line.startswith(("+", "|"))) <= 120
     github = format_table(table, "github")  # one-line cells: a name joined back whole
-    assert "| concat-maxpool lr=" in github and "= " not in github.split("Verdict")[0]
+    rows = [line for line in github.splitlines() if line.startswith("|")]
+    assert "| concat-maxpool lr=" in github and not any("= " in line for line in rows)
     out = tmp_path / "rank.csv"
     write_csv(table, str(out))
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["rank"] for r in rows] == ["1", "2", "3"] and rows[0]["name"].startswith("concat")
-    for column in ("val_roc_auc low", "Δ val_loss high", "p_bootstrap_holm", "p_welch_holm"):
+    for column in ("val_roc_auc low", "Δ val_loss high", "p_all_pairs_holm", "p_welch_holm"):
         assert column in rows[0]
     data = json.loads(json.dumps(to_json_dict(table)))
-    assert data["ranking"][1]["p_bootstrap_holm"] is not None
+    assert data["ranking"][1]["p_all_pairs_holm"] is not None
     assert data["ranking"][0]["Δ val_loss"] is None  # the best against itself: nothing
 
 
@@ -182,7 +188,8 @@ def test_plots_are_written(tmp_path: Path, variants: tuple[str, ...]) -> None:
     trials = [trial(pred, v, s, good(s + i)) for i, v in enumerate(variants) for s in (1, 2)]
     paths = write_plots(comparison_table(summarize_variants(trials)), str(tmp_path / "img"))
     names = {Path(p).name for p in paths}
-    expected = {"curves.png", "final_metrics.png", "paired_differences.png", "wrong_scenes.png"}
+    expected = {"curves.png", "final_metrics.png", "paired_differences.png", "wrong_scenes.png",
+                "reliability.png"}  # fmt: skip
     assert names == expected | ({"ranking.png"} if len(variants) > 2 else set())
     for p in paths:
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
