@@ -95,8 +95,8 @@ def test_one_seed_each_is_a_jackknife_over_scenes_equal_to_leave_one_out_by_skle
     assert d.difference == pytest.approx(log_loss(LABELS, b) - log_loss(LABELS, a))
     # The stratified jackknife, written out with sklearn: leave each scene out in turn.
     var = 0.0
-    for label in (0, 1):
-        idx = np.flatnonzero(LABELS == label)
+    for members in (LABELS == 0, LABELS == 1):
+        idx = np.flatnonzero(members)
         loo = []
         for s in idx:
             keep = np.arange(LABELS.size) != s
