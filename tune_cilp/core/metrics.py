@@ -22,13 +22,15 @@ import numpy as np
 @dataclass(frozen=True)
 class Metric:
     """key: as reported / stored; label: as a table shows it; fmt: number format;
-    goal: "min" or "max" when it ranks variants (else ""); column: the status table's name."""
+    goal: "min" or "max" when it ranks variants (else ""); column: the status table's name;
+    bounds: the range its values and intervals stay in."""
 
     key: str
     label: str
     fmt: str
     goal: str = ""
     column: str = ""
+    bounds: tuple[float, float] = (-math.inf, math.inf)
 
 
 # What the Trainer reports every epoch, in this order.
@@ -41,6 +43,7 @@ EPOCH: tuple[Metric, ...] = (
     Metric("val_f1", "F1", ".3f", "max"),
     Metric("val_roc_auc", "ROC AUC", ".3f", "max", column="val_auc"),
     Metric("val_average_precision", "AP", ".3f", "max"),
+    Metric("val_brier", "Brier Score", ".3f", "min"),
     Metric("lr", "Learning Rate", ".3g"),
     Metric("epoch_time_s", "s / epoch", ".2f", "min", column="epoch_s"),
     Metric("samples_per_s", "Samples / s", ".0f", "max"),
@@ -62,15 +65,17 @@ TRIAL_INFO: tuple[str, ...] = (
 # Measured by the trainable around the Trainer, reported every epoch.
 PROCESS: tuple[Metric, ...] = (Metric("peak_memory_mb", "Peak Memory (MiB)", ".0f", "min"),)
 # One trial reduced to numbers (analysis): quality at the best epoch by SELECT, and its cost.
+UNIT = (0.0, 1.0)  # a rate or probability score
 TRIAL: tuple[Metric, ...] = (
-    Metric("val_loss", "Validation Loss", ".4g", "min"),
+    Metric("val_loss", "Validation Loss", ".4g", "min", bounds=(0.0, math.inf)),
     Metric("params_m", "Parameters (M)", ".4f"),
     Metric("training_time_s", "Training Time (s)", ".1f", "min"),
-    Metric("val_accuracy", "Accuracy", ".3f", "max"),
-    Metric("val_balanced_accuracy", "Balanced Accuracy", ".3f", "max"),
-    Metric("val_f1", "F1", ".3f", "max"),
-    Metric("val_roc_auc", "ROC AUC", ".3f", "max"),
-    Metric("val_average_precision", "AP", ".3f", "max"),
+    Metric("val_accuracy", "Accuracy", ".3f", "max", bounds=UNIT),
+    Metric("val_balanced_accuracy", "Balanced Accuracy", ".3f", "max", bounds=UNIT),
+    Metric("val_f1", "F1", ".3f", "max", bounds=UNIT),
+    Metric("val_roc_auc", "ROC AUC", ".3f", "max", bounds=UNIT),
+    Metric("val_average_precision", "AP", ".3f", "max", bounds=UNIT),
+    Metric("val_brier", "Brier Score", ".3f", "min", bounds=UNIT),
     Metric("s_per_epoch", "s / epoch", ".2f", "min"),
     Metric("peak_memory_mb", "Peak Memory (MiB)", ".0f", "min"),
 )
@@ -82,6 +87,7 @@ AT_BEST_EPOCH: tuple[str, ...] = (
     "val_f1",
     "val_roc_auc",
     "val_average_precision",
+    "val_brier",
 )
 # The metrics computed from a trial's per-scene validation scores (tune_cilp.core.predictions),
 # so the analysis can resample scenes: SELECT and AT_BEST_EPOCH.
@@ -161,6 +167,14 @@ def binary_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float
         "val_balanced_accuracy": float(np.mean(recalls)),
         "val_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
     }
+
+
+def brier_score(proba: np.ndarray, actual: np.ndarray) -> float:
+    """Mean squared error of the probability of spheres against 0/1: bounded in [0, 1], so one
+    confident mistake moves it by at most 1/N (the BCE loss is unbounded); sklearn's
+    brier_score_loss."""
+    proba, actual = np.asarray(proba, np.float64), np.asarray(actual, bool)
+    return float(np.mean((proba - actual) ** 2))
 
 
 def ranking_metrics(scores: np.ndarray, actual: np.ndarray) -> dict[str, float]:
