@@ -389,7 +389,20 @@ def experiment_table(experiment: Experiment) -> ComparisonTable:
     if unfinished:
         states = ", ".join(sorted({t.status for t in unfinished}))
         notes.append(f"{len(unfinished)} trial(s) not finished ({states}): partial results.")
-    return comparison_table(summarize_variants(results), notes)
+    return comparison_table(summarize_variants(results), notes, primary_metric(experiment))
+
+
+def primary_metric(experiment: Experiment) -> str:
+    """The metric the experiment's space declared before it ran (SearchSpace.metric: what Tune
+    scheduled on and what the verdict decides on); SELECT for an experiment of no known space."""
+    from tune_cilp.spaces import get_space  # the registry imports every space module: lazily
+
+    name = experiment.meta.space if experiment.meta is not None else None
+    try:
+        metric = get_space(name).metric if name else SELECT
+    except UserError:
+        return SELECT
+    return metric if metric in SCENE_METRICS else SELECT
 
 
 def _left_out_reason(trial: TrialRecord) -> str:

@@ -33,7 +33,6 @@ from scipy.optimize import brentq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from analysis import bootstrap  # noqa: E402
 from analysis.inference import (  # noqa: E402
     Influence,
     best_set_of,
@@ -176,8 +175,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     parts = set(args.only.split(","))
     print(f"# {cpu_model()}; {os.cpu_count()} cores; numpy {np.__version__}; "
-          f"{args.reps} repetitions per figure; {bootstrap.REPLICATES} scene resamples; "
-          f"{N_NEG} cubes + {N_POS} spheres")  # fmt: skip
+          f"{args.reps} repetitions per figure; {N_NEG} cubes + {N_POS} spheres; "
+          f"command: {' '.join(sys.argv)}")  # fmt: skip
     start = time.perf_counter()
     if "typeI" in parts:
         print("\n## Type-I error of compare_scores at nominal 0.05 (same distribution, AUC 0.97)")

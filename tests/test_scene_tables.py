@@ -18,7 +18,13 @@ from analysis.plots import write_plots
 from analysis.scenes import MIXED, SCENES_ONLY, read_predictions, scene_stats
 from analysis.stats import distinct_seeds, summarize_trial, summarize_variants
 from analysis.table import comparison_table, format_table, to_json_dict, write_csv
-from tune_cilp.core.predictions import PREDICTIONS_FILE, Predictions, Scores, write_predictions
+from tune_cilp.core.predictions import (
+    PREDICTIONS_FILE,
+    HeldOut,
+    Predictions,
+    Scores,
+    write_predictions,
+)
 
 LABELS = np.array([0] * 30 + [1] * 5)
 IDS = np.array([f"cubes/{i:04d}" for i in range(30)] + [f"spheres/{i:04d}" for i in range(5)])
@@ -193,3 +199,33 @@ def test_plots_are_written(tmp_path: Path, variants: tuple[str, ...]) -> None:
     assert names == expected | ({"ranking.png"} if len(variants) > 2 else set())
     for p in paths:
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_with_a_test_split_every_number_and_the_verdict_come_from_test(tmp_path: Path) -> None:
+    test_ids = np.array(
+        [f"cubes/{i:04d}" for i in range(100, 120)] + [f"spheres/{i:04d}" for i in range(100, 105)]
+    )
+    test_labels = np.array([0] * 20 + [1] * 5)
+
+    def with_test(variant: str, seed: int, val: np.ndarray, test: np.ndarray):
+        t = trial(tmp_path, variant, seed, val)
+        record = Predictions(IDS, LABELS, Scores(1, val), Scores(1, val),
+                             HeldOut(1, test_ids, test_labels, test))  # fmt: skip
+        write_predictions(t.checkpoint.path, record)
+        return t
+
+    good_test = np.where(test_labels == 1, 0.9, 0.1)
+    bad_test = np.full(25, 0.3)
+    trials = [with_test("concat", 1, CUBES, good_test), with_test("add", 1, good(1), bad_test)]
+    table = comparison_table(summarize_variants(trials))
+    assert table.scenes.split == "test" and list(table.scenes.ids) == list(test_ids)
+    concat = table.scenes.variants["concat-maxpool"].estimates["val_roc_auc"]
+    assert concat.value == 1.0  # the test scores, not the all-cubes validation ones
+    assert "the held-out test scores (epochs chosen on validation)" in table.verdict
+    assert table.verdict.startswith("concat-maxpool has the lower val_loss")
+    text = " ".join(format_table(table, "grid").split())
+    assert "(held-out test)" in text and "nothing here was chosen on these scenes" in text
+    # a table mixing a test split with none is refused, not silently mixed
+    trials.append(trial(tmp_path, "late", 1, good(2)))
+    stats, notes = scene_stats(summarize_variants(trials))
+    assert stats is None and "scored on other scenes" in notes[0]
