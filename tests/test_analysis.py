@@ -95,10 +95,12 @@ def test_runner_prints_the_table(run_output: tuple[Path, str]) -> None:
 def test_table_has_every_row_and_column(experiment_dir: Path) -> None:
     table = experiment_table(load_experiment(experiment_dir))
     names = [f"{v}\n(3 seeds)" for v in VARIANTS]
-    assert table.headers == ["Metric", *names, "Difference\n[95% CI]", "p boot", "p Welch"]
-    assert table.scenes is not None and table.scenes.coverage == "seeds and validation scenes"
+    assert table.headers == ["Metric", *names, "Difference\n[95% CI]", "p", "p check"]
+    assert table.scenes is not None
+    assert table.scenes.coverage == "training seeds and validation scenes"
     rows = table.rows()
-    assert [r[0] for r in rows] == [m.label for m in ROWS]
+    assert [r[0].split("\n")[0] for r in rows] == [m.label for m in ROWS]
+    assert rows[0][0] == "Validation Loss\n(primary)"
     loss, params = rows[0], rows[1]  # the loss: value and interval; the parameter count: one number
     assert all(len(cell.splitlines()) == 2 for cell in loss[1:4]), loss
     assert params[0] == "Parameters (M)" and all("\n" not in cell for cell in params[1:3])

@@ -62,3 +62,15 @@ def test_schema_names_each_metric_once() -> None:
         assert all(m.goal in ("", "min", "max") for m in metrics)
     assert EPOCH_KEYS[0] == "epoch" and SELECT in EPOCH_KEYS
     assert set(STATUS_COLUMNS) - {"training_iteration"} <= set(EPOCH_KEYS)
+
+
+def test_brier_score_matches_sklearn_and_stays_bounded() -> None:
+    from sklearn.metrics import brier_score_loss
+
+    from tune_cilp.core.metrics import TRIAL_METRICS, brier_score
+
+    rng = np.random.default_rng(3)
+    proba, actual = rng.uniform(size=50), rng.uniform(size=50) < 0.2
+    assert brier_score(proba, actual) == pytest.approx(brier_score_loss(actual, proba))
+    assert brier_score(np.array([1.0, 0.0]), np.array([False, True])) == 1.0  # worst possible
+    assert TRIAL_METRICS["val_brier"].bounds == (0.0, 1.0)

@@ -61,6 +61,22 @@ def test_lidar_cnn_applies_to_cilp_and_is_refused_for_fusion(space, tmp_path: Pa
 
 
 @pytest.mark.parametrize("space", SPACES, ids=lambda s: s.name)
+def test_test_fraction_applies_to_fusion_and_is_refused_for_cilp(space) -> None:
+    given = request("--space", space.name, "--test-fraction", "0.2")
+    assert given.test_fraction == 0.2 and request("--space", space.name).test_fraction is None
+    if isinstance(space, CilpSpace):
+        with pytest.raises(UserError, match="^--test-fraction: only for fusion spaces"):
+            check_applies(given, space)
+    else:
+        check_applies(given, space)
+
+
+def test_test_fraction_goes_with_replicate(tmp_path: Path) -> None:
+    given = request("--replicate", str(tmp_path), "--seeds", "1,2", "--test-fraction", "0.5")
+    assert given.test_fraction == 0.5 and given.replicate == str(tmp_path)
+
+
+@pytest.mark.parametrize("space", SPACES, ids=lambda s: s.name)
 def test_smoke_test_caps_samples_and_num_samples_overrides_alike(space) -> None:
     smoke = request("--space", space.name, "--smoke-test")
     assert num_samples(smoke, space.num_samples) == min(space.num_samples, SMOKE_MAX_SAMPLES)
@@ -86,6 +102,10 @@ def test_the_request_is_frozen_and_absolute(tmp_path: Path) -> None:
             "error: --storage-path: CILP chains need a local or NFS storage path",
         ),
         (["--space", FUSION[0].name, "--lidar-cnn", "x.pt"], "error: --lidar-cnn: only for CILP"),
+        (
+            ["--space", CILP[0].name, "--test-fraction", "0.5"],
+            "error: --test-fraction: only for fusion spaces",
+        ),
     ],
 )
 def test_the_command_refuses_in_one_line(words: list[str], message: str, tmp_path: Path) -> None:

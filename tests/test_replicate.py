@@ -70,7 +70,7 @@ def test_replicate_runs_the_top_configurations_once_per_seed(replicated: dict) -
     assert meta["replicate"] == str(replicated["source"]) and meta["top_k"] == TOP_K
     assert meta["space"] == "replicate" and meta["seeds"] == list(SEEDS)
     out = replicated["proc"].stdout
-    assert "Rank" in out and "Verdict: best val_loss" in out  # the many-variant table
+    assert "Rank" in out and "Verdict: lowest val_loss" in out  # the many-variant table
     table = experiment_table(load_experiment(replicated["experiment"]))
     assert table.ranking is not None and len(table.ranking.rows) == TOP_K
 
@@ -86,7 +86,7 @@ def test_replicate_rerun_resumes_like_any_experiment(replicated: dict, ray_env: 
 
 def test_notebook_shows_the_ranking_for_many_variants(replicated: dict) -> None:
     text, images = execute_notebook(replicated["experiment"])
-    assert "| Rank" in text and "Verdict: best val_loss" in text
+    assert "| Rank" in text and "Verdict: lowest val_loss" in text
     assert images == 5  # curves, final metrics, the ranking, paired differences, wrong scenes
 
 

@@ -33,7 +33,7 @@ class Pick:
     """A configuration chosen from the source: its trial and its min validation loss there."""
 
     trial_id: str
-    config: dict[str, Any]  # TrainConfig fields without the seed
+    config: dict[str, Any]  # TrainConfig fields without the seed and the test fraction
     val_loss: float
 
 
@@ -62,6 +62,7 @@ def pick_configs(experiment_path: str, top_k: int | None = None) -> list[Pick]:
     for r in ranked:
         config = TrainConfig.from_dict(r.config).to_dict()  # complete, and still valid today
         config.pop("seed")
+        config.pop("test_fraction", None)  # the replicate's own, like its seeds
         key = repr(sorted(config.items()))
         if key not in seen:
             seen.add(key)
@@ -109,4 +110,6 @@ def replicated_space(request: RunRequest) -> tuple[SearchSpace, list[Pick]]:
         overrides["epochs"] = request.epochs or 1
     if request.precision:
         overrides["precision"] = request.precision
+    if request.test_fraction is not None:
+        overrides["test_fraction"] = request.test_fraction
     return replicate_space(request.replicate, picks, request.seeds, overrides), picks

@@ -29,6 +29,10 @@ def check_applies(request: RunRequest, space: SearchSpace) -> None:
     cilp = isinstance(space, CilpSpace)
     if request.lidar_cnn is not None and not cilp:
         raise UserError(f"--lidar-cnn: only for CILP spaces, not {space.name!r}")
+    if request.test_fraction is not None and cilp:
+        # The chain chooses each stage's best trial on validation and reports its classifier
+        # there; it has no test split to hand on.
+        raise UserError(f"--test-fraction: only for fusion spaces, not {space.name!r}")
     if (request.num_samples or 1) > 1 and not space.samples:
         # Tune would repeat the same configuration with the same seed: copies, not replicates.
         raise UserError(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tune_cilp.core.errors import EXIT_CODES as CLI_EXIT_CODES
 from tune_cilp.core.errors import ArgumentParser, UserError, epilog
-from tune_cilp.data import DATASET_FLAGS, DEFAULT_SOURCE
+from tune_cilp.data import DATASET_FLAGS, DEFAULT_SOURCE, check_test_fraction
 from tune_cilp.data.default_set import DATA_DIR
 from tune_cilp.experiment.driver import DEFAULT_GPU_FRACTION
 from tune_cilp.experiment.request import RunRequest
@@ -65,6 +65,16 @@ def build_parser() -> ArgumentParser:
         help="a raw or FiftyOne export directory, a FiftyOne dataset name, or a built-in set: "
         f"synthetic:seed (the seed's 999 cubes / 75 spheres) or synthetic:balanced "
         f"(default: {DEFAULT_SOURCE})",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="hold out a seeded share F (0 < F < 1) of each class's validation scenes as a test "
+        "split: the best epoch and configuration are chosen on the rest of validation, and the "
+        "test split's scores are recorded at that epoch (fusion spaces and --replicate; "
+        "default: none, the seed's train / validation split)",
     )
     p.add_argument(
         "--data-dir",
@@ -177,6 +187,8 @@ def check_numbers(args: argparse.Namespace) -> None:
         )
     if args.cpus_per_trial is not None and args.cpus_per_trial < 1:
         raise UserError(f"--cpus-per-trial: must be at least 1, got {args.cpus_per_trial}")
+    if args.test_fraction is not None:
+        check_test_fraction(args.test_fraction, "--test-fraction")
     if args.max_failures < -1:
         raise UserError(f"--max-failures: must be -1 (forever) or more, got {args.max_failures}")
     if args.name is not None and (not args.name or "/" in args.name or args.name in (".", "..")):
@@ -219,6 +231,7 @@ def parse_request(args: argparse.Namespace, argv: Sequence[str], started_at: flo
         lidar_cnn=None if args.lidar_cnn is None else absolute(args.lidar_cnn),
         dataset=args.dataset or DEFAULT_SOURCE,
         data_dir=args.data_dir,
+        test_fraction=args.test_fraction,
         storage=storage if local else args.storage_path,
         name=args.name or name,
         local=local,

@@ -11,6 +11,8 @@ Public surface (what the other layers use):
 - ``detect_source``: which kind a source is ("raw", "export", "synthetic", "fiftyone").
 - FiftyOne: ``ingest_raw``, ``import_export``, ``export_dataset``, ``add_predictions``.
 - ``depth_to_xyza``: the XYZA conversion.
+- ``held_out_mask``, ``check_test_fraction``: the optional test split (``--test-fraction``), a
+  seeded, class-stratified share of the validation scenes.
 
 Everything else (the per-source readers ``read_raw``, ``read_export``, ``read_dataset``,
 ``read_default``, the split helpers) is internal to the package.
@@ -27,6 +29,7 @@ from tune_cilp.data.default_set import (
 )
 from tune_cilp.data.fiftyone_data import add_predictions, export_dataset, import_export, ingest_raw
 from tune_cilp.data.load import DATASET_FLAGS, detect_source, load_arrays
+from tune_cilp.data.split import check_test_fraction, held_out_mask
 from tune_cilp.data.synthetic import generate_raw
 from tune_cilp.data.xyza import depth_to_xyza
 
@@ -39,12 +42,14 @@ __all__ = [
     "MAX_RANGE",
     "CilpArrays",
     "add_predictions",
+    "check_test_fraction",
     "default_data_dir",
     "depth_to_xyza",
     "detect_source",
     "ensure_default_raw",
     "export_dataset",
     "generate_raw",
+    "held_out_mask",
     "import_export",
     "ingest_raw",
     "is_synthetic",

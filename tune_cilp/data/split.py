@@ -1,4 +1,5 @@
-"""Seeded subset and train/validation split, the same way FiftyOne's random_split cuts.
+"""Seeded subset and train/validation split, the same way FiftyOne's random_split cuts, and
+the optional held-out test split (a share of the validation scenes, held_out_mask).
 
 random_split normalises the fractions, shuffles with RandomState(seed) and cuts at
 round(n * cumulative_fraction); with DEFAULT_SPLIT and DEFAULT_SEED that is 895 / 179 of 1,074,
@@ -7,10 +8,12 @@ the seed notebook's sizes (docs/DATA.md, Split).
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from tune_cilp.core.errors import UserError
-from tune_cilp.data.constants import DEFAULT_SEED
+from tune_cilp.data.constants import DEFAULT_SEED, LABELS
 
 SPLITS = ("train", "validation")
 DEFAULT_SPLIT = {"train": 0.75, "validation": 0.15}
@@ -76,3 +79,40 @@ def check_not_empty(is_train: np.ndarray, source: str) -> None:
     for name, count in (("train", int(is_train.sum())), ("validation", int((~is_train).sum()))):
         if count == 0:
             raise UserError(f"{source}: split {name!r} is empty ({len(is_train)} scenes in all)")
+
+
+def check_test_fraction(fraction: object, name: str = "test fraction") -> float:
+    """`fraction` if it is a number strictly between 0 and 1 (the one rule of a test fraction,
+    however it is given); UserError naming `name` otherwise."""
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
+        raise UserError(f"{name}: expected a number strictly between 0 and 1, got {fraction!r}")
+    return float(fraction)
+
+
+def held_out_mask(
+    labels: np.ndarray,
+    is_train: np.ndarray,
+    fraction: float,
+    seed: int = DEFAULT_SEED,
+    name: str = "test fraction",
+) -> np.ndarray:
+    """Boolean mask of the validation scenes held out as a test split: of each class,
+    round(fraction * its validation scenes), at most all but one, drawn with RandomState(seed)
+    (the data's seed, not a trial's, so every trial of an experiment holds out the same scenes).
+    UserError naming `name` if the test split would lack a class that validation has."""
+    fraction = check_test_fraction(fraction, name)
+    test = np.zeros(len(labels), dtype=bool)
+    rng = np.random.RandomState(seed)
+    for label in np.unique(labels[~is_train]):
+        scenes = np.flatnonzero(~is_train & (labels == label))
+        # Each class keeps a validation scene: validation chooses the epoch and the configuration.
+        k = min(int(np.round(fraction * len(scenes))), len(scenes) - 1)
+        if k == 0:
+            raise UserError(
+                f"{name} {fraction:g}: the test split would have no {LABELS[label]} "
+                f"scene ({len(scenes)} in validation); choose a larger fraction or more data"
+            )
+        test[rng.permutation(scenes)[:k]] = True
+    if not test.any():
+        raise UserError(f"{name} {fraction:g}: there are no validation scenes to hold out")
+    return test

@@ -116,6 +116,7 @@ def identity(
         replicate=request.replicate,
         top_k=request.top_k,
         lidar_cnn=request.lidar_cnn,
+        test_fraction=request.test_fraction,
         **extra,
     )
 

@@ -10,6 +10,7 @@ from ray import tune
 
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import STATUS_COLUMNS
+from tune_cilp.data import held_out_mask
 from tune_cilp.experiment.cpu_plan import trial_costs
 from tune_cilp.experiment.driver import (
     Outcome,
@@ -31,13 +32,20 @@ def seed_grid(seeds: list[int]) -> Any:
 
 
 def param_space(
-    space: SearchSpace, epochs: int, seeds: list[int] | None, precision: str | None = None
+    space: SearchSpace,
+    epochs: int,
+    seeds: list[int] | None,
+    precision: str | None = None,
+    test_fraction: float | None = None,
 ) -> dict[str, Any]:
-    """The space's param space with the run's epochs, precision and seeds (a grid over seeds),
-    over TrainConfig's defaults, so that every trial's config names its whole protocol."""
+    """The space's param space with the run's epochs, precision, test fraction and seeds (a
+    grid over seeds), over TrainConfig's defaults, so that every trial's config names its whole
+    protocol."""
     params = {**TrainConfig().to_dict(), **space.param_space, "epochs": epochs}
     if precision is not None:
         params["precision"] = precision
+    if test_fraction is not None:
+        params["test_fraction"] = test_fraction
     if seeds is not None:
         if not space.grid_seeds:
             raise UserError(
@@ -59,14 +67,17 @@ def run_fusion(
     trainable: the Tune function trainable (tune_cilp.experiment.trial.train_cilp, or a wrapper
     of it: how the tests inject failing trials). identity_extra: ExperimentMeta fields of the
     run (--replicate's source and picks)."""
+    fraction = request.test_fraction
     if request.replicate:  # the replicate space fixes its epochs; --epochs is in its points
-        params = param_space(space, space.epochs, None, request.precision)
+        params = param_space(space, space.epochs, None, request.precision, fraction)
     else:
         epochs = request.epochs or (1 if request.smoke_test else space.epochs)
-        params = param_space(space, epochs, request.seed_list, request.precision)
+        params = param_space(space, epochs, request.seed_list, request.precision, fraction)
     check_param_space(space.name, params)
     samples = num_samples(request, space.num_samples)
     data, meta = prepare(request, epochs=params["epochs"], samples=samples, **identity_extra)
+    if fraction is not None:  # here, in one line, rather than in every trial
+        held_out_mask(data.labels, data.is_train, fraction, name="--test-fraction")
     experiment = TuneExperiment(
         path=request.experiment,
         label=f"experiment {request.experiment}",

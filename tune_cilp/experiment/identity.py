@@ -51,7 +51,11 @@ IDENTITY: dict[str, str] = {
     "top_k": "--top-k",
     "lidar_cnn": "--lidar-cnn",
     "lidar_cnn_sha256": "--lidar-cnn",
+    "test_fraction": "--test-fraction",
 }
+# Identity fields written only when set: a file without one was made without it, whatever its
+# version, so an experiment that never set them has the tune_cilp.json it had before they existed.
+ONLY_WHEN_SET = ("test_fraction",)
 
 
 @dataclass
@@ -74,6 +78,7 @@ class ExperimentMeta:
     picks: list[dict[str, Any]] = field(default_factory=list)  # replicate's source trials
     lidar_cnn: str | None = None  # CILP: NVIDIA's LiDAR CNN state dict the projector maps onto
     lidar_cnn_sha256: str | None = None  # its content: a changed file under the same path shows
+    test_fraction: float | None = None  # share of the validation scenes held out as a test split
     argv: list[str] = field(default_factory=list)
     created_at: str = ""
     finished_at: str | None = None
@@ -145,7 +150,11 @@ def read_meta(experiment: str) -> ExperimentMeta | None:
 
 def write_meta(experiment: str, meta: ExperimentMeta) -> None:
     """Write tune_cilp.json: atomically on a local path, as one object on a storage URI."""
-    text = json.dumps(asdict(meta), indent=2) + "\n"
+    values = asdict(meta)
+    for key in ONLY_WHEN_SET:
+        if values[key] is None:
+            del values[key]
+    text = json.dumps(values, indent=2) + "\n"
     fs, path = _fs(experiment)
     fs.create_dir(path, recursive=True)
     if isinstance(fs, pyarrow.fs.LocalFileSystem):
@@ -163,6 +172,7 @@ def _shown(key: str, value: Any) -> str:
         return {
             "replicate": "no --replicate",
             "lidar_cnn": "no --lidar-cnn",
+            "test_fraction": "no --test-fraction",
         }.get(key, "the default")
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -177,7 +187,7 @@ def differences(stored: ExperimentMeta, wanted: ExperimentMeta) -> list[str]:
     old, new = stored.identity(), wanted.identity()
     out = []
     for key, option in IDENTITY.items():
-        if stored.version is None and key not in VERSION_1_FIELDS:
+        if stored.version is None and key not in (*VERSION_1_FIELDS, *ONLY_WHEN_SET):
             continue  # not recorded by version 1
         if key == "lidar_cnn_sha256" and old[key] is None:
             continue  # recorded since tune_cilp.json had it; the path is still compared

@@ -29,6 +29,7 @@ class RunRequest:
     # On what data
     dataset: str
     data_dir: str | None
+    test_fraction: float | None  # share of the validation scenes held out as a test split
     # Where
     storage: str  # an absolute local path or a URI, checked
     name: str

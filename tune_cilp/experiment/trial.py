@@ -42,9 +42,11 @@ def train_cilp(
     from tune_cilp.training.fusion import Trainer
 
     cfg = TrainConfig.from_dict(config)
+    test = cfg.held_out(data)
+    validation = ~data.is_train if test is None else ~data.is_train & ~test
     info = {
         "variant_name": variant_name(config),
-        "val_majority_rate": majority_rate(data.labels[~data.is_train]),
+        "val_majority_rate": majority_rate(data.labels[validation]),
     }
     run_trial(lambda: Trainer(cfg, data), config, wandb_kwargs, info)
 

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 
 from tune_cilp.core.errors import UserError
+from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.data.constants import DEFAULT_SEED
+from tune_cilp.data.split import check_test_fraction, held_out_mask
 from tune_cilp.models.variants import DOWNSAMPLES, ModelConfig, list_variants
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
@@ -39,6 +41,9 @@ class TrainConfig:
     pos_weight: weight of the positive class (spheres) in the training loss, given by hand;
     class_balance: one of CLASS_BALANCES ("pos_weight" computes that weight from the data, so
     the two cannot both be set).
+    test_fraction: None (the seed's two-way split) or the share of the validation scenes held
+    out as a test split (--test-fraction; held_out): validation then chooses the best epoch
+    without them, and the trial records their scores at that epoch.
     """
 
     variant: str = "concat"
@@ -53,6 +58,7 @@ class TrainConfig:
     seed: int = DEFAULT_SEED
     precision: str = "auto"
     channels_last: bool | None = None
+    test_fraction: float | None = None
 
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> UserError:
@@ -86,6 +92,8 @@ class TrainConfig:
             raise bad("precision", f"one of {', '.join(PRECISIONS)}")
         if self.channels_last not in (None, True, False):
             raise bad("channels_last", "null, true or false")
+        if self.test_fraction is not None:
+            check_test_fraction(self.test_fraction, "test_fraction")
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any]) -> TrainConfig:
@@ -107,8 +115,20 @@ class TrainConfig:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as a plain dict (JSON- and weights_only-safe)."""
-        return asdict(self)
+        """The config as a plain dict (JSON- and weights_only-safe). test_fraction only when
+        set: a run without a test split has the very config it had before the option existed
+        (its trials' configs, param space and checkpoints; from_dict reads it back as None)."""
+        values = asdict(self)
+        if values["test_fraction"] is None:
+            del values["test_fraction"]
+        return values
+
+    def held_out(self, data: CilpArrays) -> np.ndarray | None:
+        """The validation scenes of `data` this run holds out as its test split (a mask), None
+        without a test fraction; the same for every trial of the data, whatever its seed."""
+        if self.test_fraction is None:
+            return None
+        return held_out_mask(data.labels, data.is_train, self.test_fraction)
 
     @property
     def model_config(self) -> ModelConfig:

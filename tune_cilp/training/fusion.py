@@ -19,7 +19,7 @@ from tune_cilp.models.fusion import build_model
 from tune_cilp.training.balance import class_pos_weight, sample_weights
 from tune_cilp.training.config import TrainConfig
 from tune_cilp.training.device import configure_process, resolve_device
-from tune_cilp.training.loop import TrainingLoop
+from tune_cilp.training.loop import DeviceSplit, TrainingLoop
 
 # TrainConfig and configure_process are imported from here by the trial, tests and benchmarks.
 __all__ = [
@@ -33,15 +33,16 @@ __all__ = [
 
 
 class Trainer(TrainingLoop):
-    """Trains one fusion model on ``data`` (its is_train / validation split), one epoch per
-    run_epoch(); see TrainingLoop for the attributes the caller records."""
+    """Trains one fusion model on ``data`` (its is_train / validation split, less the test
+    scenes of cfg.test_fraction), one epoch per run_epoch(); see TrainingLoop for the
+    attributes the caller records."""
 
     cfg: TrainConfig
 
     def __init__(
         self, cfg: TrainConfig, data: CilpArrays, *, device: str | torch.device | None = None
     ):
-        super().__init__(cfg, data, device=device)
+        super().__init__(cfg, data, device=device, test=cfg.held_out(data))
         weight = class_pos_weight(cfg, data.train.labels)
         self._pos_weight = None if weight is None else torch.tensor(weight, device=self.device)
         # sampler: each scene drawn with probability 1 / (its class's count), so a batch holds
@@ -81,8 +82,11 @@ class Trainer(TrainingLoop):
         return total.item() / len(data)
 
     def evaluate(self) -> dict[str, float]:
-        logits = self.map_split(self.val_data, lambda rgb, xyza: self.model(rgb, xyza)[:, 0])
-        return self.classify(logits)
+        def logits(split: DeviceSplit) -> torch.Tensor:
+            return self.map_split(split, lambda rgb, xyza: self.model(rgb, xyza)[:, 0])
+
+        test = None if self.test_data is None else logits(self.test_data)
+        return self.classify(logits(self.val_data), test)
 
     def best_model(self) -> nn.Module:
         """A fresh model (eval mode, on the trainer's device) holding the best weights so far."""

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import binary_metrics, ranking_metrics
-from tune_cilp.core.predictions import Predictions, Scores
+from tune_cilp.core.metrics import binary_metrics, brier_score, ranking_metrics
+from tune_cilp.core.predictions import HeldOut, Predictions, Scores
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.training.device import (
     eval_batch_size,
@@ -76,10 +76,12 @@ def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
     loss = F.binary_cross_entropy_with_logits(logits, labels).item()
     predicted = (logits >= 0).cpu().numpy()  # sigmoid >= 0.5
     actual = labels.cpu().numpy() >= 0.5
+    scores = scene_scores(logits)
     return {
         "val_loss": loss,
         **binary_metrics(predicted, actual),
-        **ranking_metrics(scene_scores(logits), actual),
+        **ranking_metrics(scores, actual),
+        "val_brier": brier_score(scores, actual),
     }
 
 
@@ -115,12 +117,21 @@ class TrainingLoop:
     """Trains build()'s module on ``data`` (its is_train / validation split), one epoch per
     run_epoch() (see the module docstring for what a subclass defines).
 
+    test: a mask of validation scenes held out as a test split (tune_cilp.data.held_out_mask),
+    None for none. They leave the validation split (so nothing is chosen on them) and a
+    classifier scores them at each new best epoch, for its record only (predictions()).
+
     Attributes the caller records: device, precision ("fp32" | "bf16"), channels_last,
     num_parameters. Touches no process-wide state (see configure_process).
     """
 
     def __init__(
-        self, cfg: LoopConfig, data: CilpArrays, *, device: str | torch.device | None = None
+        self,
+        cfg: LoopConfig,
+        data: CilpArrays,
+        *,
+        device: str | torch.device | None = None,
+        test: np.ndarray | None = None,
     ):
         self.cfg = cfg
         self.device = resolve_device(device)
@@ -128,9 +139,16 @@ class TrainingLoop:
         self.channels_last = resolve_channels_last(cfg.channels_last, self.device)
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.eval_batch = eval_batch_size(self.device)
-        self.train_data, self.val_data = device_splits(data, self.device)
-        validation = data.validation
+        if test is not None and (test & data.is_train).any():
+            raise ValueError("the test split must be drawn from the validation scenes")
+        kept = data if test is None else data.subset(~test)  # the training split as it was
+        self.train_data, self.val_data = device_splits(kept, self.device)
+        validation = kept.validation
         self.val_ids, self.val_labels = validation.ids, validation.labels
+        held_out = None if test is None else data.subset(test)
+        self.test_data = None if held_out is None else DeviceSplit(held_out, self.device)
+        self.test_ids = None if held_out is None else held_out.ids
+        self.test_labels = None if held_out is None else held_out.labels
 
         self.module = self._new_module()
         for name in self.frozen_parts():
@@ -147,9 +165,12 @@ class TrainingLoop:
         self.history: list[dict[str, float | int]] = []
         # Per-scene validation scores (classifiers only, via classify()): this epoch's, the
         # last epoch's and the best epoch's; predictions() turns them into the trial's record.
+        # The test split's likewise, this epoch's and the best epoch's (never reported).
         self._epoch_scores: np.ndarray | None = None
         self._last_scores: Scores | None = None
         self._best_scores: Scores | None = None
+        self._epoch_test_scores: np.ndarray | None = None
+        self._best_test_scores: Scores | None = None
 
     # What a trainer defines -------------------------------------------------------------------
     def build(self) -> nn.Module:
@@ -226,17 +247,35 @@ class TrainingLoop:
         for start in range(0, n, self.eval_batch):
             yield slice(start, start + self.eval_batch)
 
-    def classify(self, logits: torch.Tensor) -> dict[str, float]:
+    def classify(
+        self, logits: torch.Tensor, test_logits: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """validation_metrics of a classifier's logits for the whole validation split, in its
-        order; keeps the scores for this epoch's predictions (call it from evaluate())."""
+        order; keeps the scores for this epoch's predictions (call it from evaluate()).
+        test_logits: the test split's (in its order) where there is one; they go into the
+        record only, no metric of theirs into the epoch's."""
+        if (test_logits is None) != (self.test_data is None):
+            raise RuntimeError(
+                f"{type(self).__name__}: test_logits are due exactly when there is a test split"
+            )
         self._epoch_scores = scene_scores(logits)
+        self._epoch_test_scores = None if test_logits is None else scene_scores(test_logits)
         return validation_metrics(logits, self.val_data.labels)
 
     def predictions(self) -> Predictions | None:
-        """The trial's per-scene record (best and last epoch), None if no epoch classified."""
+        """The trial's per-scene record (best and last epoch, and the test split at the best
+        epoch), None if no epoch classified."""
         if self._last_scores is None:
             return None
-        return Predictions(self.val_ids, self.val_labels, self._best_scores, self._last_scores)
+        return Predictions(
+            self.val_ids, self.val_labels, self._best_scores, self._last_scores, self._held_out()
+        )
+
+    def _held_out(self) -> HeldOut | None:
+        scores = self._best_test_scores
+        if scores is None or self.test_ids is None or self.test_labels is None:
+            return None
+        return HeldOut(scores.epoch, self.test_ids, self.test_labels, scores.proba)
 
     @torch.no_grad()
     def map_split(
@@ -314,6 +353,8 @@ class TrainingLoop:
         self.scheduler.step()
         self.check_frozen(resting)
         samples = len(self.train_data) + len(self.val_data)
+        if self.test_data is not None:
+            samples += len(self.test_data)
         return self._end_epoch(train_loss, val, lr, time.perf_counter() - start, samples)
 
     def _end_epoch(
@@ -324,12 +365,15 @@ class TrainingLoop:
         eligible = self.keeps_best(self.epoch)
         self.epoch += 1
         scores, self._epoch_scores = self._epoch_scores, None
+        test_scores, self._epoch_test_scores = self._epoch_test_scores, None
+        test = None if test_scores is None else Scores(self.epoch, test_scores)
         if scores is not None:
             self._last_scores = Scores(self.epoch, scores)
         if eligible and val["val_loss"] < self.best_val_loss:
             self.best_val_loss, self.best_epoch = val["val_loss"], self.epoch
             self._best_state = _copy_state(self.module.state_dict())
             self._best_scores = None if scores is None else self._last_scores
+            self._best_test_scores = test  # scored by the epoch validation chose, no other
         metrics: dict[str, float | int] = {
             "epoch": self.epoch,
             "train_loss": train_loss,
@@ -368,7 +412,11 @@ class TrainingLoop:
         }
 
     def _named_scores(self) -> tuple[tuple[str, Scores | None], ...]:
-        return (("best", self._best_scores), ("last", self._last_scores))
+        return (
+            ("best", self._best_scores),
+            ("last", self._last_scores),
+            ("test", self._best_test_scores),
+        )
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from a state_dict() of a run with the same config (a config saved before an
@@ -393,6 +441,7 @@ class TrainingLoop:
             saved_scores = state.get("scores", {})
             self._best_scores = _scores_from_state(saved_scores.get("best"))
             self._last_scores = _scores_from_state(saved_scores.get("last"))
+            self._best_test_scores = _scores_from_state(saved_scores.get("test"))
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise UserError(f"checkpoint state is incomplete or mismatched: {exc}") from None
 
