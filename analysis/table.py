@@ -256,7 +256,7 @@ def no_skill_note(table: ComparisonTable) -> list[str]:
     ref = scene_metrics(np.full(len(labels), rate), labels, ones, ("val_loss", "val_brier"))
     return [
         f"No-skill reference: scoring every scene at its sphere rate {rate:.3f} gives Validation "
-        f"Loss {ref['val_loss'][0]:.3f} and Brier Score {ref['val_brier'][0]:.4f} (ROC AUC 0.5; "
+        f"Loss {ref['val_loss'][0]:.3f} and Brier Score {ref['val_brier'][0]:.3f} (ROC AUC 0.5; "
         f"answering 'cubes' everywhere: accuracy {majority_rate(labels):.3f}, balanced 0.5)."
     ]
 

@@ -105,8 +105,9 @@ def test_table_has_every_row_and_column(experiment_dir: Path) -> None:
     assert all(len(cell.splitlines()) == 2 for cell in loss[1:4]), loss
     assert params[0] == "Parameters (M)" and all("\n" not in cell for cell in params[1:3])
     text = " ".join(format_table(table, "grid").split())
-    assert "paired bootstrap over seeds and validation scenes" in text
-    assert "Welch's t-test p=" in text and "(n=3 vs 3 seeds)" in text
+    assert "over training seeds and validation scenes" in text
+    assert "on the last epoch's validation scores" in text and "(n=3 vs 3 seeds)" in text
+    assert "p check: Welch's t-test across seeds" in text and "No-skill reference" in text
 
 
 @pytest.mark.slow
@@ -374,6 +375,7 @@ def test_cli_writes_table_files_and_plots(experiment_dir: Path, tmp_path: Path, 
         "curves.png",
         "final_metrics.png",
         "paired_differences.png",
+        "reliability.png",
         "wrong_scenes.png",
     ]
     for png in pngs:
@@ -460,7 +462,7 @@ def test_notebook_executes(experiment_dir: Path, monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv(key, value)
     text, images = execute_notebook(experiment_dir)
     assert "| Validation Loss" in text and "concat-stride" in text
-    assert images == 4  # curves, final metrics, paired differences, wrong scenes
+    assert images == 5  # curves, final metrics, paired differences, wrong scenes, reliability
 
 
 # --- statistics on known small inputs ---------------------------------------------------------

@@ -44,12 +44,12 @@ def test_report_is_the_cilp_table(experiment: Path) -> None:
     assert "| cilp" in text.splitlines()[0]  # one column per chain
     assert "Reference model" in text and "rgb-maxpool" in text  # the baselines, as before
     assert f"({len(SEEDS)} seeds)" in text
-    # the classifier rows as the fusion table's: bootstrap over seeds and validation scenes
+    # the classifier rows as the fusion table's: intervals over seeds and validation scenes
     classifiers = cilp_table(str(experiment)).classifier.variants  # the fusion table's view
     assert all(0.5 <= t.majority_rate <= 1 for v in classifiers for t in v.trials)  # reported
     prose = " ".join(text.split())  # the notes are wrapped
-    assert "RGB-only classifier: Intervals [95%]: percentile bootstrap" in prose
-    assert "seeds resampled, then validation scenes" in prose
+    assert "RGB-only classifier: Intervals [95%] over training seeds and validation scenes" in prose
+    assert "Seeds enter with k - 1 df" in prose
     with pytest.raises(UserError, match="unknown table format"):
         analysis.report(str(experiment), fmt="nope")
 
@@ -75,7 +75,7 @@ def test_cli_writes_the_cilp_tables_numbers_and_curves(
         assert int(record["cilp n"]) == len(SEEDS)
         assert math.isclose(float(record["cilp mean"]), summary.mean, rel_tol=1e-12)
         assert math.isclose(float(record["cilp std"]), summary.std, rel_tol=1e-12)
-        if m.key in CLASSIFIER_KEYS:  # the bootstrap over seeds and scenes, from the scores
+        if m.key in CLASSIFIER_KEYS:  # the interval over seeds and scenes, from the scores
             low, value, high = (float(record[f"cilp {k}"]) for k in ("low", "value", "high"))
             if math.isnan(low):  # every resample scores alike: no interval on a constant
                 assert math.isnan(high) and math.isfinite(value)
@@ -167,5 +167,5 @@ def test_a_copied_cilp_experiment_is_read_without_running_its_code(
             timeout=600,
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        assert proc.stdout.startswith(expected)
+        assert proc.stdout[: len(expected)] == expected
     assert not marker.exists()

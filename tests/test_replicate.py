@@ -87,7 +87,8 @@ def test_replicate_rerun_resumes_like_any_experiment(replicated: dict, ray_env: 
 def test_notebook_shows_the_ranking_for_many_variants(replicated: dict) -> None:
     text, images = execute_notebook(replicated["experiment"])
     assert "| Rank" in text and "Verdict: lowest val_loss" in text
-    assert images == 5  # curves, final metrics, the ranking, paired differences, wrong scenes
+    assert images == 6  # curves, final metrics, ranking, paired differences, wrong scenes,
+    # reliability
 
 
 def _not_fusion(tmp_path: Path) -> Path:
