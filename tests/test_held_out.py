@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import ray
 
+import analysis
 from tune_cilp.core.errors import UserError, run_cli
 from tune_cilp.core.predictions import PREDICTIONS_FILE, Predictions
 from tune_cilp.data import CilpArrays, held_out_mask
@@ -254,6 +255,12 @@ def test_a_run_with_a_test_fraction_records_every_trials_test_scenes(
         # Every trial held out the same scenes (the smoke test's 8 validation scenes: 2 + 2).
         assert len({tuple(r.test.ids.tolist()) for r in records if r.test is not None}) == 1
         assert sorted(records[0].test.labels.tolist()) == [0, 0, 1, 1]
+        # The table the run printed, and the analysis of the folder, come from the test scenes.
+        flat = " ".join(output.split())
+        assert "on 2 cubes and 2 spheres (held-out test)" in flat
+        assert "the held-out test scores (epochs chosen on validation)" in flat
+        report = " ".join(analysis.report(str(experiment)).split())
+        assert "(held-out test)" in report and "Verdict: " in report
 
         # --replicate applies it too: its own fraction, not the source's.
         source = str(experiment)
