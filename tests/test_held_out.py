@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import ray
+from test_experiment_meta import BASE
 
 import analysis
 from tune_cilp.core.errors import UserError, run_cli
@@ -23,7 +24,6 @@ from tune_cilp.core.predictions import PREDICTIONS_FILE, Predictions
 from tune_cilp.data import CilpArrays, held_out_mask
 from tune_cilp.experiment.identity import (
     META_FILE,
-    ExperimentMeta,
     differences,
     read_meta,
     write_meta,
@@ -134,19 +134,7 @@ def test_a_bad_fraction_in_a_config_is_refused(fraction: Any) -> None:
 
 # --- The identity --------------------------------------------------------------------------
 
-BASE = ExperimentMeta(
-    space="seed-ablation",
-    dataset="synthetic:seed",
-    data_fingerprint="a" * 32,
-    data_dir="/data",
-    smoke_test=False,
-    epochs=50,
-    seeds=None,
-    num_samples=1,
-    precision=None,
-    cpus_per_trial=None,
-    gpus_per_trial=None,
-)
+# The identity of tests/test_experiment_meta.py, which says what each field means.
 
 
 def test_the_identity_records_the_fraction_only_when_set(tmp_path: Path) -> None:
