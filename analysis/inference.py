@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -423,6 +423,18 @@ def compare_scores(
     return difference_of(
         Influence.of(a, labels, metric), Influence.of(b, labels, metric), paired_seeds, confidence
     )
+
+
+def mover_difference(a: Interval, b: Interval, d: Difference) -> Difference:
+    """`d` (b - a) with the interval MOVER builds from the two variants' own intervals (Newcombe
+    1998, method 10, for a difference of proportions): used where the difference has no spread
+    to test (e.g. both perfect on every scene), so its cell still shows what the data allow;
+    conservative, since it ignores that the two share their scenes."""
+    if not (a.has_interval and b.has_interval):
+        return d
+    low = d.difference - math.hypot(b.value - b.low, a.high - a.value)
+    high = d.difference + math.hypot(b.high - b.value, a.value - a.low)
+    return replace(d, low=low, high=high, method="MOVER of the two intervals (no spread)")
 
 
 def delong_p(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

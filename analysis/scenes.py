@@ -85,11 +85,23 @@ class SceneStats:
         return self._influence[key]
 
     def compare(self, a: str, b: str, metric: str, verdict: bool = False) -> Difference:
-        """b - a in `metric` on the same scenes (analysis.inference.difference_of)."""
-        return inference.difference_of(
+        """b - a in `metric` on the same scenes (analysis.inference.difference_of); where it
+        has no spread to test, the interval MOVER makes of the two variants' own intervals."""
+        d = inference.difference_of(
             self.influence(a, metric, verdict), self.influence(b, metric, verdict),
             self._paired(a, b),
         )  # fmt: skip
+        if np.isfinite(d.low) or not np.isfinite(d.difference):
+            return d
+        ia, ib = (self.interval(n, metric, verdict) for n in (a, b))
+        return inference.mover_difference(ia, ib, d)
+
+    def interval(self, name: str, metric: str, verdict: bool = False) -> Interval:
+        """A variant's metric_interval on the table's (or the verdict's) scores."""
+        v = self.variants[name]
+        if not verdict or v.verdict_proba is v.proba:
+            return v.estimates[metric]
+        return inference.metric_interval(v.verdict_proba, self.labels, metric)
 
     def best(self, metric: str, alpha: float = 1 - inference.CONFIDENCE) -> BestSet:
         """All-pairs comparison on the verdict's scores; the confidence set for the best."""

@@ -182,3 +182,18 @@ def test_improvement_probability_is_the_seed_pairs_auc_with_newcombes_interval()
 
 def test_p_values_at_the_floor_read_as_a_bound() -> None:
     assert p_cell(0.0004) == "< 0.001" and p_cell(0.012) == "0.012" and p_cell(math.nan) == "n/a"
+
+
+def test_two_perfect_models_still_get_a_difference_interval() -> None:
+    from analysis.inference import Interval, mover_difference
+
+    labels = np.array([0] * 164 + [1] * 15)
+    perfect = np.where(labels == 1, 0.9, 0.1)[None]
+    d = compare_scores(perfect, perfect.copy(), labels, "val_accuracy")
+    assert d.difference == 0 and math.isnan(d.low) and math.isnan(d.p_value)
+    a = b = metric_interval(perfect, labels, "val_accuracy")
+    wide = mover_difference(a, b, d)
+    assert wide.low == pytest.approx(-(1 - a.low)) and wide.high == pytest.approx(1 - a.low)
+    assert math.isnan(wide.p_value)  # an interval, not a test
+    no_interval = Interval(0.5, math.nan, math.nan, 1, "", "")
+    assert mover_difference(no_interval, b, d) is d
