@@ -178,8 +178,13 @@ def _scene_interval(
         return (*_ap_interval(proba, labels, confidence), "stratified percentile bootstrap")
     per_scene = _per_scene(proba, pos, metric)
     low, high = _mean_interval(per_scene, confidence)
-    if metric == "val_brier" and high - low <= 0:  # every scene the same error: no spread seen
-        low, high = _proportion(per_scene.sum(), len(per_scene), confidence, "wilson")
+    if metric == "val_brier":
+        # A mean of errors in [0, 1] has variance at most mu (1 - mu): Wilson's interval with
+        # that bound holds where the scenes' own spread says nothing (all errors near 0: 179
+        # scenes cannot rule out a Brier of 0.02), so the interval is the union of both.
+        w_low, w_high = _proportion(per_scene.sum(), len(per_scene), confidence, "wilson")
+        low, high = min(low, w_low), max(high, w_high)
+        return max(low, 0.0), min(high, 1.0), "t over scenes, widened to Wilson"
     lo, hi = _bounds(metric)
     return max(low, lo), min(high, hi), "t over scenes"
 

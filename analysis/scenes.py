@@ -150,9 +150,12 @@ class SceneStats:
         return (
             f"Intervals [95%] over {self.coverage}, on {len(self.labels) - n_pos} cubes and "
             f"{n_pos} spheres ({split}): Clopper-Pearson (accuracy), Wilson (balanced accuracy, "
-            "F1), Newcombe's score interval (ROC AUC), t (loss, Brier); they stay inside each "
-            "metric's range and '[>= x]' marks an interval that reaches the bound. Differences "
-            "and p: stratified jackknife over the same scenes." + seeds + " " + chosen
+            "F1), Newcombe's score interval (ROC AUC), t (loss; Brier: widened to Wilson's "
+            "bound); they stay inside each metric's range and '[>= x]' marks an interval that "
+            "reaches the bound. Differences and p: stratified jackknife over the same scenes."
+            + seeds
+            + " "
+            + chosen
         )
 
 
