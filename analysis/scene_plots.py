@@ -104,7 +104,7 @@ def plot_reliability(scenes: SceneStats, names: Sequence[str]) -> Figure:
             rate.append(hits / n)
             low.append(max(hits / n - lo, 0.0))
             high.append(max(hi - hits / n, 0.0))
-        ax.errorbar(mean, rate, yerr=[low, high], fmt="o-", capsize=3, label=name,
+        ax.errorbar(mean, rate, yerr=[low, high], fmt="o", capsize=3, label=name, alpha=0.85,
                     color=f"C{i % 10}")  # fmt: skip
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted probability of spheres",
            ylabel="share of spheres (Wilson 95 %)")  # fmt: skip
