@@ -13,9 +13,10 @@ covers and `benchmarks/bench_calibration.py` measures error rates and coverage b
   stays inside [0, 1] and never collapses at a bound (Clopper-Pearson, Wilson, Newcombe's score
   interval for ROC AUC).
 - Several seeds: training randomness enters through the per-seed values with k - 1 degrees of
-  freedom; the scene sampling the seeds share enters through the scene bootstrap's covariance
-  between seeds; the two add (Satterthwaite degrees of freedom). Variants are not paired by seed
-  number unless `paired_seeds` says their seeds share something real (CILP chains).
+  freedom; the scene sampling the seeds share enters through the stratified jackknife's
+  covariance between seeds; the two add (Satterthwaite degrees of freedom). Variants are not
+  paired by seed number unless `paired_seeds` says their seeds share something real (CILP
+  chains).
 """
 
 from __future__ import annotations

@@ -227,11 +227,32 @@ def scene_stats(
                     f"No per-scene intervals or paired tests: {name} seed={seed} was scored on "
                     "other scenes than the first variant (different data, split or test split)."
                 ]
-    out = {}
+    out, notes = {}, []
     for name, recs in records.items():
         recs.sort(key=lambda r: r[0])
+        recs, repeats = _distinct_scores(recs)
+        if repeats:
+            notes.append(
+                f"{name}: seed(s) {', '.join(map(str, repeats))} gave bit-identical scores to "
+                "another seed, so they are the same run and are counted once."
+            )
         table = np.stack([_scenes_of(p)[2] for _, p in recs])
         verdict = np.stack([_scenes_of(p)[3] for _, p in recs])
         estimates = {m: inference.metric_interval(table, labels, m) for m in SCENE_METRICS}
         out[name] = VariantScenes([s for s, _ in recs], table, verdict, estimates)
-    return SceneStats(ids, labels, out, split, paired_seeds), []
+    return SceneStats(ids, labels, out, split, paired_seeds), notes
+
+
+def _distinct_scores(
+    recs: list[tuple[int, Predictions]],
+) -> tuple[list[tuple[int, Predictions]], list[int]]:
+    """The records whose scores no earlier seed has bit for bit, and the seeds left out."""
+    kept, repeats, seen = [], [], set()
+    for seed, pred in recs:
+        key = _scenes_of(pred)[2].tobytes() + _scenes_of(pred)[3].tobytes()
+        if key in seen:
+            repeats.append(seed)
+        else:
+            seen.add(key)
+            kept.append((seed, pred))
+    return kept, repeats

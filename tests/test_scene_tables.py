@@ -229,3 +229,15 @@ def test_with_a_test_split_every_number_and_the_verdict_come_from_test(tmp_path:
     trials.append(trial(tmp_path, "late", 1, good(2)))
     stats, notes = scene_stats(summarize_variants(trials))
     assert stats is None and "scored on other scenes" in notes[0]
+
+
+def test_seeds_with_bit_identical_scores_count_once(tmp_path: Path) -> None:
+    trials = [trial(tmp_path, "concat", s, good(1)) for s in (1, 2)]
+    trials += [trial(tmp_path, "add", s, good(s)) for s in (1, 2)]
+    stats, notes = scene_stats(summarize_variants(trials))
+    assert stats.variants["concat-maxpool"].seeds == [1]
+    assert stats.variants["add-maxpool"].seeds == [1, 2]
+    assert notes == [
+        "concat-maxpool: seed(s) 2 gave bit-identical scores to another seed, so they are the "
+        "same run and are counted once."
+    ]
