@@ -208,7 +208,8 @@ def pipelines(
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> ArgumentParser:
+    """The benchmark's options (the data source under the run command's names)."""
     parser = ArgumentParser(prog="bench_epoch", description=__doc__.splitlines()[0])
     parser.add_argument(
         *DATASET_FLAGS,
@@ -224,7 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ab", action="store_true", help="(b), (c) in both layer orders too")
     parser.add_argument("--skip-seed", action="store_true", help="leave out (a)")
     parser.add_argument("--late-epochs", type=int, default=0, help="epochs of the FTZ check")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     cpu = cpu_summary()
