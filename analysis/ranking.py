@@ -274,7 +274,7 @@ def ranking_tables(ranking: Ranking) -> list[tuple[str, list[str], list[list[str
     where = "validation" if ranking.scenes is None else ranking.scenes.split
     compared = "" if ranking.scenes is None else f" (on {ranking.scenes.verdict_scores})"
     return [
-        (f"Quality ({where}), best first", *quality_table(ranking)),
+        (f"Quality ({where}), in the verdict's order", *quality_table(ranking)),
         (f"Against the best{compared}", *vs_best_table(ranking)),
         ("Cost", *cost_table(ranking)),
     ]
@@ -294,11 +294,13 @@ def ranking_notes(ranking: Ranking) -> list[str]:
         "": "",
     }[ranking.second_test]
     label = TRIAL_METRICS[ranking.metric].label
+    order = "" if ranking.scenes is None else f" on {ranking.scenes.verdict_scores}"
     return [
-        f"Sorted by {label} (the space's primary metric; {seeds}ROC AUC, AP and Balanced "
-        "Accuracy with spheres positive; Validation Loss at the trial's best epoch is the minimum "
-        "over epochs, as the seed notebook reported it). Δ: this variant minus the best; p all "
-        f"pairs: {label} compared for every pair of variants, Holm-corrected over all pairs (the "
+        f"Ranked by {label}{order} (the space's primary metric; {seeds}ROC AUC, AP and Balanced "
+        "Accuracy with spheres positive; the quality cells' Validation Loss is the minimum over "
+        "epochs, as the seed notebook reported it, so the ranks may differ from its order). Δ: "
+        f"this variant minus the best; p all pairs: {label} compared for every pair of variants, "
+        "Holm-corrected over all pairs (the "
         f"best is chosen on the same data, so only this holds the error rate); {second}"
         "P(first): share of draws from the estimates' joint uncertainty in which it ranks first "
         "(a summary, not a test); P(best beats it): share of seed pairs in which the best's seed "

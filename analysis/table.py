@@ -453,8 +453,9 @@ def format_table(table: ComparisonTable, fmt: str = "grid") -> str:
             f"{title}\n{render(headers, rows, fmt)}"
             for title, headers, rows in ranking_tables(table.ranking)
         )
-        *legend, verdict_line = ranking_notes(table.ranking)
-        notes = [*legend, *table.notes, verdict_line]
+        # The table's verdict: the ranking's, with the majority-class caution where it applies.
+        *legend, _ = ranking_notes(table.ranking)
+        notes = [*legend, *table.notes, "Verdict: " + table.verdict]
     else:
         text = render(table.headers, table.rows(), fmt)
         notes = [FOOTER, *table.notes] + (["Verdict: " + table.verdict] if table.verdict else [])

@@ -168,8 +168,10 @@ def test_a_verdict_whose_winner_says_cubes_everywhere_says_so() -> None:
     collapsed = [trial("concat", s, 0.25, 0.50) for s in (1, 2, 3)]  # lowest loss, all cubes
     for others in (["add"], ["add", "late"]):  # the two-variant verdict and the ranking's
         trials = collapsed + [trial(n, s, 0.4 + s / 100, 0.9) for n in others for s in (1, 2, 3)]
-        verdict = comparison_table(summarize_variants(trials)).verdict
-        assert "caution: concat-stride predicts mostly the majority class" in verdict, verdict
+        table = comparison_table(summarize_variants(trials))
+        assert "caution: concat-stride predicts mostly the majority class" in table.verdict
+        printed = " ".join(format_table(table, "github").split())  # the printed verdict too
+        assert "caution: concat-stride predicts mostly the majority class" in printed
     trials = collapsed + [trial("add", s, 0.1 + s / 100, 0.9) for s in (1, 2, 3)]
     assert "caution" not in comparison_table(summarize_variants(trials)).verdict
     trials = collapsed + [trial("add", s, 0.3 + s / 100, 0.5) for s in (1, 2, 3)]
