@@ -267,6 +267,9 @@ def cilp_table(experiment_path: str) -> CilpTable:
         # of both chains stand on the same contrastive (and projector) weights.
         table.classifier = comparison_table(classifiers, paired_seeds=bool(table.shared))
         table.notes += [f"RGB-only classifier: {n}" for n in table.classifier.notes]
+        ranked = table.classifier.ranking is not None and table.classifier.scenes is not None
+        if ranked:  # a ranking says what its intervals cover in its own notes, unprinted here
+            table.notes.append(f"RGB-only classifier: {table.classifier.scenes.note()}")
     if table.classifier is not None and len(chains) > 2:  # ranked like fusion variants
         table.verdict = f"RGB-only classifier: {table.classifier.verdict}"
     if len(chains) == 2:
