@@ -263,3 +263,4 @@ def test_three_chains_sharing_upstream_stages_say_so(
         "Contrastive and Projector rows (and their probes): shared, the same trials in every "
         "chain (one per seed)" in text
     )
+    assert "RGB-only classifier: Intervals [95%] over validation scenes only" in text
