@@ -420,7 +420,8 @@ def compare_scores(
     two-sided p-value. `a` (ka, N) and `b` (kb, N): probabilities of spheres on the same scenes.
 
     A side with one seed: the difference of these trained models over validation scenes only
-    (stratified jackknife variance, t with the df its per-scene terms carry). Two or more seeds
+    (stratified jackknife variance; t with the rarer class's count - 1 df, normal for the rank
+    metrics: scene_df). Two or more seeds
     each: seeds enter with their own degrees of freedom (Welch-Satterthwaite, or a paired t on
     per-seed differences with `paired_seeds`, for seeds that share real upstream trials), plus
     the scene variance the seeds share (jackknife covariance between seeds)."""
@@ -445,8 +446,8 @@ def mover_difference(a: Interval, b: Interval, d: Difference) -> Difference:
 
 def delong_p(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """DeLong's test of two correlated ROC AUCs on the same scenes (one model each): (b - a,
-    two-sided p), NaN p where the variance is 0 (e.g. both AUCs 1). A cross-check beside the
-    bootstrap; at an AUC of 1 its variance vanishes and it cannot test."""
+    two-sided p), NaN p where the variance is 0 (e.g. both AUCs 1). The table's cross-check of
+    compare_scores (whose jackknife variance for one seed each equals it, tested)."""
     pos = np.asarray(labels) == 1
     diffs, v10, v01 = [], [], []
     for s in (np.asarray(a, np.float64), np.asarray(b, np.float64)):

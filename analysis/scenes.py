@@ -76,7 +76,13 @@ class SceneStats:
         """Which scores the verdict rests on."""
         return TEST_SPLIT if self.split == TEST else LAST_EPOCH
 
+    def _own_verdict_scores(self, verdict: bool) -> bool:
+        """Whether the verdict's scores differ from the table's (with a test split they are the
+        same scores: nothing is computed twice)."""
+        return verdict and self.split != TEST
+
     def influence(self, name: str, metric: str, verdict: bool = False) -> Influence:
+        verdict = self._own_verdict_scores(verdict)
         key = (name, metric, verdict)
         if key not in self._influence:
             v = self.variants[name]
@@ -98,10 +104,9 @@ class SceneStats:
 
     def interval(self, name: str, metric: str, verdict: bool = False) -> Interval:
         """A variant's metric_interval on the table's (or the verdict's) scores."""
-        v = self.variants[name]
-        if not verdict or v.verdict_proba is v.proba:
-            return v.estimates[metric]
-        return inference.metric_interval(v.verdict_proba, self.labels, metric)
+        if not self._own_verdict_scores(verdict):
+            return self.variants[name].estimates[metric]
+        return inference.metric_interval(self.variants[name].verdict_proba, self.labels, metric)
 
     def best(self, metric: str, alpha: float = 1 - inference.CONFIDENCE) -> BestSet:
         """All-pairs comparison on the verdict's scores; the confidence set for the best."""
@@ -249,7 +254,8 @@ def _distinct_scores(
     """The records whose scores no earlier seed has bit for bit, and the seeds left out."""
     kept, repeats, seen = [], [], set()
     for seed, pred in recs:
-        key = _scenes_of(pred)[2].tobytes() + _scenes_of(pred)[3].tobytes()
+        _, _, table, verdict = _scenes_of(pred)
+        key = table.tobytes() + verdict.tobytes()
         if key in seen:
             repeats.append(seed)
         else:

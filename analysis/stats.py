@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.cells import p_cell, sig
 from tune_cilp.core.metrics import AT_BEST_EPOCH, SELECT, TRIAL_METRICS
 from tune_cilp.models.variants import variant_name
 from tune_cilp.results import Experiment
@@ -241,8 +242,6 @@ def verdict(a: VariantSummary, b: VariantSummary, metric: str = SELECT, alpha: f
         return f"no test possible for {metric}: a variant has a single seed {sizes}"
     if not c.testable:
         return f"no test possible for {metric}: no spread across seeds {sizes}"
-    from analysis.cells import p_cell, sig
-
     p = p_cell(c.p_value)
     numbers = (
         f"{b.name} - {a.name} = {sig(c.difference)} [{sig(c.ci_low)}, {sig(c.ci_high)}], "
