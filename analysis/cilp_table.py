@@ -28,7 +28,6 @@ from analysis.stats import (
     TrialResult,
     VariantSummary,
     compare,
-    kept_row,
     summarize,
     summarize_trial,
     summarize_variants,
@@ -51,8 +50,8 @@ from analysis.table import (
     write_json_data,
     write_records_csv,
 )
+from tune_cilp.cilp.cilp_space import CilpSpace
 from tune_cilp.cilp.select import Link, by_trial_dir, select
-from tune_cilp.cilp.space import CilpSpace
 from tune_cilp.cilp.stages import BASELINES, STAGE_NAMES, get_stage
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import (
@@ -65,8 +64,8 @@ from tune_cilp.core.metrics import (
     Metric,
 )
 from tune_cilp.experiment.identity import read_meta
-from tune_cilp.models.variants import fusion_variants
-from tune_cilp.results import TrialRecord, load_experiment
+from tune_cilp.fusion.variants import fusion_variants
+from tune_cilp.results import TrialRecord, kept_row, load_experiment
 
 VERDICT_METRIC = "classifier_val_loss"  # the chain's end product: the RGB-only classifier
 # CILP row -> the classifier stage trial's metric (its per-scene scores resample these).

@@ -74,10 +74,10 @@ def prepare_dataset(experiment: Experiment, name: str | None = None) -> str:
 def load_best_model(variant: VariantSummary):  # -> torch.nn.Module
     """The best trial's kept weights (state.pt "best_model") in a freshly built model: a fusion
     model, or for a CILP classifier-stage trial the RGB-only classifier."""
+    from tune_cilp.cilp.stage_trainers import load_stage_checkpoint, rgb_classifier
     from tune_cilp.core.checkpoint import STATE_FILE, load_checkpoint
-    from tune_cilp.models.fusion import build_model
-    from tune_cilp.training.config import TrainConfig
-    from tune_cilp.training.stages import load_stage_checkpoint, rgb_classifier
+    from tune_cilp.fusion.fusion_config import TrainConfig
+    from tune_cilp.fusion.fusion_model import build_model
 
     checkpoint = variant.best.checkpoint
     if checkpoint is None:
@@ -101,7 +101,7 @@ def to_fiftyone(
     Returns {field: number of misclassified scenes}.
     """
     from tune_cilp.data import add_predictions, load_arrays
-    from tune_cilp.training.fusion import predict_proba
+    from tune_cilp.fusion.fusion_trainer import predict_proba
 
     if not variants:
         raise UserError("--to-fiftyone: no trial has reported results yet")

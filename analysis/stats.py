@@ -15,8 +15,8 @@ import numpy as np
 
 from analysis.cells import p_cell, sig
 from tune_cilp.core.metrics import AT_BEST_EPOCH, SELECT, TRIAL_METRICS
-from tune_cilp.models.variants import variant_name
-from tune_cilp.results import Experiment
+from tune_cilp.fusion.variants import variant_name
+from tune_cilp.results import Experiment, kept_row
 
 SEED_KEY = "seed"
 NAME_KEYS = ("variant", "downsample")  # in every variant_name
@@ -81,29 +81,6 @@ class Comparison:
     @property
     def testable(self) -> bool:
         return not math.isnan(self.p_value)
-
-
-def best_epoch(history: Sequence[Mapping[str, Any]], metric: str = SELECT) -> dict | None:
-    """The epoch row with the smallest `metric` (the first on ties); None if none reported it."""
-    best = None
-    for row in history:
-        value = row.get(metric)
-        if value is None or not np.isfinite(value):
-            continue
-        if best is None or value < best[metric]:
-            best = row
-    return None if best is None else dict(best)
-
-
-def kept_row(history: Sequence[Mapping[str, Any]]) -> dict | None:
-    """The epoch row whose weights the trial kept: the one its last row's best_epoch names (a
-    trainer may keep only some epochs, e.g. CILP's nvidia classifier only its fine-tune phase),
-    else, for results without it, best_epoch()."""
-    kept = history[-1].get("best_epoch") if history else None
-    for row in history:
-        if kept and row.get("epoch") == kept and np.isfinite(row.get(SELECT, np.nan)):
-            return dict(row)
-    return best_epoch(history)
 
 
 def summarize_trial(

@@ -52,7 +52,7 @@ from analysis.stats import (
 from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import SCENE_METRICS, SELECT, TRIAL_METRICS, Metric, majority_rate
-from tune_cilp.models.variants import variant_name
+from tune_cilp.fusion.variants import variant_name
 from tune_cilp.results import Experiment, TrialRecord
 
 # The seed's rows, then those that survive class imbalance (labels and formats: the schema).

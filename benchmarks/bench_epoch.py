@@ -37,10 +37,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from tune_cilp.core.errors import ArgumentParser, UserError, run_cli
 from tune_cilp.data import DATASET_FLAGS, CilpArrays, depth_to_xyza, generate_raw, load_arrays
-from tune_cilp.models import fusion as models
-from tune_cilp.models.fusion import build_model
-from tune_cilp.models.variants import ModelConfig, forward_flops
-from tune_cilp.training.fusion import TrainConfig, Trainer, configure_process
+from tune_cilp.fusion import fusion_model as models
+from tune_cilp.fusion.fusion_model import build_model
+from tune_cilp.fusion.fusion_trainer import TrainConfig, Trainer, configure_process
+from tune_cilp.fusion.variants import ModelConfig, forward_flops
 
 LAYER_ORDERS = ("current", "conv-relu-pool")
 
@@ -55,7 +55,8 @@ def _conv_relu_pool(c_in: int, c_out: int, downsample: str | None) -> list[nn.Mo
 @contextlib.contextmanager
 def layer_order(order: str) -> Iterator[None]:
     """Models built inside (by build_model, e.g. in a Trainer) use ``order``: "current"
-    (tune_cilp.models.fusion as it is) or "conv-relu-pool" (the order before, for A/B timing)."""
+    (tune_cilp.fusion.fusion_model as it is) or "conv-relu-pool" (the order before, for A/B
+    timing)."""
     if order not in LAYER_ORDERS:
         raise UserError(f"layer order: expected one of {', '.join(LAYER_ORDERS)}, got {order!r}")
     saved = models.conv_block

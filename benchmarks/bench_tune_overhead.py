@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_epoch import cpu_summary, matmul_peak  # noqa: E402
 
 from tune_cilp.data import load_arrays  # noqa: E402
-from tune_cilp.training.fusion import TrainConfig, Trainer, configure_process  # noqa: E402
+from tune_cilp.fusion.fusion_trainer import TrainConfig, Trainer, configure_process  # noqa: E402
 
 
 def plain(epochs: int, precision: str) -> tuple[float, list[float]]:
@@ -90,7 +90,7 @@ def tune(epochs: int, precision: str) -> dict[str, float]:
 def script_start_s() -> float:
     """What a plain script pays before its loop and the in-process loop above does not: the
     interpreter and the imports (fresh interpreter, median of 3)."""
-    code = "import torch, tune_cilp.training.fusion, tune_cilp.data"
+    code = "import torch, tune_cilp.fusion.fusion_trainer, tune_cilp.data"
     times = []
     for _ in range(3):
         start = time.perf_counter()

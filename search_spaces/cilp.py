@@ -5,7 +5,7 @@ an attribute on the module, not the parameters' requires_grad, so the image embe
 projector trained with the head (docs/CILP.md, "The seed's protocol"). finetune=True is that.
 """
 
-from tune_cilp.cilp.space import CilpSpace
+from tune_cilp.cilp.cilp_space import CilpSpace
 
 SPACE = CilpSpace(
     name="cilp",

@@ -2,7 +2,7 @@
 itself (frozen embedder and projector, a head on top), or does it take fine-tuning (the seed's
 protocol)? Both classifiers start from the same contrastive and projector trials per seed."""
 
-from tune_cilp.cilp.space import CilpSpace, Compare
+from tune_cilp.cilp.cilp_space import CilpSpace, Compare
 
 SPACE = CilpSpace(
     name="cilp-frozen-vs-finetune",

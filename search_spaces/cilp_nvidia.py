@@ -1,6 +1,6 @@
 """CILP on NVIDIA's assessment protocol (docs/CILP.md)."""
 
-from tune_cilp.cilp.space import CilpSpace
+from tune_cilp.cilp.cilp_space import CilpSpace
 
 SPACE = CilpSpace(
     name="cilp-nvidia",

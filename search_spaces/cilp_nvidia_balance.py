@@ -3,7 +3,7 @@ stage three ways (none, the protocol's; pos_weight; sampler) on the same contras
 projector trials per seed (docs/CILP.md)."""
 
 from search_spaces.cilp_nvidia import SPACE as NVIDIA
-from tune_cilp.cilp.space import CilpSpace, Compare
+from tune_cilp.cilp.cilp_space import CilpSpace, Compare
 
 SPACE = CilpSpace(
     name="cilp-nvidia-balance",

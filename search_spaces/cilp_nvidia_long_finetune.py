@@ -4,7 +4,7 @@ instead of 5, without and with class-balanced batches, on the same upstream tria
 (docs/CILP.md, "Why NVIDIA's protocol collapses here")."""
 
 from search_spaces.cilp_nvidia import SPACE as NVIDIA
-from tune_cilp.cilp.space import CilpSpace, Compare
+from tune_cilp.cilp.cilp_space import CilpSpace, Compare
 
 SPACE = CilpSpace(
     name="cilp-nvidia-long-finetune",

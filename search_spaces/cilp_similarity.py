@@ -1,6 +1,6 @@
 """The ablation the seed could not run: CILP with the seed's similarity vs CLIP's."""
 
-from tune_cilp.cilp.space import CilpSpace, Compare
+from tune_cilp.cilp.cilp_space import CilpSpace, Compare
 
 SPACE = CilpSpace(
     name="cilp-similarity",

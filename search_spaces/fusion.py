@@ -4,7 +4,7 @@ the seed's protocol (TrainConfig's defaults)."""
 from ray import tune
 
 from tune_cilp.experiment.space import SearchSpace
-from tune_cilp.models.variants import DOWNSAMPLES, fusion_variants
+from tune_cilp.fusion.variants import DOWNSAMPLES, fusion_variants
 
 SPACE = SearchSpace(
     name="fusion",

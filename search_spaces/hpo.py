@@ -6,7 +6,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tune_cilp.data import DEFAULT_SEED
 from tune_cilp.experiment.space import SearchSpace
-from tune_cilp.models.variants import DOWNSAMPLES, fusion_variants
+from tune_cilp.fusion.variants import DOWNSAMPLES, fusion_variants
 
 
 def _asha(epochs: int) -> ASHAScheduler:

@@ -4,8 +4,8 @@ trained with every class_balance setting (docs/STATISTICS.md, class imbalance re
 from ray import tune
 
 from tune_cilp.experiment.space import SearchSpace
-from tune_cilp.models.variants import DOWNSAMPLES
-from tune_cilp.training.config import CLASS_BALANCES
+from tune_cilp.fusion.variants import DOWNSAMPLES
+from tune_cilp.training.trial_config import CLASS_BALANCES
 
 SPACE = SearchSpace(
     name="imbalance",

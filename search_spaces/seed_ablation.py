@@ -3,7 +3,7 @@
 from ray import tune
 
 from tune_cilp.experiment.space import SearchSpace
-from tune_cilp.models.variants import DOWNSAMPLES
+from tune_cilp.fusion.variants import DOWNSAMPLES
 
 SPACE = SearchSpace(
     name="seed-ablation",

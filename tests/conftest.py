@@ -23,7 +23,7 @@ os.environ["TUNE_CILP_DATA_DIR"] = str(_PRIVATE / "data")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import pytest  # noqa: E402
-from processes import RayEnv, saved_environ  # noqa: E402
+from helpers import RayEnv, saved_environ  # noqa: E402
 
 from tune_cilp.data import CilpArrays, generate_raw, load_arrays  # noqa: E402
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tune_cilp.core.errors import run_cli
-from tune_cilp.experiment.trial import train_cilp
+from tune_cilp.fusion.fusion_driver import train_fusion
 from tune_cilp.run import main
 
 FAILING_SEED = 52
@@ -15,10 +15,10 @@ MESSAGE = f"injected failure: seed {FAILING_SEED}"
 
 
 def failing_on_seed(config: dict[str, Any], **kwargs: Any) -> None:
-    """train_cilp, except that a trial with FAILING_SEED raises before training."""
+    """train_fusion, except that a trial with FAILING_SEED raises before training."""
     if config.get("seed") == FAILING_SEED:
         raise RuntimeError(MESSAGE)
-    train_cilp(config, **kwargs)
+    train_fusion(config, **kwargs)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import SELECT
 from tune_cilp.experiment.request import RunRequest
 from tune_cilp.experiment.space import SearchSpace
-from tune_cilp.models.variants import variant_name
-from tune_cilp.training.config import TrainConfig
+from tune_cilp.fusion.fusion_config import TrainConfig
+from tune_cilp.fusion.variants import variant_name
+from tune_cilp.results import kept_row, load_experiment
 
 NAME_KEYS = ("variant", "downsample")
 SPACE_NAME = "replicate"
@@ -40,33 +41,35 @@ class Pick:
 def pick_configs(experiment_path: str, top_k: int | None = None) -> list[Pick]:
     """The best finished trial's configuration per variant × downsampling (or the top_k best
     overall), best first; UserError when the source has nothing to replicate."""
-    from analysis import load_experiment, trial_results  # the analysis is only needed here
-
     experiment = load_experiment(experiment_path)
-    finished = [r for r in trial_results(experiment) if r.status == "TERMINATED"]
+    finished = [
+        (t, row)
+        for t in experiment.trials
+        if t.status == "TERMINATED" and (row := kept_row(t.history)) is not None
+    ]
     if not finished:
         raise UserError(f"--replicate {experiment_path}: no finished trial to replicate")
-    missing = [k for k in NAME_KEYS if any(k not in r.config for r in finished)]
+    missing = [k for k in NAME_KEYS if any(k not in t.config for t, _ in finished)]
     if missing:
         raise UserError(
             f"--replicate {experiment_path}: its trial configs have no {', '.join(missing)} "
             "(not a fusion experiment of python -m tune_cilp.run)"
         )
-    ranked = sorted(finished, key=lambda r: (r.metrics[SELECT], r.trial_id))
+    ranked = sorted(finished, key=lambda tr: (float(tr[1][SELECT]), tr[0].trial_id))
     if top_k is None:
         best: dict[tuple, Any] = {}
-        for r in ranked:
-            best.setdefault(tuple(r.config[k] for k in NAME_KEYS), r)
+        for t, row in ranked:
+            best.setdefault(tuple(t.config[k] for k in NAME_KEYS), (t, row))
         ranked = list(best.values())
     picks, seen = [], set()
-    for r in ranked:
-        config = TrainConfig.from_dict(r.config).to_dict()  # complete, and still valid today
+    for t, row in ranked:
+        config = TrainConfig.from_dict(t.config).to_dict()  # complete, and still valid today
         config.pop("seed")
         config.pop("test_fraction", None)  # the replicate's own, like its seeds
         key = repr(sorted(config.items()))
         if key not in seen:
             seen.add(key)
-            picks.append(Pick(r.trial_id, config, r.metrics[SELECT]))
+            picks.append(Pick(t.trial_id, config, float(row[SELECT])))
     return picks[:top_k] if top_k is not None else picks
 
 

@@ -19,11 +19,15 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from typing import Any
 
+import numpy as np
+
 from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import SELECT
 from tune_cilp.experiment.identity import ExperimentMeta, read_meta
 
 
@@ -311,3 +315,26 @@ def load_experiment(path_or_uri: str | os.PathLike[str]) -> Experiment:
     # Trial ids end in a creation counter: sorting gives the order the search space listed them.
     trials.sort(key=lambda t: t.trial_id)
     return Experiment(path=path, trials=trials, meta=read_meta(path))
+
+
+def best_epoch(history: Sequence[Mapping[str, Any]], metric: str = SELECT) -> dict | None:
+    """The epoch row with the smallest `metric` (the first on ties); None if none reported it."""
+    best = None
+    for row in history:
+        value = row.get(metric)
+        if value is None or not np.isfinite(value):
+            continue
+        if best is None or value < best[metric]:
+            best = row
+    return None if best is None else dict(best)
+
+
+def kept_row(history: Sequence[Mapping[str, Any]]) -> dict | None:
+    """The epoch row whose weights the trial kept: the one its last row's best_epoch names (a
+    trainer may keep only some epochs, e.g. CILP's nvidia classifier only its fine-tune phase),
+    else, for results without it, best_epoch()."""
+    kept = history[-1].get("best_epoch") if history else None
+    for row in history:
+        if kept and row.get("epoch") == kept and np.isfinite(row.get(SELECT, np.nan)):
+            return dict(row)
+    return best_epoch(history)

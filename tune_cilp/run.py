@@ -11,13 +11,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from tune_cilp.cilp.space import CilpSpace
+from tune_cilp.cilp.cilp_space import CilpSpace
 from tune_cilp.core.errors import UserError, run_cli
 from tune_cilp.experiment.driver import Outcome
-from tune_cilp.experiment.fusion import run_fusion
 from tune_cilp.experiment.request import RunRequest
 from tune_cilp.experiment.space import SearchSpace
-from tune_cilp.experiment.trial import train_cilp
+from tune_cilp.fusion.fusion_driver import run_fusion, train_fusion
 from tune_cilp.replicate import replicated_space
 from tune_cilp.run_args import build_parser, parse_request
 from tune_cilp.spaces import get_space, list_spaces
@@ -64,10 +63,10 @@ def dispatch(request: RunRequest, trainable: Callable[..., None]) -> Outcome:
     return run_fusion(request, space, trainable)
 
 
-def main(argv: Sequence[str] | None = None, trainable: Callable[..., None] = train_cilp) -> int:
+def main(argv: Sequence[str] | None = None, trainable: Callable[..., None] = train_fusion) -> int:
     """Run (or resume) an experiment and print its table; returns the exit code.
 
-    trainable: the fusion trial function (``train_cilp``, or a wrapper of it: how the tests
+    trainable: the fusion trial function (``train_fusion``, or a wrapper of it: how the tests
     inject failing trials); CILP stages keep their own.
     """
     started_at = time.time()

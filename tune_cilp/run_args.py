@@ -18,7 +18,7 @@ from tune_cilp.experiment.storage import is_uri
 from tune_cilp.experiment.wandb_setup import MODES, PROJECT, resolve_wandb
 from tune_cilp.replicate import SPACE_NAME as REPLICATE_SPACE
 from tune_cilp.spaces import DEFAULT_SPACE
-from tune_cilp.training.config import MAX_EPOCHS
+from tune_cilp.training.trial_config import MAX_EPOCHS
 
 DEFAULT_STORAGE = "~/ray_results"
 

@@ -19,11 +19,13 @@ from typing import Any
 
 from ray import tune
 
+from tune_cilp.cilp.cilp_space import CilpSpace
 from tune_cilp.cilp.select import Link, by_trial_dir, read_stage, select, write_stage
-from tune_cilp.cilp.space import CilpSpace
+from tune_cilp.cilp.stage_configs import stage_config
 from tune_cilp.cilp.stages import BASELINES, STAGE_NAMES, STAGES, get_stage
 from tune_cilp.core.checkpoint import in_experiment
-from tune_cilp.core.metrics import STATUS_COLUMNS
+from tune_cilp.core.metrics import STATUS_COLUMNS, majority_rate
+from tune_cilp.data import CilpArrays
 from tune_cilp.experiment.driver import (
     Outcome,
     Session,
@@ -32,14 +34,13 @@ from tune_cilp.experiment.driver import (
     num_samples,
     prepare,
 )
-from tune_cilp.experiment.fusion import seed_grid
 from tune_cilp.experiment.identity import file_sha256, now
 from tune_cilp.experiment.request import RunRequest
 from tune_cilp.experiment.space import check_param_space
-from tune_cilp.experiment.trial import train_stage
+from tune_cilp.experiment.trial import run_trial
+from tune_cilp.fusion.fusion_config import TrainConfig
+from tune_cilp.fusion.fusion_driver import seed_grid
 from tune_cilp.results import load_experiment
-from tune_cilp.training.config import TrainConfig
-from tune_cilp.training.stage_config import stage_config
 
 
 def stage_params(
@@ -126,13 +127,13 @@ def check_chain(request: RunRequest, space: CilpSpace, epochs: int | None) -> No
         check_param_space(space.name, params, validate)
     if space.baselines:
         params = baseline_params(space, request.seed_list, epochs, request.precision)
-        check_param_space(space.name, params)
+        check_param_space(space.name, params, TrainConfig.from_dict)
 
 
 def finished_stages(experiment: str) -> dict[str, list[Link]]:
     """The finished stages' links, in chain order, with the checkpoints the next stage needs
     checked (present, of the right stage): UserError before anything starts otherwise."""
-    from tune_cilp.training.stages import load_stage_checkpoint  # torch: only when resuming
+    from tune_cilp.cilp.stage_trainers import load_stage_checkpoint  # torch: only when resuming
 
     done: dict[str, list[Link]] = {}
     for name in (*STAGE_NAMES, BASELINES):
@@ -152,7 +153,7 @@ def run_chain(request: RunRequest, space: CilpSpace, trainable: Callable[..., No
     the baselines train with (as for a fusion space)."""
     epochs = request.epochs or (1 if request.smoke_test else None)
     if request.lidar_cnn is not None:
-        from tune_cilp.training.stages import load_lidar_cnn
+        from tune_cilp.cilp.stage_trainers import load_lidar_cnn
 
         load_lidar_cnn(request.lidar_cnn)  # one line if it is not NVIDIA's LiDAR CNN state dict
     check_chain(request, space, epochs)
@@ -216,3 +217,20 @@ def run_chain(request: RunRequest, space: CilpSpace, trainable: Callable[..., No
     started = os.path.isdir(os.path.join(experiment, STAGE_NAMES[0]))
     costs = [1.0] * max(1, len(request.seeds or [0]))  # stage trials are alike in cost
     return drive(request, meta, data, started=started, costs=costs, body=body)
+
+
+def train_stage(
+    config: dict[str, Any],
+    data: CilpArrays,
+    wandb_kwargs: dict[str, str] | None = None,
+    experiment_root: str = "",
+) -> None:
+    """Train one CILP stage trial (``config["stage"]`` says which), with the same loop as
+    the fusion trials; data and W&B arguments arrive the same way, and the chain's directory (or
+    URI) as it is now, which the upstream checkpoint path in the config is relative to."""
+    from tune_cilp.cilp.stage_trainers import make_trainer
+
+    # The classifier's rows carry the majority-class rate like a fusion trial's (its note).
+    labels = data.labels[~data.is_train]
+    info = {"val_majority_rate": majority_rate(labels)} if config["stage"] == "classifier" else {}
+    run_trial(lambda: make_trainer(config, data, root=experiment_root), config, wandb_kwargs, info)

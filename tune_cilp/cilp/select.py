@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tune_cilp.cilp.space import Compare
+from tune_cilp.cilp.cilp_space import Compare
 from tune_cilp.cilp.stages import get_stage
 from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.checkpoint import STATE_FILE

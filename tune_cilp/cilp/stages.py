@@ -1,8 +1,8 @@
 """The CILP stages, in chain order: one registry of what the driver, the selection and the
 analysis need to know about each (docs/CILP.md).
 
-A stage's name and trial config are its config class's (tune_cilp/training/stage_config.py);
-its trainer is found from that class by tune_cilp.training.stages.make_trainer. The registry
+A stage's name and trial config are its config class's (tune_cilp/cilp/stage_configs.py);
+its trainer is found from that class by tune_cilp.cilp.stage_trainers.make_trainer. The registry
 adds what only the chain needs: the stage it continues from, the config key naming that
 stage's checkpoint, and what it reports each epoch (status table, analysis).
 """
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import AT_BEST_EPOCH, EPOCH_METRICS, Metric, status_columns
-from tune_cilp.training.stage_config import (
+from tune_cilp.cilp.stage_configs import (
     ClassifierConfig,
     ContrastiveConfig,
     ProjectorConfig,
     StageConfig,
     checkpoint_key,
 )
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import AT_BEST_EPOCH, EPOCH_METRICS, Metric, status_columns
 
 BASELINES = "baselines"  # the reference models' experiment, beside the stages
 

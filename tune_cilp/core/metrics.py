@@ -104,7 +104,7 @@ def majority_rate(labels: np.ndarray) -> float:
     return max(positive, 1.0 - positive)
 
 
-# Linear probes of frozen representations (tune_cilp/training/probes.py): what is probed, after
+# Linear probes of frozen representations (tune_cilp/cilp/probes.py): what is probed, after
 # which stage, and the scores; a stage's last row reports probe_<what>_<score>.
 PROBED: dict[str, tuple[str, str]] = {
     "rgb": ("contrastive", "image emb."),

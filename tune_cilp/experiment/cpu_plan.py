@@ -21,9 +21,8 @@ threads each rather than one at a time on all 16.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 TWO_THREAD_SPEEDUP = 1.8  # measured: benchmarks/bench_threads.py, concat-maxpool bf16 epoch
 PARALLEL_FRACTION = 2 * (1 - 1 / TWO_THREAD_SPEEDUP)  # Amdahl's p from the 2-thread speed-up
@@ -72,22 +71,3 @@ def plan(costs: Sequence[float], node_cpus: Sequence[int]) -> CpuPlan:
     best = min(predicted, key=lambda t: (round(predicted[t], 9), -t))
     slots = sum(int(c) // best for c in node_cpus)
     return CpuPlan(best, min(slots, len(costs)), predicted)
-
-
-def trial_costs(params: Mapping[str, Any], num_samples: int) -> list[float]:
-    """Relative cost of each trial of a param space: forward FLOPs per sample of its model x its
-    epochs (training is ~3x forward for every model, so the factor cancels). A space that
-    samples (a search) has configurations not known yet: its trials count as equal."""
-    from ray.tune.search.sample import Domain
-    from ray.tune.search.variant_generator import generate_variants
-
-    from tune_cilp.models.variants import forward_flops
-    from tune_cilp.training.config import TrainConfig
-
-    if any(isinstance(v, Domain) for v in params.values()):
-        return [1.0] * num_samples
-    costs = []
-    for _, config in generate_variants(dict(params)):
-        cfg = TrainConfig.from_dict(config)
-        costs.append(float(forward_flops(cfg.model_config)) * cfg.epochs)
-    return costs * num_samples

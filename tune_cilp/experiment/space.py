@@ -11,7 +11,6 @@ from typing import Any
 from ray.tune.search.sample import Domain
 
 from tune_cilp.core.errors import UserError
-from tune_cilp.training.config import TrainConfig
 
 
 def _no_scheduler(epochs: int) -> Any:
@@ -26,8 +25,9 @@ def _no_search_alg() -> Any:
 class SearchSpace:
     """One named experiment.
 
-    param_space:     Tune param space over TrainConfig fields (values, grid_search, choice...);
-                     fields it leaves out keep TrainConfig's defaults, the seed's protocol.
+    param_space:     Tune param space over the wing's config fields (values, grid_search,
+                     choice...); fields it leaves out keep the config's defaults, the seed's
+                     protocol.
     epochs:          default epochs per trial (``--epochs`` overrides).
     num_samples:     default Tune num_samples (``--num-samples`` overrides).
     make_scheduler:  epochs -> a Tune trial scheduler, or None for FIFO.
@@ -69,9 +69,7 @@ def _candidates(value: Any) -> list[Any]:
     return [value]
 
 
-def check_param_space(
-    name: str, params: dict[str, Any], validate: Callable[[dict], Any] = TrainConfig.from_dict
-) -> None:
+def check_param_space(name: str, params: dict[str, Any], validate: Callable[[dict], Any]) -> None:
     """Check every configuration the space can generate (its grid and choice values, its
     ranges' bounds) with ``validate`` (a config's from_dict), before any trial starts;
     UserError otherwise."""

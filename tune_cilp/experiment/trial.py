@@ -1,4 +1,5 @@
-"""The Ray Tune function trainable: one trial = one Trainer, one report + checkpoint per epoch.
+"""The trial loop every wing's Tune function trainable calls: one trial = one trainer, one
+report + checkpoint per epoch.
 
 The driver imports this module to hand the function to Tune, so torch is imported only inside
 the trial (the functions below): the driver never needs it, and importing it there costs the
@@ -18,54 +19,11 @@ from typing import Any
 import ray
 from ray import tune
 
-from tune_cilp.core.metrics import majority_rate
-from tune_cilp.data import CilpArrays
-from tune_cilp.models.variants import variant_name
-from tune_cilp.training.config import TrainConfig
-
 
 def _granted_resources() -> tuple[int, float]:
     """(CPU threads, GPU fraction) this trial was granted by Tune."""
     granted = tune.get_context().get_trial_resources().required_resources
     return max(1, int(granted.get("CPU", 1))), float(granted.get("GPU", 0.0))
-
-
-def train_cilp(
-    config: dict[str, Any], data: CilpArrays, wandb_kwargs: dict[str, str] | None = None
-) -> None:
-    """Train one variant; report every epoch with a checkpoint holding the full Trainer state.
-
-    ``config`` holds TrainConfig fields only; ``data`` and ``wandb_kwargs`` (arguments for
-    ``setup_wandb``, None = no W&B) arrive through ``tune.with_parameters`` (Ray's object store),
-    so a trial needs no files or database on its node.
-    """
-    from tune_cilp.training.fusion import Trainer
-
-    cfg = TrainConfig.from_dict(config)
-    test = cfg.held_out(data)
-    validation = ~data.is_train if test is None else ~data.is_train & ~test
-    info = {
-        "variant_name": variant_name(config),
-        "val_majority_rate": majority_rate(data.labels[validation]),
-    }
-    run_trial(lambda: Trainer(cfg, data), config, wandb_kwargs, info)
-
-
-def train_stage(
-    config: dict[str, Any],
-    data: CilpArrays,
-    wandb_kwargs: dict[str, str] | None = None,
-    experiment_root: str = "",
-) -> None:
-    """Train one CILP stage trial (``config["stage"]`` says which), with the same loop as
-    train_cilp; data and W&B arguments arrive the same way, and the chain's directory (or URI)
-    as it is now, which the upstream checkpoint path in the config is relative to."""
-    from tune_cilp.training.stages import make_trainer
-
-    # The classifier's rows carry the majority-class rate like a fusion trial's (its note).
-    labels = data.labels[~data.is_train]
-    info = {"val_majority_rate": majority_rate(labels)} if config["stage"] == "classifier" else {}
-    run_trial(lambda: make_trainer(config, data, root=experiment_root), config, wandb_kwargs, info)
 
 
 def run_trial(
@@ -85,7 +43,7 @@ def run_trial(
     """
     from tune_cilp.core.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
     from tune_cilp.core.predictions import write_predictions
-    from tune_cilp.training.fusion import configure_process
+    from tune_cilp.training.device import configure_process
     from tune_cilp.training.peak_memory import peak_mb, reset_peak
 
     threads, gpu_fraction = _granted_resources()

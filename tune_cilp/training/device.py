@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from tune_cilp.core.errors import UserError
-from tune_cilp.training.config import is_int
+from tune_cilp.training.trial_config import is_int
 
 # Evaluation batch per device type. On CPU, batches beyond ~32 fall out of cache: 256 was 3x
 # slower per sample than 32 (2 Zen 4 cores, benchmarks/README.md); GPUs want big batches.

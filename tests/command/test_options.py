@@ -1,0 +1,119 @@
+"""Every option means the same for every space, or is refused in one line by the one check
+(tune_cilp.run.check_applies) — for every space the registry knows, so a new space module is
+covered without editing this file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, error_lines
+
+from tune_cilp.cilp.cilp_space import CilpSpace
+from tune_cilp.core.errors import UserError
+from tune_cilp.experiment.driver import SMOKE_MAX_SAMPLES, num_samples
+from tune_cilp.run import check_applies
+from tune_cilp.run_args import build_parser, parse_request
+from tune_cilp.spaces import list_spaces
+
+SPACES = list_spaces()
+CILP = [s for s in SPACES if isinstance(s, CilpSpace)]
+FUSION = [s for s in SPACES if not isinstance(s, CilpSpace)]
+
+
+def request(*words: str):
+    argv = list(words)
+    return parse_request(build_parser().parse_args(argv), argv, 0.0)
+
+
+def test_the_registry_has_both_kinds() -> None:
+    assert CILP and FUSION  # otherwise the tests below check nothing of one kind
+
+
+@pytest.mark.parametrize("space", SPACES, ids=lambda s: s.name)
+def test_top_k_without_replicate_is_refused_for_every_space(space) -> None:
+    with pytest.raises(UserError, match="^--top-k: only with --replicate$"):
+        request("--space", space.name, "--top-k", "2")
+
+
+@pytest.mark.parametrize("space", SPACES, ids=lambda s: s.name)
+def test_uri_storage_applies_to_fusion_and_is_refused_for_cilp(space) -> None:
+    uri = request("--space", space.name, "--storage-path", "s3://bucket/results")
+    assert not uri.local and uri.experiment == f"s3://bucket/results/{space.name}"
+    if isinstance(space, CilpSpace):
+        with pytest.raises(UserError, match="^--storage-path: CILP chains need a local"):
+            check_applies(uri, space)
+    else:
+        check_applies(uri, space)
+
+
+@pytest.mark.parametrize("space", SPACES, ids=lambda s: s.name)
+def test_lidar_cnn_applies_to_cilp_and_is_refused_for_fusion(space, tmp_path: Path) -> None:
+    given = request("--space", space.name, "--lidar-cnn", str(tmp_path / "lidar_cnn.pt"))
+    assert given.lidar_cnn == str(tmp_path / "lidar_cnn.pt")
+    if isinstance(space, CilpSpace):
+        check_applies(given, space)
+    else:
+        with pytest.raises(UserError, match="^--lidar-cnn: only for CILP spaces"):
+            check_applies(given, space)
+
+
+@pytest.mark.parametrize("space", SPACES, ids=lambda s: s.name)
+def test_test_fraction_applies_to_fusion_and_is_refused_for_cilp(space) -> None:
+    given = request("--space", space.name, "--test-fraction", "0.2")
+    assert given.test_fraction == 0.2 and request("--space", space.name).test_fraction is None
+    if isinstance(space, CilpSpace):
+        with pytest.raises(UserError, match="^--test-fraction: only for fusion spaces"):
+            check_applies(given, space)
+    else:
+        check_applies(given, space)
+
+
+def test_test_fraction_goes_with_replicate(tmp_path: Path) -> None:
+    given = request("--replicate", str(tmp_path), "--seeds", "1,2", "--test-fraction", "0.5")
+    assert given.test_fraction == 0.5 and given.replicate == str(tmp_path)
+
+
+@pytest.mark.parametrize("space", SPACES, ids=lambda s: s.name)
+def test_smoke_test_caps_samples_and_num_samples_overrides_alike(space) -> None:
+    smoke = request("--space", space.name, "--smoke-test")
+    assert num_samples(smoke, space.num_samples) == min(space.num_samples, SMOKE_MAX_SAMPLES)
+    assert num_samples(smoke, 10) == SMOKE_MAX_SAMPLES
+    assert num_samples(request("--space", space.name, "--num-samples", "3"), 10) == 3
+    assert num_samples(request("--space", space.name), 10) == 10
+
+
+def test_the_request_is_frozen_and_absolute(tmp_path: Path) -> None:
+    got = request("--storage-path", str(tmp_path / "a" / ".." / "b"), "--seeds", "1,2")
+    assert got.storage == str(tmp_path / "b") and got.seeds == (1, 2) and got.local
+    assert not (tmp_path / "b").exists()  # parsing writes nothing: the driver creates it
+    with pytest.raises(AttributeError):
+        got.name = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["--space", CILP[0].name, "--top-k", "2"], "error: --top-k: only with --replicate"),
+        (
+            ["--space", CILP[0].name, "--storage-path", "s3://bucket/x"],
+            "error: --storage-path: CILP chains need a local or NFS storage path",
+        ),
+        (["--space", FUSION[0].name, "--lidar-cnn", "x.pt"], "error: --lidar-cnn: only for CILP"),
+        (
+            ["--space", CILP[0].name, "--test-fraction", "0.5"],
+            "error: --test-fraction: only for fusion spaces",
+        ),
+    ],
+)
+def test_the_command_refuses_in_one_line(words: list[str], message: str, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "tune_cilp.run", *words]
+    if "--storage-path" not in words:
+        cmd += ["--storage-path", str(tmp_path / "results")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = error_lines(proc.stderr)
+    assert line.startswith(message), line
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "results").exists()

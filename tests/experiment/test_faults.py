@@ -1,0 +1,288 @@
+"""Fault injection with real processes: a worker killed mid-training, a driver killed
+mid-experiment, a trial that raises. Each interrupted run is compared with one uninterrupted run
+of the same command and seed (on CPU the same seed gives the same numbers).
+
+The uninterrupted run also carries the raising configuration (seed 52 raises, seed 51 is the
+reference), so one Ray run serves both.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from faulty_run import MESSAGE
+from helpers import (
+    ROOT,
+    RUN_TIMEOUT_S,
+    RayEnv,
+    finish,
+    histories,
+    run_command,
+    start,
+    trial_statuses,
+    wait_for,
+)
+
+from analysis import experiment_table, load_experiment
+
+pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
+
+EPOCHS = 4  # long enough to kill a trial between its first and last epoch
+EXPERIMENT = "seed-ablation"
+FAULTY_RUN = str(Path(__file__).resolve().parents[1] / "faulty_run.py")
+
+
+def fault_command(tiny_raw: Path, storage: Path, *extra: str) -> list[str]:
+    # Two CPUs per trial on the local 2-CPU Ray: the two trials run one after the other, with
+    # the same thread count in every run (so the numbers match between runs).
+    return run_command(tiny_raw, storage, "--epochs", str(EPOCHS), "--cpus-per-trial", "2", *extra)
+
+
+def progress_epochs(trial_dir: Path) -> list[int]:
+    with open(trial_dir / "progress.csv", newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def by_downsample(runs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The seed-51 trials' rows by downsampling (the runs' common configurations)."""
+    return {
+        rows[0]["config"]["downsample"]: rows
+        for rows in runs.values()
+        if rows and rows[0]["config"]["seed"] == 51
+    }
+
+
+def numbers_table(experiment: Path) -> list[list[str]]:
+    """The comparison table's rows without the timing row (timings differ between runs)."""
+    rows = experiment_table(load_experiment(experiment)).rows()
+    return [row for row in rows if row[0] != "Training Time (s)"]
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The uninterrupted run: both variants with seeds 51 and 52, where every seed-52 trial
+    raises at its start; then `python -m analysis` on it."""
+    storage = tmp_path_factory.mktemp("baseline")
+    env = RayEnv()
+    try:
+        cmd = fault_command(tiny_raw, storage, "--seeds", "51,52", "--max-failures", "0")
+        cmd[1:3] = [FAULTY_RUN]  # python tests/faulty_run.py instead of python -m tune_cilp.run
+        log = storage / "run.log"
+        run = start(cmd, env, log)
+        output = finish(run, log)
+    finally:
+        env.close()
+    experiment = storage / EXPERIMENT
+    analysis = subprocess.run(
+        [sys.executable, "-m", "analysis", str(experiment)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return {"code": run.returncode, "output": output, "analysis": analysis, "path": experiment}
+
+
+@pytest.fixture(scope="module")
+def worker_kill(
+    tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory, ray_env: RayEnv
+) -> dict[str, Any]:
+    """A run whose first trial to report gets its worker process killed (SIGKILL) before its
+    last epoch."""
+    storage = tmp_path_factory.mktemp("worker_kill")
+    experiment = storage / EXPERIMENT
+    log = storage / "run.log"
+    driver = start(fault_command(tiny_raw, storage, "--max-failures", "2"), ray_env, log)
+    killed: dict[str, Any] = {}
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    try:
+        while not killed:
+            assert driver.poll() is None, "run ended before a trial could be killed"
+            assert time.monotonic() < deadline, "no trial reported"
+            for name, rows in histories(experiment).items():
+                if rows and rows[-1]["epoch"] < EPOCHS:
+                    worker = psutil.Process(rows[-1]["pid"])
+                    assert driver.pid in [p.pid for p in worker.parents()]  # ours, not another's
+                    worker.send_signal(signal.SIGKILL)
+                    killed = {"trial": name, "epoch": rows[-1]["epoch"], "pid": worker.pid}
+                    break
+            time.sleep(0.05)
+    finally:
+        output = finish(driver, log)
+    assert driver.returncode == 0, output[-3000:]
+    return {**killed, "experiment": experiment, "output": output}
+
+
+def test_killed_worker_resumes_from_checkpoint_with_every_epoch_once(
+    worker_kill: dict[str, Any], baseline: dict[str, Any]
+) -> None:
+    experiment = worker_kill["experiment"]
+    runs = histories(experiment)
+    assert len(runs) == 2
+    for name, rows in runs.items():
+        assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 1)), name
+        assert progress_epochs(experiment / name) == list(range(1, EPOCHS + 1)), name
+    rows = runs[worker_kill["trial"]]
+    pids = [row["pid"] for row in rows]
+    killed_at = worker_kill["epoch"]
+    # Epochs up to the kill in the killed process; the rest in a new one, continuing from the
+    # checkpoint (a restart from scratch would report epoch 1 again).
+    assert set(pids[:killed_at]) == {worker_kill["pid"]}
+    assert worker_kill["pid"] not in pids[killed_at + 1 :] and len(set(pids)) == 2, pids
+    assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
+    # The resumed trial computes exactly what the uninterrupted one did.
+    expected = by_downsample(histories(baseline["path"]))
+    for downsample, rows in by_downsample(runs).items():
+        assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in expected[downsample]]
+        assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in expected[downsample]]
+
+
+@pytest.fixture(scope="module")
+def driver_kill(
+    tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory, ray_env: RayEnv
+) -> dict[str, Any]:
+    """A run whose driver (and its process group) gets SIGKILL once the first trial finished,
+    then the same command again."""
+    storage = tmp_path_factory.mktemp("driver_kill")
+    experiment = storage / EXPERIMENT
+    cmd = fault_command(tiny_raw, storage)
+    log = storage / "first.log"
+    driver = start(cmd, ray_env, log)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while "TERMINATED" not in trial_statuses(experiment).values():
+            assert driver.poll() is None, "run ended before it could be killed"
+            assert time.monotonic() < deadline, "no trial finished"
+            time.sleep(0.1)
+        os.killpg(driver.pid, signal.SIGKILL)
+        t_kill = time.monotonic()
+    finally:
+        finish(driver, log)
+    at_kill = trial_statuses(experiment)
+    before = histories(experiment)
+    log = storage / "resumed.log"
+    resumed = start(cmd, ray_env, log)
+    output = finish(resumed, log)
+    assert resumed.returncode == 0, output[-3000:]
+    return {
+        "experiment": experiment,
+        "at_kill": at_kill,
+        "before": before,
+        "output": output,
+        "resume_s": time.monotonic() - t_kill,
+    }
+
+
+def test_killed_driver_resumes_and_matches_an_uninterrupted_run(
+    driver_kill: dict[str, Any], baseline: dict[str, Any]
+) -> None:
+    experiment = driver_kill["experiment"]
+    at_kill = driver_kill["at_kill"]
+    assert "resuming experiment" in driver_kill["output"]
+    assert sorted(at_kill.values()) != ["TERMINATED", "TERMINATED"], at_kill  # killed mid-way
+    finished = {t for t, status in at_kill.items() if status == "TERMINATED"}
+    assert finished
+    after = histories(experiment)
+    assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
+    for name, rows in after.items():
+        assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 1)), name
+        if rows[0]["trial_id"] in finished:
+            assert rows == driver_kill["before"][name]  # not rerun
+    assert numbers_table(experiment) == numbers_table(baseline["path"])
+    expected = by_downsample(histories(baseline["path"]))
+    for downsample, rows in by_downsample(after).items():
+        assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in expected[downsample]]
+
+
+def state_with(experiment: Path, iteration: int) -> tuple[Path, bytes] | None:
+    """The experiment state file and its bytes, once a trial's last saved result in it is
+    `iteration`; None before (or while the file is being rewritten)."""
+    for path in experiment.glob("experiment_state-*.json"):
+        data = path.read_bytes()
+        try:
+            metas = [json.loads(meta) for _, meta in json.loads(data)["trial_data"]]
+        except (ValueError, KeyError):
+            continue
+        if any((m.get("last_result") or {}).get("training_iteration") == iteration for m in metas):
+            return path, data
+    return None
+
+
+def test_rows_newer_than_the_saved_state_are_not_reported_twice(
+    tiny_raw: Path, tmp_path: Path, baseline: dict[str, Any]
+) -> None:
+    """Tune copies the rows and its experiment state to the storage path in the background; a
+    driver that dies mid-copy can leave rows newer than the state (seen after a second Ctrl-C:
+    epochs 1, 2, 2, 3, ...). Made here from outside: SIGKILL, then the state as it was one
+    epoch earlier put back. The re-run drops the newer row, trains that epoch again and
+    reports every epoch once, with the uninterrupted run's numbers."""
+    experiment = tmp_path / EXPERIMENT
+    cmd = fault_command(tiny_raw, tmp_path)
+    # The state saved at every step, so that it follows the rows closely: the one put back
+    # is then one epoch behind, and its checkpoint is among the two Tune keeps.
+    env = RayEnv(TUNE_GLOBAL_CHECKPOINT_S="0")
+    try:
+        log = tmp_path / "first.log"
+        driver = start(cmd, env, log)
+        try:
+            state, saved_state = wait_for(lambda: state_with(experiment, 2), driver, "epoch 2")
+            wait_for(lambda: max(map(len, histories(experiment).values())) >= 3, driver, "3")
+            os.killpg(driver.pid, signal.SIGKILL)
+        finally:
+            finish(driver, log)
+        before = histories(experiment)
+        state.write_bytes(saved_state)
+        log = tmp_path / "resumed.log"
+        resumed = start(cmd, env, log)
+        output = finish(resumed, log)
+    finally:
+        env.close()
+    assert resumed.returncode == 0, output[-3000:]
+    after = histories(experiment)
+    for name, rows in after.items():
+        assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 1)), name
+        assert progress_epochs(experiment / name) == list(range(1, EPOCHS + 1)), name
+        # The dropped rows' epochs, trained again, gave the same numbers.
+        assert [r["val_loss"] for r in before.get(name, [])] == [
+            r["val_loss"] for r in rows[: len(before.get(name, []))]
+        ]
+    assert "reported after the last saved state are trained and reported again" in output
+    assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
+    expected = by_downsample(histories(baseline["path"]))
+    for downsample, rows in by_downsample(after).items():
+        assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in expected[downsample]]
+
+
+def test_a_raising_trial_does_not_sink_the_others(baseline: dict[str, Any]) -> None:
+    assert baseline["code"] == 1  # the runner says some trials failed
+    experiment = load_experiment(baseline["path"])
+    status = {(t.config["downsample"], t.config["seed"]): t.status for t in experiment.trials}
+    assert status == {
+        ("maxpool", 51): "TERMINATED",
+        ("stride", 51): "TERMINATED",
+        ("maxpool", 52): "ERROR",
+        ("stride", 52): "ERROR",
+    }
+    for trial in experiment.trials:
+        if trial.status == "TERMINATED":
+            assert [row["epoch"] for row in trial.history] == list(range(1, EPOCHS + 1))
+    errors = list(baseline["path"].glob("*/error.txt"))
+    assert len(errors) == 2 and all(MESSAGE in p.read_text() for p in errors)
+
+
+def test_analysis_reports_the_failed_trials(baseline: dict[str, Any]) -> None:
+    analysis = baseline["analysis"]
+    assert analysis.returncode == 0, analysis.stderr[-2000:]
+    out = analysis.stdout
+    assert "concat-maxpool" in out and "concat-stride" in out  # the finished trials' table
+    assert "2 trial(s) failed (ERROR)" in out, out

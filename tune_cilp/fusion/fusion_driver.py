@@ -1,0 +1,139 @@
+"""A fusion space (or a --replicate space) as one Ray Tune experiment: its param space over
+TrainConfig's defaults, then the driver's lifecycle (tune_cilp/experiment/driver.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ray import tune
+from ray.tune.search.sample import Domain
+from ray.tune.search.variant_generator import generate_variants
+
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import STATUS_COLUMNS, majority_rate
+from tune_cilp.data import CilpArrays, held_out_mask
+from tune_cilp.experiment.driver import (
+    Outcome,
+    TuneExperiment,
+    drive,
+    num_samples,
+    prepare,
+)
+from tune_cilp.experiment.request import RunRequest
+from tune_cilp.experiment.space import SearchSpace, check_param_space
+from tune_cilp.experiment.trial import run_trial
+from tune_cilp.fusion.fusion_config import TrainConfig
+from tune_cilp.fusion.variants import forward_flops, variant_name
+
+PARAMETER_COLUMNS = ["variant", "downsample", "seed"]
+
+
+def train_fusion(
+    config: dict[str, Any], data: CilpArrays, wandb_kwargs: dict[str, str] | None = None
+) -> None:
+    """Train one fusion variant; report every epoch with a checkpoint holding the full Trainer
+    state.
+
+    ``config`` holds TrainConfig fields only; ``data`` and ``wandb_kwargs`` (arguments for
+    ``setup_wandb``, None = no W&B) arrive through ``tune.with_parameters`` (Ray's object store),
+    so a trial needs no files or database on its node.
+    """
+    from tune_cilp.fusion.fusion_trainer import Trainer
+
+    cfg = TrainConfig.from_dict(config)
+    test = cfg.held_out(data)
+    validation = ~data.is_train if test is None else ~data.is_train & ~test
+    info = {
+        "variant_name": variant_name(config),
+        "val_majority_rate": majority_rate(data.labels[validation]),
+    }
+    run_trial(lambda: Trainer(cfg, data), config, wandb_kwargs, info)
+
+
+def trial_costs(params: Mapping[str, Any], num_samples: int) -> list[float]:
+    """Relative cost of each trial of a param space: forward FLOPs per sample of its model x its
+    epochs (training is ~3x forward for every model, so the factor cancels). A space that
+    samples (a search) has configurations not known yet: its trials count as equal."""
+    if any(isinstance(v, Domain) for v in params.values()):
+        return [1.0] * num_samples
+    costs = []
+    for _, config in generate_variants(dict(params)):
+        cfg = TrainConfig.from_dict(config)
+        costs.append(float(forward_flops(cfg.model_config)) * cfg.epochs)
+    return costs * num_samples
+
+
+def seed_grid(seeds: list[int]) -> Any:
+    """One trial per seed: a grid over several, the value itself for one."""
+    return tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
+
+
+def param_space(
+    space: SearchSpace,
+    epochs: int,
+    seeds: list[int] | None,
+    precision: str | None = None,
+    test_fraction: float | None = None,
+) -> dict[str, Any]:
+    """The space's param space with the run's epochs, precision, test fraction and seeds (a
+    grid over seeds), over TrainConfig's defaults, so that every trial's config names its whole
+    protocol."""
+    params = {**TrainConfig().to_dict(), **space.param_space, "epochs": epochs}
+    if precision is not None:
+        params["precision"] = precision
+    if test_fraction is not None:
+        params["test_fraction"] = test_fraction
+    if seeds is not None:
+        if not space.grid_seeds:
+            raise UserError(
+                f"--seeds: space {space.name!r} samples its configurations; "
+                "rerun its best configuration per seed instead"
+            )
+        params["seed"] = seed_grid(seeds)
+    return params
+
+
+def run_fusion(
+    request: RunRequest,
+    space: SearchSpace,
+    trainable: Callable[..., None],
+    **identity_extra: Any,
+) -> Outcome:
+    """Check the space's every configuration, load the data, and run or resume the experiment.
+
+    trainable: the Tune function trainable (train_fusion, or a wrapper
+    of it: how the tests inject failing trials). identity_extra: ExperimentMeta fields of the
+    run (--replicate's source and picks)."""
+    fraction = request.test_fraction
+    if request.replicate:  # the replicate space fixes its epochs; --epochs is in its points
+        params = param_space(space, space.epochs, None, request.precision, fraction)
+    else:
+        epochs = request.epochs or (1 if request.smoke_test else space.epochs)
+        params = param_space(space, epochs, request.seed_list, request.precision, fraction)
+    check_param_space(space.name, params, TrainConfig.from_dict)
+    samples = num_samples(request, space.num_samples)
+    data, meta = prepare(request, epochs=params["epochs"], samples=samples, **identity_extra)
+    if fraction is not None:  # here, in one line, rather than in every trial
+        held_out_mask(data.labels, data.is_train, fraction, name="--test-fraction")
+    experiment = TuneExperiment(
+        path=request.experiment,
+        label=f"experiment {request.experiment}",
+        trainable=trainable,
+        params=params,
+        num_samples=samples,
+        status_columns=STATUS_COLUMNS,
+        parameter_columns=PARAMETER_COLUMNS,
+        metric=space.metric,
+        mode=space.mode,
+        scheduler=space.make_scheduler(params["epochs"]),
+        search_alg=space.make_search_alg(),
+    )
+    return drive(
+        request,
+        meta,
+        data,
+        started=tune.Tuner.can_restore(request.experiment),
+        costs=trial_costs(params, samples),
+        body=lambda session: session.fit(experiment),
+    )
