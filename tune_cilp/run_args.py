@@ -148,6 +148,11 @@ def build_parser() -> ArgumentParser:
         "--tensorboard", action="store_true", help="also write TensorBoard event files per trial"
     )
     p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print Ray's full status table every 10 s instead of one line per trial",
+    )
+    p.add_argument(
         "--replicate",
         metavar="EXPERIMENT",
         default=None,
@@ -241,6 +246,7 @@ def parse_request(args: argparse.Namespace, argv: Sequence[str], started_at: flo
         max_failures=args.max_failures,
         wandb=resolve_wandb(args.wandb, args.wandb_project, args.wandb_entity, args.wandb_dir),
         tensorboard=args.tensorboard,
+        verbose=args.verbose,
         argv=tuple(argv),
         started_at=started_at,
     )

@@ -80,6 +80,13 @@ def test_seed_ablation_reports_every_metric_every_epoch(seed_ablation: tuple[Pat
     assert output.count(f"experiment: {experiment}") == 2
     assert "no GPU: running on CPU cores" in output
     assert "concat-maxpool" in output.split("starting trials")[-1]  # the comparison table
+    # The progress lines, plain in a captured stream: each trial's end, the experiment's total.
+    lines = output.splitlines()
+    for name in ("concat maxpool 51", "concat stride 51"):
+        (end,) = [line for line in lines if line.split()[:5] == [*name.split(), "epoch", "2/2"]]
+        assert " done in " in end, end
+    assert "experiment: 2/2 trials ended, 4 epochs in" in output
+    assert "Trial name" not in output and "\x1b" not in output  # no Ray table, no redraws
 
 
 @pytest.mark.slow
@@ -123,9 +130,12 @@ def test_fake_gpu_runs_four_trials_on_it_at_once(
 
 
 @pytest.mark.slow
-def test_hpo_asha_stops_some_trials_early(tiny_raw: Path, tmp_path: Path, local_ray: None) -> None:
+def test_hpo_asha_stops_some_trials_early(
+    tiny_raw: Path, tmp_path: Path, local_ray: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = run_args(tiny_raw, tmp_path, "--space", "hpo", "--epochs", "4", "--num-samples", "8")
-    assert main([*argv, "--wandb", "disabled", "--tensorboard"]) == 0
+    assert main([*argv, "--wandb", "disabled", "--tensorboard", "--verbose"]) == 0
+    assert "Trial name" in capsys.readouterr().out  # --verbose: Ray's status table
     runs = histories(tmp_path / "hpo")
     assert len(runs) == 8
     for name in runs:

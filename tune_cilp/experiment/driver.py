@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,7 @@ from ray import tune
 
 from tune_cilp.core.errors import UserError
 from tune_cilp.data import CilpArrays, default_data_dir, is_synthetic, load_arrays
-from tune_cilp.experiment import graceful_stop
+from tune_cilp.experiment import graceful_stop, progress
 from tune_cilp.experiment.cpu_plan import plan
 from tune_cilp.experiment.graceful_stop import INTERRUPTED, GracefulStop
 from tune_cilp.experiment.identity import (
@@ -137,6 +137,7 @@ class TuneExperiment:
     scheduler: Any = None
     search_alg: Any = None
     trial_dirname_creator: Callable[[Any], str] | None = None
+    epochs_of: Callable[[Mapping[str, Any]], int] | None = None  # a config's epochs (progress)
     # More arguments for the trainable, given anew on every run (a resume included), e.g. where
     # the experiment is now
     trainable_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -195,6 +196,12 @@ class Session:
         resources = self._start()
         restoring = tune.Tuner.can_restore(experiment.path)
         apply_tune_settings(self.request.local, restoring)
+        progress.current().configure(
+            verbose=self.request.verbose,
+            name_keys=experiment.parameter_columns,
+            epochs_of=experiment.epochs_of,
+            status_columns=experiment.status_columns,
+        )
         wandb_dir = Path(self.request.experiment) if self.request.local else None
         trainable = tune.with_resources(
             tune.with_parameters(
@@ -261,13 +268,8 @@ def new_tuner(
             callbacks=[*callbacks, *result_loggers(request.tensorboard)],
             failure_config=tune.FailureConfig(max_failures=request.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
-            verbose=1,  # the status table only; every result is in the experiment directory
-            progress_reporter=tune.CLIReporter(
-                metric_columns=experiment.status_columns,
-                parameter_columns=experiment.parameter_columns,
-                max_report_frequency=10,
-                sort_by_metric=True,
-            ),
+            verbose=1,  # the progress lines only; every result is in the experiment directory
+            progress_reporter=progress.current(),
         ),
     )
 

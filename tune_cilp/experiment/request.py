@@ -41,6 +41,7 @@ class RunRequest:
     max_failures: int
     wandb: WandbSettings  # resolved: flag > WANDB_* environment > default
     tensorboard: bool
+    verbose: bool  # Ray's status table instead of the progress lines
     argv: tuple[str, ...]  # as typed, recorded in tune_cilp.json
     started_at: float  # time.time() when the command started (for "setup took")
 
