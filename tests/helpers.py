@@ -278,3 +278,14 @@ BASE = ExperimentMeta(
     cpus_per_trial=1.0,
     gpus_per_trial=None,
 )
+
+
+def plugin_env(tmp_path: Path, module: str, where: Path, env: dict[str, str]) -> dict[str, str]:
+    """`env` with a sitecustomize on PYTHONPATH that calls `module`.register() (found in
+    `where`) as every Python process starts: how a subprocess run, its Ray workers and its
+    analysis get a scratch registry entry the way they would import an edited file."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(f"import {module}\n\n{module}.register()\n")
+    path = [str(site), str(where), *filter(None, [env.get("PYTHONPATH")])]
+    return {**env, "PYTHONPATH": os.pathsep.join(path)}

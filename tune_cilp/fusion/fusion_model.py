@@ -3,12 +3,22 @@ and sizes are described in tune_cilp.fusion.variants (the registry, torch-free).
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from tune_cilp.data.constants import IMAGE_SIZE
-from tune_cilp.fusion.variants import IN_CHANNELS, SINGLE_INPUT_OPS, VARIANTS, ModelConfig
+from tune_cilp.fusion.variants import IN_CHANNELS, OPS, VARIANTS, ModelConfig
 from tune_cilp.training.layers import L2Normalize, conv_block
+
+# Each fusion op of tune_cilp.fusion.variants.OPS that takes both inputs: (a, b) -> fused.
+FUSE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "concat": lambda a, b: torch.cat((a, b), dim=1),
+    "add": operator.add,
+    "mul": operator.mul,
+}
 
 
 class FusionNet(nn.Module):
@@ -23,16 +33,11 @@ class FusionNet(nn.Module):
         self.head = head
 
     def forward(self, rgb: torch.Tensor, xyza: torch.Tensor) -> torch.Tensor:
-        if self.op in SINGLE_INPUT_OPS:
-            return self.head(self.trunk(self.encoders[0](rgb if self.op == "rgb" else xyza)))
+        single = OPS[self.op].modality
+        if single:
+            return self.head(self.trunk(self.encoders[0](rgb if single == "rgb" else xyza)))
         a, b = (rgb, xyza) if not self.encoders else (self.encoders[0](rgb), self.encoders[1](xyza))
-        if self.op == "concat":
-            x = torch.cat((a, b), dim=1)
-        elif self.op == "add":
-            x = a + b
-        else:
-            x = a * b
-        return self.head(self.trunk(x))
+        return self.head(self.trunk(FUSE[self.op](a, b)))
 
 
 def build_model(cfg: ModelConfig) -> FusionNet:
@@ -55,17 +60,17 @@ def build_model(cfg: ModelConfig) -> FusionNet:
 
     if variant.fuse_at == "input":
         encoders = nn.ModuleList()
-        trunk = conv_block(2 * IN_CHANNELS, c0, v) + conv_block(c0, c1, v) + conv_block(c1, c2, v)
+        fused = variant.fusion.width * IN_CHANNELS
+        trunk = conv_block(fused, c0, v) + conv_block(c0, c1, v) + conv_block(c1, c2, v)
         trunk += conv_block(c2, c2, None)
         head = [nn.Flatten(), *classifier(flat)]
     elif variant.fuse_at == "features":
-        single = variant.op in SINGLE_INPUT_OPS
-        encoders = nn.ModuleList([encoder()] if single else [encoder(), encoder()])
-        fused = 2 * c1 if variant.op == "concat" else c1
+        encoders = nn.ModuleList([encoder() for _ in range(variant.fusion.inputs)])
+        fused = variant.fusion.width * c1
         trunk = conv_block(fused, c2, v) + conv_block(c2, c2, None)
         head = [nn.Flatten(), *classifier(flat)]
     else:
         encoders = nn.ModuleList([encoder(), encoder()])
         trunk = []
-        head = classifier(2 * cfg.hidden)
+        head = classifier(variant.fusion.width * cfg.hidden)
     return FusionNet(encoders, variant.op, nn.Sequential(*trunk), nn.Sequential(*head))

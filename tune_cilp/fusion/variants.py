@@ -49,12 +49,48 @@ IN_CHANNELS = 4  # RGBA and XYZA
 DOWNSAMPLES: tuple[str, ...] = ("maxpool", "stride")
 
 
+FUSE_AT: tuple[str, ...] = ("input", "features", "embedding")
+
+
+@dataclass(frozen=True)
+class Op:
+    """A fusion op: how many inputs it takes (2, or 1 for a single-modality baseline, which
+    takes its `modality`'s features alone) and how many times one input's width it outputs."""
+
+    inputs: int = 2
+    width: int = 1
+    modality: str = ""  # "rgb" or "lidar" for a single-input op
+
+
+# Fusion ops by name; each has its tensor function in tune_cilp.fusion.fusion_model.FUSE.
+OPS: dict[str, Op] = {
+    "concat": Op(width=2),
+    "add": Op(),
+    "mul": Op(),
+    "rgb": Op(inputs=1, modality="rgb"),
+    "lidar": Op(inputs=1, modality="lidar"),
+}
+
+
 @dataclass(frozen=True)
 class Variant:
-    """Where the modalities meet ("input", "features" or "embedding") and how ("concat" ...)."""
+    """Where the modalities meet ("input", "features" or "embedding") and how (an op of OPS);
+    an unknown place or op is refused here, when the registry is built."""
 
     fuse_at: str
     op: str
+
+    def __post_init__(self) -> None:
+        if self.fuse_at not in FUSE_AT:
+            raise ValueError(f"fuse_at: expected one of {', '.join(FUSE_AT)}, got {self.fuse_at!r}")
+        if self.op not in OPS:
+            raise ValueError(f"op: expected one of {', '.join(OPS)}, got {self.op!r}")
+        if OPS[self.op].inputs == 1 and self.fuse_at != "features":
+            raise ValueError(f"op {self.op!r} takes one modality's features: fuse_at features")
+
+    @property
+    def fusion(self) -> Op:
+        return OPS[self.op]
 
 
 # The registry (timm style: look up by name). Adding a variant is one line here.
@@ -67,7 +103,6 @@ VARIANTS: dict[str, Variant] = {
     "rgb": Variant(fuse_at="features", op="rgb"),
     "lidar": Variant(fuse_at="features", op="lidar"),
 }
-SINGLE_INPUT_OPS = ("rgb", "lidar")  # "fusion" ops that take one modality's features alone
 
 
 @dataclass(frozen=True)
@@ -104,7 +139,7 @@ def list_variants() -> list[str]:
 
 def fusion_variants() -> list[str]:
     """The variants that fuse both modalities: ['add', 'concat', 'early', 'hadamard', 'late']."""
-    return sorted(n for n, v in VARIANTS.items() if v.op not in SINGLE_INPUT_OPS)
+    return sorted(n for n, v in VARIANTS.items() if v.fusion.inputs == 2)
 
 
 def variant_name(config: Mapping[str, Any]) -> str:
@@ -134,13 +169,15 @@ def forward_flops(cfg: ModelConfig) -> int:
     flat = c2 * (IMAGE_SIZE // 8) ** 2  # three downsamplings: 64 -> 8
     classifier = linear(flat, cfg.hidden) + linear(cfg.hidden, cfg.num_classes)
     if variant.fuse_at == "input":
-        total = conv(2 * IN_CHANNELS, c0, True) + conv(c0, c1, True) + conv(c1, c2, True)
+        fused = variant.fusion.width * IN_CHANNELS
+        total = conv(fused, c0, True) + conv(c0, c1, True) + conv(c1, c2, True)
         return total + conv(c2, c2, False) + classifier
-    encoders = 1 if variant.op in SINGLE_INPUT_OPS else 2
+    encoders = variant.fusion.inputs
     encoder = conv(IN_CHANNELS, c0, True) + conv(c0, c1, True)
     if variant.fuse_at == "embedding":
         encoder += conv(c1, c2, True) + linear(flat, cfg.hidden) + linear(cfg.hidden, cfg.hidden)
-        head = linear(2 * cfg.hidden, cfg.hidden) + linear(cfg.hidden, cfg.num_classes)
+        head = linear(variant.fusion.width * cfg.hidden, cfg.hidden)
+        head += linear(cfg.hidden, cfg.num_classes)
         return encoders * encoder + head
-    fused = 2 * c1 if variant.op == "concat" else c1
+    fused = variant.fusion.width * c1
     return encoders * encoder + conv(fused, c2, True) + conv(c2, c2, False) + classifier
