@@ -20,6 +20,7 @@ from ray.tune.search import BasicVariantGenerator
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import SELECT
 from tune_cilp.experiment.request import RunRequest
+from tune_cilp.experiment.run_settings import run_epochs, with_run_settings
 from tune_cilp.experiment.space import SearchSpace
 from tune_cilp.fusion.fusion_config import TrainConfig
 from tune_cilp.fusion.variants import variant_name
@@ -108,11 +109,7 @@ def replicated_space(request: RunRequest) -> tuple[SearchSpace, list[Pick]]:
     (recorded in tune_cilp.json: where the configurations came from)."""
     assert request.replicate is not None and request.seeds is not None
     picks = pick_configs(request.replicate, request.top_k)
-    overrides: dict[str, Any] = {}
-    if request.epochs or request.smoke_test:
-        overrides["epochs"] = request.epochs or 1
-    if request.precision:
-        overrides["precision"] = request.precision
+    overrides = with_run_settings({}, epochs=run_epochs(request, None), precision=request.precision)
     if request.test_fraction is not None:
         overrides["test_fraction"] = request.test_fraction
     return replicate_space(request.replicate, picks, request.seeds, overrides), picks

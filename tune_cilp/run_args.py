@@ -14,7 +14,7 @@ from tune_cilp.data import DATASET_FLAGS, DEFAULT_SOURCE, check_test_fraction
 from tune_cilp.data.default_set import DATA_DIR
 from tune_cilp.experiment.driver import DEFAULT_GPU_FRACTION
 from tune_cilp.experiment.request import RunRequest
-from tune_cilp.experiment.storage import is_uri
+from tune_cilp.experiment.storage import Location, is_uri
 from tune_cilp.experiment.wandb_setup import MODES, PROJECT, resolve_wandb
 from tune_cilp.replicate import SPACE_NAME as REPLICATE_SPACE
 from tune_cilp.spaces import DEFAULT_SPACE
@@ -237,9 +237,7 @@ def parse_request(args: argparse.Namespace, argv: Sequence[str], started_at: flo
         dataset=args.dataset or DEFAULT_SOURCE,
         data_dir=args.data_dir,
         test_fraction=args.test_fraction,
-        storage=storage if local else args.storage_path,
-        name=args.name or name,
-        local=local,
+        location=Location(storage if local else args.storage_path, args.name or name),
         address=args.address,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,

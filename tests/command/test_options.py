@@ -13,7 +13,7 @@ from helpers import ROOT, error_lines
 
 from tune_cilp.cilp.cilp_space import CilpSpace
 from tune_cilp.core.errors import UserError
-from tune_cilp.experiment.driver import SMOKE_MAX_SAMPLES, num_samples
+from tune_cilp.experiment.run_settings import SMOKE_MAX_SAMPLES, num_samples
 from tune_cilp.run import check_applies
 from tune_cilp.run_args import build_parser, parse_request
 from tune_cilp.spaces import list_spaces
@@ -87,7 +87,7 @@ def test_smoke_test_caps_samples_and_num_samples_overrides_alike(space) -> None:
 
 def test_the_request_is_frozen_and_absolute(tmp_path: Path) -> None:
     got = request("--storage-path", str(tmp_path / "a" / ".." / "b"), "--seeds", "1,2")
-    assert got.storage == str(tmp_path / "b") and got.seeds == (1, 2) and got.local
+    assert got.location.parent == str(tmp_path / "b") and got.seeds == (1, 2) and got.local
     assert not (tmp_path / "b").exists()  # parsing writes nothing: the driver creates it
     with pytest.raises(AttributeError):
         got.name = "other"  # type: ignore[misc]

@@ -51,13 +51,12 @@ from tune_cilp.experiment.ray_session import (
     start_ray,
 )
 from tune_cilp.experiment.request import RunRequest
-from tune_cilp.experiment.storage import local_storage
+from tune_cilp.experiment.storage import Location, local_storage
 from tune_cilp.experiment.trial_rows import trim_unsaved_rows
 from tune_cilp.experiment.tune_settings import apply_tune_settings, result_loggers
 from tune_cilp.experiment.wandb_setup import wandb_env, wandb_init_kwargs
 
 SMOKE_PER_CLASS = {True: 16, False: 8}  # train / validation scenes per class: 32 + 16
-SMOKE_MAX_SAMPLES = 2  # a smoke test runs at most this many samples of a sampled space
 DEFAULT_GPU_FRACTION = 0.25
 CHECKPOINTS_TO_KEEP = 2  # the latest two: enough to resume, bounded disk
 
@@ -80,18 +79,11 @@ def prepare(
     if asked), and the run's identity; `extra`: ExperimentMeta fields particular to the run."""
     check_address(request.address)
     if request.local:
-        local_storage(request.storage)
+        local_storage(request.location.parent)
     data = load_arrays(request.dataset, data_dir=request.data_dir)
     if request.smoke_test:
         data = smoke_subset(data)
     return data, identity(request, data, epochs=epochs, samples=samples, **extra)
-
-
-def num_samples(request: RunRequest, space_samples: int) -> int:
-    """Tune's num_samples: --num-samples, else the space's (at most 2 in a smoke test)."""
-    if request.num_samples:
-        return request.num_samples
-    return min(space_samples, SMOKE_MAX_SAMPLES) if request.smoke_test else space_samples
 
 
 def identity(
@@ -125,7 +117,7 @@ def identity(
 class TuneExperiment:
     """One Ray Tune experiment to fit: a fusion run, or one stage of a CILP chain."""
 
-    path: str  # its directory (or URI)
+    location: Location  # where it lives
     label: str  # how the driver's lines name it: "experiment <path>", "stage projector"
     trainable: Callable[..., None]  # a function trainable taking (config, data, wandb_kwargs)
     params: dict[str, Any]
@@ -141,6 +133,10 @@ class TuneExperiment:
     # More arguments for the trainable, given anew on every run (a resume included), e.g. where
     # the experiment is now
     trainable_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return self.location.path
 
 
 @dataclass(frozen=True)
@@ -194,7 +190,7 @@ class Session:
             self.exit_code = self.stop.stopped_exit_code(experiment.path, self.request.local) or 0
             return False
         resources = self._start()
-        restoring = tune.Tuner.can_restore(experiment.path)
+        restoring = experiment.location.started()
         apply_tune_settings(self.request.local, restoring)
         progress.current().configure(
             verbose=self.request.verbose,
@@ -249,7 +245,6 @@ def new_tuner(
     trainable: Any, experiment: TuneExperiment, request: RunRequest, callbacks: list[Any]
 ) -> tune.Tuner:
     """A Tuner for a new experiment: its scheduler and searcher, checkpoints, callbacks."""
-    storage, _, name = experiment.path.rstrip("/").rpartition("/")
     return tune.Tuner(
         trainable,
         param_space=experiment.params,
@@ -263,8 +258,8 @@ def new_tuner(
             trial_dirname_creator=experiment.trial_dirname_creator,
         ),
         run_config=tune.RunConfig(
-            name=name,
-            storage_path=storage,
+            name=experiment.location.name,
+            storage_path=experiment.location.parent,
             callbacks=[*callbacks, *result_loggers(request.tensorboard)],
             failure_config=tune.FailureConfig(max_failures=request.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tune_cilp.experiment.storage import Location
 from tune_cilp.experiment.wandb_setup import WandbSettings
 
 
@@ -31,9 +32,7 @@ class RunRequest:
     data_dir: str | None
     test_fraction: float | None  # share of the validation scenes held out as a test split
     # Where
-    storage: str  # an absolute local path or a URI, checked
-    name: str
-    local: bool  # storage is a local (or NFS) path, not a URI
+    location: Location  # <--storage-path>/<--name>: an absolute local path or a URI, checked
     address: str | None
     # With which resources and services
     cpus_per_trial: int | None
@@ -48,7 +47,11 @@ class RunRequest:
     @property
     def experiment(self) -> str:
         """The experiment's directory (or URI): <storage>/<name>."""
-        return f"{self.storage.rstrip('/')}/{self.name}"
+        return self.location.path
+
+    @property
+    def local(self) -> bool:
+        return self.location.local
 
     @property
     def seed_list(self) -> list[int] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from tune_cilp.core.errors import UserError
@@ -26,6 +27,34 @@ def is_uri(storage_path: str) -> bool:
             "or a local or NFS path)"
         )
     return True
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where one Tune experiment lives, as Tune takes it: its storage path (an absolute local
+    path or a URI) and its name; the experiment is <parent>/<name>."""
+
+    parent: str
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.parent.rstrip('/')}/{self.name}"
+
+    @property
+    def local(self) -> bool:
+        """A local (or NFS) path, not a URI."""
+        return not is_uri(self.parent)
+
+    def child(self, name: str) -> Location:
+        """An experiment inside this one (a CILP stage)."""
+        return Location(self.path, name)
+
+    def started(self) -> bool:
+        """Whether Tune has begun this experiment (its state is on the storage)."""
+        from ray import tune  # the request's value is read without Ray where it is not run
+
+        return tune.Tuner.can_restore(self.path)
 
 
 def local_storage(storage_path: str) -> Path:

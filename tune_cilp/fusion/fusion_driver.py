@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ray import tune
 from ray.tune.search.sample import Domain
 from ray.tune.search.variant_generator import generate_variants
 
@@ -17,10 +16,10 @@ from tune_cilp.experiment.driver import (
     Outcome,
     TuneExperiment,
     drive,
-    num_samples,
     prepare,
 )
 from tune_cilp.experiment.request import RunRequest
+from tune_cilp.experiment.run_settings import num_samples, run_epochs, with_run_settings
 from tune_cilp.experiment.space import SearchSpace, check_param_space
 from tune_cilp.experiment.trial import run_trial
 from tune_cilp.fusion.fusion_config import TrainConfig
@@ -64,11 +63,6 @@ def trial_costs(params: Mapping[str, Any], num_samples: int) -> list[float]:
     return costs * num_samples
 
 
-def seed_grid(seeds: list[int]) -> Any:
-    """One trial per seed: a grid over several, the value itself for one."""
-    return tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
-
-
 def param_space(
     space: SearchSpace,
     epochs: int,
@@ -79,19 +73,16 @@ def param_space(
     """The space's param space with the run's epochs, precision, test fraction and seeds (a
     grid over seeds), over TrainConfig's defaults, so that every trial's config names its whole
     protocol."""
-    params = {**TrainConfig().to_dict(), **space.param_space, "epochs": epochs}
-    if precision is not None:
-        params["precision"] = precision
+    if seeds is not None and not space.grid_seeds:
+        raise UserError(
+            f"--seeds: space {space.name!r} samples its configurations; "
+            "rerun its best configuration per seed instead"
+        )
+    params = with_run_settings({**TrainConfig().to_dict(), **space.param_space}, epochs=epochs)
+    params = with_run_settings(params, precision=precision)
     if test_fraction is not None:
         params["test_fraction"] = test_fraction
-    if seeds is not None:
-        if not space.grid_seeds:
-            raise UserError(
-                f"--seeds: space {space.name!r} samples its configurations; "
-                "rerun its best configuration per seed instead"
-            )
-        params["seed"] = seed_grid(seeds)
-    return params
+    return with_run_settings(params, seeds=seeds)
 
 
 def run_fusion(
@@ -109,7 +100,7 @@ def run_fusion(
     if request.replicate:  # the replicate space fixes its epochs; --epochs is in its points
         params = param_space(space, space.epochs, None, request.precision, fraction)
     else:
-        epochs = request.epochs or (1 if request.smoke_test else space.epochs)
+        epochs = run_epochs(request, space.epochs)
         params = param_space(space, epochs, request.seed_list, request.precision, fraction)
     check_param_space(space.name, params, TrainConfig.from_dict)
     samples = num_samples(request, space.num_samples)
@@ -117,7 +108,7 @@ def run_fusion(
     if fraction is not None:  # here, in one line, rather than in every trial
         held_out_mask(data.labels, data.is_train, fraction, name="--test-fraction")
     experiment = TuneExperiment(
-        path=request.experiment,
+        location=request.location,
         label=f"experiment {request.experiment}",
         trainable=trainable,
         params=params,
@@ -133,7 +124,7 @@ def run_fusion(
         request,
         meta,
         data,
-        started=tune.Tuner.can_restore(request.experiment),
+        started=request.location.started(),
         costs=trial_costs(params, samples),
         body=lambda session: session.fit(experiment),
     )
