@@ -36,10 +36,10 @@ def run_trial(
     granted resources, the trainer restored from Tune's checkpoint if there is one, then one
     report + checkpoint (``state.pt``, the full trainer state) per epoch, W&B alongside.
 
-    The trainer has run_epoch(), done, state_dict(), load_state_dict(), predictions(), device,
-    precision and num_parameters; `info` goes into every report with the trial's constants. A
-    classifier's per-scene validation scores go into each checkpoint as well (PREDICTIONS_FILE,
-    tune_cilp.core.predictions), taken from the same state as state.pt.
+    The trainer is a TrainingLoop (epochs(), done, state_dict(), load_state_dict(),
+    predictions(), device, precision, num_parameters); `info` goes into every report with the
+    trial's constants. A classifier's per-scene validation scores go into each checkpoint as
+    well (PREDICTIONS_FILE, tune_cilp.core.predictions), taken from the same state as state.pt.
     """
     from tune_cilp.core.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
     from tune_cilp.core.predictions import write_predictions
@@ -69,8 +69,8 @@ def run_trial(
     # W&B gets the trial config (+ the run's constants) once and the numeric metrics per epoch.
     run = _start_wandb({**config, **static}, wandb_kwargs) if wandb_kwargs else None
     try:
-        while not trainer.done:
-            metrics = {**trainer.run_epoch(), "peak_memory_mb": peak_mb(trainer.device)}
+        for epoch in trainer.epochs():
+            metrics = {**epoch, "peak_memory_mb": peak_mb(trainer.device)}
             if run is not None:
                 run.log(metrics, step=int(metrics["epoch"]))
                 if trainer.done:  # before the last report: after it, Tune may end this process
