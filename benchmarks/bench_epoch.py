@@ -38,9 +38,11 @@ from torch.utils.data import DataLoader, Dataset
 from tune_cilp.core.errors import ArgumentParser, UserError, run_cli
 from tune_cilp.data import DATASET_FLAGS, CilpArrays, depth_to_xyza, generate_raw, load_arrays
 from tune_cilp.fusion import fusion_model as models
+from tune_cilp.fusion.fusion_config import TrainConfig
 from tune_cilp.fusion.fusion_model import build_model
-from tune_cilp.fusion.fusion_trainer import TrainConfig, Trainer, configure_process
+from tune_cilp.fusion.fusion_trainer import Trainer
 from tune_cilp.fusion.variants import ModelConfig, forward_flops
+from tune_cilp.training.device import configure_process
 
 LAYER_ORDERS = ("current", "conv-relu-pool")
 

@@ -39,7 +39,8 @@ import torch
 from benchmarks.bench_epoch import best_after_first, trainer_epochs
 from tune_cilp.core.errors import ArgumentParser, UserError, run_cli
 from tune_cilp.data import CilpArrays, load_arrays
-from tune_cilp.fusion.fusion_trainer import TrainConfig, Trainer
+from tune_cilp.fusion.fusion_config import TrainConfig
+from tune_cilp.fusion.fusion_trainer import Trainer
 from tune_cilp.fusion.variants import DOWNSAMPLES, list_variants
 
 ROOT = Path(__file__).resolve().parents[1]

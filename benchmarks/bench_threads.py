@@ -22,7 +22,9 @@ from bench_epoch import cpu_summary, matmul_peak  # noqa: E402
 
 from tune_cilp.data import load_arrays  # noqa: E402
 from tune_cilp.experiment.cpu_plan import TWO_THREAD_SPEEDUP  # noqa: E402
-from tune_cilp.fusion.fusion_trainer import TrainConfig, Trainer, configure_process  # noqa: E402
+from tune_cilp.fusion.fusion_config import TrainConfig  # noqa: E402
+from tune_cilp.fusion.fusion_trainer import Trainer  # noqa: E402
+from tune_cilp.training.device import configure_process  # noqa: E402
 
 
 def main() -> None:

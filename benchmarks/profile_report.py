@@ -41,7 +41,9 @@ from tune_cilp.core.checkpoint import STATE_FILE, save_checkpoint
 from tune_cilp.core.errors import ArgumentParser, UserError, run_cli
 from tune_cilp.data import load_arrays
 from tune_cilp.experiment.driver import CHECKPOINTS_TO_KEEP
-from tune_cilp.fusion.fusion_trainer import TrainConfig, Trainer, configure_process
+from tune_cilp.fusion.fusion_config import TrainConfig
+from tune_cilp.fusion.fusion_trainer import Trainer
+from tune_cilp.training.device import configure_process
 
 TRAIN_SCENES = 64  # the state's size does not depend on the data; one short epoch fills it
 

@@ -38,7 +38,7 @@ import torch
 
 from benchmarks.bench_epoch import cpu_summary, matmul_peak
 from tune_cilp.core.errors import ArgumentParser, run_cli
-from tune_cilp.fusion.fusion_trainer import configure_process
+from tune_cilp.training.device import configure_process
 
 MARKERS = {  # phase -> the start of a line the command prints when it is reached
     "driver ready": "experiment:",

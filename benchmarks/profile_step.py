@@ -21,7 +21,9 @@ from torch.profiler import ProfilerActivity, profile
 from benchmarks.bench_epoch import LAYER_ORDERS, cpu_summary, layer_order
 from tune_cilp.core.errors import ArgumentParser, run_cli
 from tune_cilp.data import load_arrays
-from tune_cilp.fusion.fusion_trainer import TrainConfig, Trainer, configure_process
+from tune_cilp.fusion.fusion_config import TrainConfig
+from tune_cilp.fusion.fusion_trainer import Trainer
+from tune_cilp.training.device import configure_process
 
 
 def profiled_pass(trainer: Trainer) -> tuple[float, profile]:

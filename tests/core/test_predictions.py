@@ -31,7 +31,9 @@ from tune_cilp.core.predictions import (
     write_predictions,
 )
 from tune_cilp.data import CilpArrays
-from tune_cilp.fusion.fusion_trainer import TrainConfig, Trainer, configure_process, predict_proba
+from tune_cilp.fusion.fusion_config import TrainConfig
+from tune_cilp.fusion.fusion_trainer import Trainer, predict_proba
+from tune_cilp.training.device import configure_process
 
 FAST = {"variant": "early", "downsample": "stride"}  # the cheapest model: ~0.1 GFLOP / sample
 SOURCE = "exp/trial_1/checkpoint_000001/predictions.json"

@@ -19,17 +19,14 @@ from tune_cilp.core.checkpoint import load_checkpoint, save_checkpoint
 from tune_cilp.core.errors import UserError, run_cli
 from tune_cilp.data import CilpArrays
 from tune_cilp.experiment.space import check_param_space
+from tune_cilp.fusion.fusion_config import TrainConfig
 from tune_cilp.fusion.fusion_driver import param_space
-from tune_cilp.fusion.fusion_trainer import (
-    TrainConfig,
-    Trainer,
-    class_pos_weight,
-    configure_process,
-    sample_weights,
-)
+from tune_cilp.fusion.fusion_trainer import Trainer
 from tune_cilp.run import check_applies, main
 from tune_cilp.run_args import build_parser, parse_request
 from tune_cilp.spaces import get_space
+from tune_cilp.training.balance import class_pos_weight, sample_weights
+from tune_cilp.training.device import configure_process
 from tune_cilp.training.trial_config import CLASS_BALANCES
 
 FAST = {"variant": "early", "downsample": "stride"}  # the cheapest model: ~0.1 GFLOP / sample

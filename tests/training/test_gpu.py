@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from tune_cilp.data import CilpArrays
-from tune_cilp.fusion.fusion_trainer import TrainConfig, Trainer, configure_process, predict_proba
+from tune_cilp.fusion.fusion_config import TrainConfig
+from tune_cilp.fusion.fusion_trainer import Trainer, predict_proba
+from tune_cilp.training.device import configure_process
 from tune_cilp.training.peak_memory import peak_mb, reset_peak
 
 pytestmark = pytest.mark.gpu

@@ -15,7 +15,9 @@ from tune_cilp.core.checkpoint import load_checkpoint, save_checkpoint
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import EPOCH_KEYS
 from tune_cilp.data import CilpArrays, generate_raw, load_arrays
-from tune_cilp.fusion.fusion_trainer import TrainConfig, Trainer, configure_process, predict_proba
+from tune_cilp.fusion.fusion_config import TrainConfig
+from tune_cilp.fusion.fusion_trainer import Trainer, predict_proba
+from tune_cilp.training.device import configure_process
 
 TIMINGS = ("epoch_time_s", "samples_per_s")
 FAST = {"variant": "early", "downsample": "stride"}  # the cheapest model: ~0.1 GFLOP / sample

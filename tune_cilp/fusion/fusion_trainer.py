@@ -17,19 +17,9 @@ from tune_cilp.core.errors import UserError
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.fusion.fusion_config import TrainConfig
 from tune_cilp.fusion.fusion_model import build_model
-from tune_cilp.training.balance import class_pos_weight, sample_weights
-from tune_cilp.training.device import configure_process, resolve_device
+from tune_cilp.training.balance import class_balance
+from tune_cilp.training.device import resolve_device
 from tune_cilp.training.loop import DeviceSplit, TrainingLoop
-
-# TrainConfig and configure_process are imported from here by the trial, tests and benchmarks.
-__all__ = [
-    "TrainConfig",
-    "Trainer",
-    "class_pos_weight",
-    "configure_process",
-    "predict_proba",
-    "sample_weights",
-]
 
 
 class Trainer(TrainingLoop):
@@ -43,14 +33,7 @@ class Trainer(TrainingLoop):
         self, cfg: TrainConfig, data: CilpArrays, *, device: str | torch.device | None = None
     ):
         super().__init__(cfg, data, device=device, test=cfg.held_out(data))
-        weight = class_pos_weight(cfg, data.train.labels)
-        self._pos_weight = None if weight is None else torch.tensor(weight, device=self.device)
-        # sampler: each scene drawn with probability 1 / (its class's count), so a batch holds
-        # both classes alike in expectation (torch's WeightedRandomSampler, drawn by the loop's
-        # own generator so that a resume continues it).
-        self._sample_weights = (
-            sample_weights(data.train.labels) if cfg.class_balance == "sampler" else None
-        )
+        self.balance = class_balance(cfg, data.train.labels, self.device)
 
     @property
     def model(self) -> nn.Module:
@@ -70,12 +53,12 @@ class Trainer(TrainingLoop):
     def train_epoch(self) -> float:
         data = self.train_data
         total = torch.zeros((), device=self.device)
-        for index in self.batches(len(data), self._sample_weights):
+        for index in self.batches(len(data), self.balance.sample_weights):
             rgb, xyza, labels = data.batch(index, self.memory_format)
             with self.autocast():
                 logits = self.model(rgb, xyza)[:, 0]
             loss = F.binary_cross_entropy_with_logits(
-                logits.float(), labels, pos_weight=self._pos_weight
+                logits.float(), labels, pos_weight=self.balance.pos_weight
             )
             self.step(loss)
             total += loss.detach() * len(labels)  # stays on the device: no sync per batch

@@ -4,6 +4,7 @@ ratio, "sampler" draws scenes with probability 1 / (their class's count); docs/S
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,27 @@ def class_pos_weight(cfg: Any, train_labels: np.ndarray) -> float | None:
             f"{positives} spheres of {len(train_labels)} scenes"
         )
     return (len(train_labels) - positives) / positives
+
+
+@dataclass(frozen=True)
+class ClassBalance:
+    """What a classifier's training loss and batches take from class_balance."""
+
+    pos_weight: torch.Tensor | None  # BCE's weight of spheres on the device; None = unweighted
+    # sampler: each scene drawn with probability 1 / (its class's count), so a batch holds both
+    # classes alike in expectation (torch's WeightedRandomSampler, drawn by the loop's own
+    # generator so that a resume continues it); None = a plain permutation.
+    sample_weights: torch.Tensor | None
+
+
+def class_balance(cfg: Any, train_labels: np.ndarray, device: torch.device) -> ClassBalance:
+    """The class balance of `cfg` (its class_balance, and a fusion config's own pos_weight) on
+    the training split's labels."""
+    weight = class_pos_weight(cfg, train_labels)
+    return ClassBalance(
+        pos_weight=None if weight is None else torch.tensor(weight, device=device),
+        sample_weights=sample_weights(train_labels) if cfg.class_balance == "sampler" else None,
+    )
 
 
 def sample_weights(train_labels: np.ndarray) -> torch.Tensor:
