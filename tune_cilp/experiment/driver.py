@@ -329,46 +329,33 @@ def drive(
     experiment = request.experiment
     print(f"experiment: {experiment}")
     try:
-        return _drive(request, meta, data, started=started, costs=costs, body=body)
+        # Other settings are refused for that, before the lock: a rerun that could never run is
+        # told why, even while another driver holds the experiment. tune_cilp.json is written
+        # whole (atomic rename, or one object), so reading it unlocked sees an old or a new one.
+        before = read_meta(experiment)
+        if before is not None:
+            check_same(experiment, before, meta)
+        with hold_experiment(experiment, request.local):
+            stored = read_meta(experiment)  # again: a driver may have made it since
+            if stored is not None:
+                check_same(experiment, stored, meta)
+                meta = stored
+            elif started:
+                raise UserError(
+                    f"{experiment}: a Ray Tune experiment without {META_FILE} (not made by "
+                    "python -m tune_cilp.run); use a new --name for a new experiment"
+                )
+            if started and meta.finished_at:
+                return Outcome(experiment, 0, complete=True, finished_before=meta.finished_at)
+            if stored is None:
+                write_meta(experiment, meta)
+            with _session(request, data, costs) as session:
+                complete = body(session)
+            complete = complete and session.exit_code in (0, 1)
+            if complete and session.all_completed:
+                meta.finished_at = now()
+                write_meta(experiment, meta)
+            return Outcome(experiment, session.exit_code, complete=complete)
     except KeyboardInterrupt:  # before our handler is in (start-up), or a second Ctrl-C
         print(INTERRUPTED, file=sys.stderr)  # nothing is half-written: every write is atomic
         return Outcome(experiment, 130, complete=False)
-
-
-def _drive(
-    request: RunRequest,
-    meta: ExperimentMeta,
-    data: CilpArrays,
-    *,
-    started: bool,
-    costs: list[float],
-    body: Callable[[Session], bool],
-) -> Outcome:
-    experiment = request.experiment
-    # Other settings are refused for that, before the lock: a rerun that could never run is
-    # told why, even while another driver holds the experiment. tune_cilp.json is written
-    # whole (atomic rename, or one object), so reading it unlocked sees an old or a new one.
-    before = read_meta(experiment)
-    if before is not None:
-        check_same(experiment, before, meta)
-    with hold_experiment(experiment, request.local):
-        stored = read_meta(experiment)  # again: a driver may have made it since
-        if stored is not None:
-            check_same(experiment, stored, meta)
-            meta = stored
-        elif started:
-            raise UserError(
-                f"{experiment}: a Ray Tune experiment without {META_FILE} (not made by "
-                "python -m tune_cilp.run); use a new --name for a new experiment"
-            )
-        if started and meta.finished_at:
-            return Outcome(experiment, 0, complete=True, finished_before=meta.finished_at)
-        if stored is None:
-            write_meta(experiment, meta)
-        with _session(request, data, costs) as session:
-            complete = body(session)
-        complete = complete and session.exit_code in (0, 1)
-        if complete and session.all_completed:
-            meta.finished_at = now()
-            write_meta(experiment, meta)
-        return Outcome(experiment, session.exit_code, complete=complete)
