@@ -22,7 +22,7 @@ covers and `benchmarks/bench_calibration.py` measures error rates and coverage b
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -156,50 +156,35 @@ def auc_interval(auc: float, n_pos: int, n_neg: int, confidence: float) -> tuple
     return float(low), float(high)
 
 
+SceneInterval = tuple[float, float, str]  # (low, high, method) of one model's interval
+
+
 def _scene_interval(
     proba: np.ndarray, labels: np.ndarray, metric: str, confidence: float
-) -> tuple[float, float, str]:
-    """(low, high, method) of one model's metric over validation scenes."""
-    pos = labels == 1
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    predicted = proba >= 0.5
-    if metric == "val_accuracy":
-        hits = int(np.sum(predicted == pos))
-        return (*_proportion(hits, len(labels), confidence, "beta"), "Clopper-Pearson")
-    if metric == "val_balanced_accuracy":
-        return (*_balanced_interval(predicted, pos, confidence), "MOVER-Wilson of the recalls")
-    if metric == "val_f1":
-        return (*_f1_interval(predicted, pos, confidence), "Wilson on TP / (TP + FP + FN)")
-    if metric == "val_roc_auc":
-        if n_pos == 0 or n_neg == 0:
-            return math.nan, math.nan, "n/a: one class"
-        auc = point_values(proba[None], labels, metric)[0]
-        return (*auc_interval(auc, n_pos, n_neg, confidence), "Newcombe score")
-    if metric == "val_average_precision":
-        return (*_ap_interval(proba, labels, confidence), "stratified percentile bootstrap")
-    per_scene = _per_scene(proba, pos, metric)
-    low, high = _mean_interval(per_scene, confidence)
-    if metric == "val_brier":
-        # A mean of errors in [0, 1] has variance at most mu (1 - mu): Wilson's interval with
-        # that bound holds where the scenes' own spread says nothing (all errors near 0: 179
-        # scenes cannot rule out a Brier of 0.02), so the interval is the union of both.
-        w_low, w_high = _proportion(per_scene.sum(), len(per_scene), confidence, "wilson")
-        low, high = min(low, w_low), max(high, w_high)
-        return max(low, 0.0), min(high, 1.0), "t over scenes, widened to Wilson"
-    lo, hi = _bounds(metric)
+) -> SceneInterval:
+    """(low, high, method) of one model's metric over validation scenes: its own method where
+    SCENE_INTERVALS has one, else t over scenes for a mean over scenes (the metric's term), else
+    the stratified percentile bootstrap."""
+    own = SCENE_INTERVALS.get(metric)
+    if own is not None:
+        return own(proba, labels, confidence)
+    m = TRIAL_METRICS[metric]
+    if m.term is None:
+        return _bootstrap_interval(proba, labels, metric, confidence)
+    low, high = _mean_interval(m.term(proba, labels == 1), confidence)
+    lo, hi = m.bounds
     return max(low, lo), min(high, hi), "t over scenes"
 
 
-def _per_scene(proba: np.ndarray, pos: np.ndarray, metric: str) -> np.ndarray:
-    if metric == "val_brier":
-        return (proba - pos) ** 2
-    clipped = np.clip(proba, bootstrap.EPS, 1 - bootstrap.EPS)
-    return -np.where(pos, np.log(clipped), np.log1p(-clipped))
+def _accuracy_interval(proba, labels, confidence: float) -> SceneInterval:
+    hits = int(np.sum((proba >= 0.5) == (labels == 1)))
+    return (*_proportion(hits, len(labels), confidence, "beta"), "Clopper-Pearson")
 
 
-def _balanced_interval(predicted, pos, confidence: float) -> tuple[float, float]:
+def _balanced_interval(proba, labels, confidence: float) -> SceneInterval:
     """MOVER (Zou & Donner 2008) for the mean of the two class recalls from their Wilson
     intervals: inside [0, 1] and never a point."""
+    predicted, pos = proba >= 0.5, labels == 1
     parts = []
     for cls in (pos, ~pos):
         n = int(cls.sum())
@@ -211,34 +196,84 @@ def _balanced_interval(predicted, pos, confidence: float) -> tuple[float, float]
     value = sum(p[0] for p in parts) / k
     low = value - math.sqrt(sum((p[0] - p[1]) ** 2 for p in parts)) / k
     high = value + math.sqrt(sum((p[2] - p[0]) ** 2 for p in parts)) / k
-    return max(low, 0.0), min(high, 1.0)
+    return max(low, 0.0), min(high, 1.0), "MOVER-Wilson of the recalls"
 
 
-def _f1_interval(predicted, pos, confidence: float) -> tuple[float, float]:
+def _f1_interval(proba, labels, confidence: float) -> SceneInterval:
     """F1 = 2J / (1 + J) with J = TP / (TP + FP + FN) (Jaccard): a Wilson interval of J mapped
     through that increasing function. No positives predicted or present: F1 is 0, no interval."""
+    predicted, pos = proba >= 0.5, labels == 1
     tp = int(np.sum(predicted & pos))
     union = tp + int(np.sum(predicted & ~pos)) + int(np.sum(~predicted & pos))
+    method = "Wilson on TP / (TP + FP + FN)"
     if union == 0:
-        return math.nan, math.nan
+        return math.nan, math.nan, method
     low, high = _proportion(tp, union, confidence, "wilson")
-    return 2 * low / (1 + low), 2 * high / (1 + high)
+    return 2 * low / (1 + low), 2 * high / (1 + high), method
 
 
-def _ap_interval(proba, labels, confidence: float) -> tuple[float, float]:
-    """Percentile interval of the stratified scene bootstrap; where the replicates do not
-    spread (AP = 1 on every resample), a Wilson interval of AP x positives out of positives, so
-    a perfect ranking of 15 spheres reads [0.80, 1], not a bare 1."""
+def _roc_auc_interval(proba, labels, confidence: float) -> SceneInterval:
+    n_pos = int(np.sum(labels == 1))
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan, math.nan, "n/a: one class"
+    auc = point_values(proba[None], labels, "val_roc_auc")[0]
+    return (*auc_interval(auc, n_pos, n_neg, confidence), "Newcombe score")
+
+
+def _percentile(proba, labels, metric: str, confidence: float) -> tuple[float, float, np.ndarray]:
+    """Percentile interval of the stratified scene bootstrap, and its replicates."""
     counts = bootstrap.stratified_counts(labels)
-    reps = bootstrap.scene_metrics(proba, labels, counts, ("val_average_precision",))
-    reps = reps["val_average_precision"]
+    reps = bootstrap.scene_metrics(proba, labels, counts, (metric,))[metric]
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(reps, [tail, 100 - tail])
+    return float(low), float(high), reps
+
+
+def _bootstrap_interval(proba, labels, metric: str, confidence: float) -> SceneInterval:
+    """The stratified percentile bootstrap; no interval where the replicates do not spread (or a
+    resample leaves the metric undefined)."""
+    low, high, _ = _percentile(proba, labels, metric, confidence)
+    if not high - low >= bootstrap.CONSTANT:
+        return math.nan, math.nan, "stratified percentile bootstrap: no spread"
+    return low, high, "stratified percentile bootstrap"
+
+
+def _ap_interval(proba, labels, confidence: float) -> SceneInterval:
+    """The stratified percentile bootstrap; where the replicates do not spread (AP = 1 on every
+    resample), a Wilson interval of AP x positives out of positives, so a perfect ranking of 15
+    spheres reads [0.80, 1], not a bare 1."""
+    method = "stratified percentile bootstrap"
+    low, high, reps = _percentile(proba, labels, "val_average_precision", confidence)
     if high - low < bootstrap.CONSTANT:
         n_pos = int(np.sum(labels == 1))
         value = float(reps[0])
-        return _proportion(value * n_pos, n_pos, confidence, "wilson")
-    return float(low), float(high)
+        return (*_proportion(value * n_pos, n_pos, confidence, "wilson"), method)
+    return low, high, method
+
+
+def _brier_interval(proba, labels, confidence: float) -> SceneInterval:
+    """t over scenes, widened to Wilson: a mean of errors in [0, 1] has variance at most
+    mu (1 - mu), and Wilson's interval with that bound holds where the scenes' own spread says
+    nothing (all errors near 0: 179 scenes cannot rule out a Brier of 0.02), so the interval is
+    the union of both."""
+    per_scene = TRIAL_METRICS["val_brier"].term(proba, labels == 1)
+    low, high = _mean_interval(per_scene, confidence)
+    w_low, w_high = _proportion(per_scene.sum(), len(per_scene), confidence, "wilson")
+    low, high = min(low, w_low), max(high, w_high)
+    return max(low, 0.0), min(high, 1.0), "t over scenes, widened to Wilson"
+
+
+# The metrics whose one-model interval has a method of its own (each fits its metric's formula
+# only); any other metric: t over scenes or the bootstrap (_scene_interval).
+SCENE_INTERVALS: dict[str, Callable[[np.ndarray, np.ndarray, float], SceneInterval]] = {
+    "val_accuracy": _accuracy_interval,
+    "val_balanced_accuracy": _balanced_interval,
+    "val_f1": _f1_interval,
+    "val_roc_auc": _roc_auc_interval,
+    "val_average_precision": _ap_interval,
+    "val_brier": _brier_interval,
+}
 
 
 # --- one variant, any number of seeds ---------------------------------------------------------
@@ -323,6 +358,8 @@ def _cross(x: np.ndarray, y: np.ndarray, same: bool) -> np.ndarray:
     return x.mean(axis=0) * y.mean(axis=0)
 
 
+# The metrics whose differences take a normal reference (scene_df); every other metric, one
+# added to the registry included, takes the conservative t.
 RANK_METRICS = ("val_roc_auc", "val_average_precision")
 
 

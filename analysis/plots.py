@@ -22,10 +22,14 @@ from analysis.stats import VariantSummary
 from analysis.table import ComparisonTable
 from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import AT_BEST_EPOCH, EPOCH_METRICS, TRIAL_METRICS, Metric
+from tune_cilp.core.metrics import AT_BEST_EPOCH, EPOCH_METRICS, TRIAL_METRICS, UNIT, Metric
 
 CURVES = tuple(EPOCH_METRICS[key] for key in ("val_loss", "val_accuracy"))  # per epoch
-FINAL = tuple(TRIAL_METRICS[key] for key in AT_BEST_EPOCH)  # at the best epoch
+
+
+def final_metrics() -> tuple[Metric, ...]:
+    """The metrics at the best epoch that are rates in [0, 1] (the final plot's axis)."""
+    return tuple(TRIAL_METRICS[k] for k in AT_BEST_EPOCH if TRIAL_METRICS[k].bounds == UNIT)
 
 
 def epoch_band(variant: VariantSummary, metric: str) -> tuple[np.ndarray, ...]:
@@ -124,10 +128,11 @@ def plot_final(variants: Sequence[VariantSummary]) -> Figure:
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax_q, ax_l = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / len(variants)
-    x = np.arange(len(FINAL))
+    final = final_metrics()
+    x = np.arange(len(final))
     palette = colours(len(variants))
     for i, v in enumerate(variants):
-        summaries = [v.metrics[m.key] for m in FINAL]
+        summaries = [v.metrics[m.key] for m in final]
         means = np.array([s.mean for s in summaries])
         spread = [means - [s.min for s in summaries], [s.max for s in summaries] - means]
         colour = palette[i]
@@ -136,7 +141,7 @@ def plot_final(variants: Sequence[VariantSummary]) -> Figure:
         loss = v.metrics["val_loss"]
         ax_l.bar(i, loss.mean, yerr=[[loss.mean - loss.min], [loss.max - loss.mean]],
                  capsize=3, color=colour)  # fmt: skip
-    ax_q.set_xticks(x + width * (len(variants) - 1) / 2, [m.label for m in FINAL])
+    ax_q.set_xticks(x + width * (len(variants) - 1) / 2, [m.label for m in final])
     ax_q.set(ylim=(0, 1.05), title="Validation metrics at the best epoch")
     ax_q.legend(fontsize=8)
     ax_l.set_xticks(range(len(variants)), [v.name for v in variants], rotation=30, ha="right")

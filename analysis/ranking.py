@@ -26,13 +26,20 @@ from analysis.stats import Comparison, VariantSummary, compare
 from tune_cilp.core.metrics import SELECT, TRIAL_METRICS
 
 ALPHA = 0.05
-# The quality table's metrics (each with its interval), the comparison table's differences
-# (the primary metric first), and the cost table's figures (spread across seeds).
-QUALITY = ("val_loss", "val_brier", "val_roc_auc", "val_average_precision", "val_balanced_accuracy")
+# The comparison table's differences: the primary metric first, then the other of these (two
+# fit the width); and the cost table's figures (spread across seeds). The quality table's
+# metrics are the registry's: quality_metrics().
 VS_BEST = ("val_loss", "val_roc_auc")
 COST = ("params_m", "s_per_epoch", "training_time_s", "peak_memory_mb")
 MCNEMAR, WELCH = "McNemar", "Welch"
 HEADER_WIDTH = 12
+
+
+def quality_metrics() -> tuple[str, ...]:
+    """The quality table's metrics, each with its interval: the registry's metrics
+    (tune_cilp.core.metrics.CLASSIFICATION) that have a ranking_column, in that column order."""
+    shown = [m for m in TRIAL_METRICS.values() if m.ranking_column]
+    return tuple(m.key for m in sorted(shown, key=lambda m: m.ranking_column))
 
 
 def vs_best_metrics(primary: str) -> tuple[str, ...]:
@@ -128,12 +135,14 @@ def _header(label: str) -> str:
 
 
 def quality_estimates(v: VariantSummary, scenes: SceneStats | None) -> dict[str, Interval]:
-    """Per QUALITY metric: the scene statistics' interval, else the mean across seeds (no
+    """Per quality metric: the scene statistics' interval, else the mean across seeds (no
     interval: the seeds alone give none that respects a bounded metric)."""
     if scenes is not None:
-        return {m: scenes.variants[v.name].estimates[m] for m in QUALITY}
+        return {m: scenes.variants[v.name].estimates[m] for m in quality_metrics()}
     nan = math.nan
-    return {m: Interval(v.metrics[m].mean, nan, nan, len(v.trials), "", "") for m in QUALITY}
+    return {
+        m: Interval(v.metrics[m].mean, nan, nan, len(v.trials), "", "") for m in quality_metrics()
+    }
 
 
 def rank_variants(
@@ -205,13 +214,14 @@ def _welch_pairs(
 
 
 def quality_table(ranking: Ranking) -> tuple[list[str], list[list[str]]]:
-    """Rank, variant and each QUALITY metric with its interval."""
-    headers = ["Rank", "Variant", *(_header(TRIAL_METRICS[k].label) for k in QUALITY)]
+    """Rank, variant and each quality metric with its interval."""
+    shown = quality_metrics()
+    headers = ["Rank", "Variant", *(_header(TRIAL_METRICS[k].label) for k in shown)]
     rows = [
         [str(i), name_cell(r.variant.name)]
         + [
             estimate_cell(r.quality[k], TRIAL_METRICS[k].fmt, TRIAL_METRICS[k].bounds)
-            for k in QUALITY
+            for k in shown
         ]  # fmt: skip
         for i, r in enumerate(ranking.rows, start=1)
     ]

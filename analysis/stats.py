@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from analysis.cells import p_cell, sig
-from tune_cilp.core.metrics import AT_BEST_EPOCH, SELECT, TRIAL_METRICS
+from tune_cilp.core.metrics import SELECT, TRIAL_METRICS
 from tune_cilp.fusion.variants import variant_name
 from tune_cilp.results import Experiment, kept_row
 
@@ -97,14 +97,14 @@ def summarize_trial(
         return None
     times = [r.get("epoch_time_s", r.get("time_this_iter_s", math.nan)) for r in history]
     peaks = [r["peak_memory_mb"] for r in history if r.get("peak_memory_mb") is not None]
-    metrics = {
-        SELECT: float(row[SELECT]),
+    costs = {
         "params_m": float(row.get("num_parameters", math.nan)) / 1e6,
         "training_time_s": float(np.sum(times)),
-        **{key: float(row.get(key, math.nan)) for key in AT_BEST_EPOCH},
         "s_per_epoch": float(np.mean(times)),
         "peak_memory_mb": float(max(peaks)) if peaks else math.nan,
     }
+    # in the schema's order; a classification metric as the trial reported it at that epoch
+    metrics = {k: costs[k] if k in costs else float(row.get(k, math.nan)) for k in TRIAL_METRICS}
     return TrialResult(
         trial_id=trial_id,
         config=dict(config),

@@ -29,9 +29,9 @@ from analysis.inference import Difference
 from analysis.ranking import (
     COST,
     MCNEMAR,
-    QUALITY,
     WELCH,
     Ranking,
+    quality_metrics,
     rank_variants,
     ranking_notes,
     ranking_tables,
@@ -55,21 +55,16 @@ from tune_cilp.core.metrics import SCENE_METRICS, SELECT, TRIAL_METRICS, Metric,
 from tune_cilp.fusion.variants import variant_name
 from tune_cilp.results import Experiment, TrialRecord
 
-# The seed's rows, then those that survive class imbalance (labels and formats: the schema).
-ROWS: tuple[Metric, ...] = tuple(
-    TRIAL_METRICS[key]
-    for key in (
-        "val_loss",
-        "params_m",
-        "training_time_s",
-        "val_accuracy",
-        "val_balanced_accuracy",
-        "val_f1",
-        "val_roc_auc",
-        "val_average_precision",
-        "val_brier",
-    )
-)
+# Cost figures only the ranking's cost table shows (the seed's table has parameters and time).
+RANKING_COSTS = ("s_per_epoch", "peak_memory_mb")
+
+
+def row_metrics() -> tuple[Metric, ...]:
+    """The table's rows, in the schema's order (tune_cilp.core.metrics.trial_metrics): the
+    seed's rows, then every other classification metric of the registry."""
+    return tuple(m for m in TRIAL_METRICS.values() if m.key not in RANKING_COSTS)
+
+
 WELCH_TEST = "Welch's t-test, two-sided, 95% CI of the difference"  # JSON's "test", two columns
 PAIRED_TEST = (
     "analysis.inference.compare_scores: stratified jackknife over the same scenes, seeds with "
@@ -122,9 +117,9 @@ class ComparisonTable:
         return ["Metric", *names, "Difference\n[95% CI]", *tests]
 
     def rows(self) -> list[list[str]]:
-        """Formatted cells, one row per entry of ROWS (the primary metric's label marked)."""
+        """Formatted cells, one row per row_metrics() (the primary metric's label marked)."""
         out = []
-        for m in ROWS:
+        for m in row_metrics():
             label = f"{m.label}\n(primary)" if m.key == self.primary else m.label
             row = [label] + [self._cell(v, m) for v in self.variants]
             if len(self.variants) == 2:
@@ -213,10 +208,11 @@ def comparison_table(
         table.verdict = table.ranking.verdict()
     elif len(variants) == 2:
         a, b = variants
-        table.comparisons = {m.key: compare(a.values(m.key), b.values(m.key)) for m in ROWS}
+        rows = row_metrics()
+        table.comparisons = {m.key: compare(a.values(m.key), b.values(m.key)) for m in rows}
         if table.scenes is not None:
             s = table.scenes
-            table.paired = {m.key: s.compare(a.name, b.name, m.key) for m in ROWS if m.key in
+            table.paired = {m.key: s.compare(a.name, b.name, m.key) for m in rows if m.key in
                             SCENE_METRICS}  # fmt: skip
             table.mcnemar = s.mcnemar(a.name, b.name)
             table.delong = s.delong(a.name, b.name)
@@ -467,8 +463,9 @@ def to_records(table: ComparisonTable) -> list[dict[str, Any]]:
     """One flat dict per metric: per-variant mean/std/n (and, for scene metrics, the value and
     95 % interval from the per-scene scores) and, for two variants, Welch's difference and the
     paired bootstrap's (what --csv writes for a two-variant table and --json's "rows" hold)."""
-    records = metric_records(ROWS, table.variants, table.comparisons)
-    for m, rec in zip(ROWS, records, strict=True):
+    rows = row_metrics()
+    records = metric_records(rows, table.variants, table.comparisons)
+    for m, rec in zip(rows, records, strict=True):
         if table.scenes is not None and m.key in SCENE_METRICS:
             for v in table.variants:
                 e = table.scenes.variants[v.name].estimates[m.key]
@@ -498,7 +495,7 @@ def ranking_records(ranking: Ranking) -> list[dict[str, Any]]:
     for place, r in enumerate(ranking.rows, start=1):
         rec: dict[str, Any] = {"rank": place, "name": r.variant.name}
         rec["seeds"] = len(r.variant.trials)
-        for k in QUALITY:
+        for k in quality_metrics():
             e = r.quality[k]
             rec.update({k: e.value, f"{k} low": e.low, f"{k} high": e.high})
         for k in vs_best_metrics(ranking.metric):

@@ -289,3 +289,46 @@ def plugin_env(tmp_path: Path, module: str, where: Path, env: dict[str, str]) ->
     (site / "sitecustomize.py").write_text(f"import {module}\n\n{module}.register()\n")
     path = [str(site), str(where), *filter(None, [env.get("PYTHONPATH")])]
     return {**env, "PYTHONPATH": os.pathsep.join(path)}
+
+
+# --- Trials with per-scene scores, as the analysis reads them (tests/analysis) ------------------
+
+SCENE_LABELS = np.array([0] * 30 + [1] * 5)
+SCENE_IDS = np.array([f"cubes/{i:04d}" for i in range(30)] + [f"spheres/{i:04d}" for i in range(5)])
+
+
+def scene_trial(
+    tmp: Path,
+    variant: str,
+    seed: int,
+    proba: np.ndarray,
+    ids: np.ndarray = SCENE_IDS,
+    reported: dict[str, float] | None = None,
+    **config: Any,
+):
+    """A TrialResult whose real checkpoint folder holds its predictions.json (the best and the
+    last epoch's scores `proba` on SCENE_LABELS); its one result row has the loss and accuracy
+    of `proba` and fixed other numbers, updated with `reported`."""
+    from ray.tune import Checkpoint
+    from sklearn.metrics import accuracy_score, log_loss
+
+    from analysis.stats import summarize_trial
+    from tune_cilp.core.predictions import Predictions, Scores, write_predictions
+
+    folder = tmp / f"{variant}-{seed}-{len(list(tmp.iterdir()))}"
+    folder.mkdir()
+    record = Predictions(ids, SCENE_LABELS, Scores(1, proba), Scores(1, proba))
+    write_predictions(folder, record)
+    row = {
+        "epoch": 1,
+        "val_loss": log_loss(SCENE_LABELS, proba),
+        "val_accuracy": accuracy_score(SCENE_LABELS, proba >= 0.5),
+        "val_balanced_accuracy": 0.5,
+        "val_f1": 0.0,
+        "val_majority_rate": 30 / 35,
+        "epoch_time_s": 2.0,
+        "num_parameters": 1000,
+        **(reported or {}),
+    }
+    cfg = {"variant": variant, "downsample": "maxpool", "seed": seed, **config}
+    return summarize_trial(f"{variant}_{seed}", cfg, [row], checkpoint=Checkpoint(str(folder)))

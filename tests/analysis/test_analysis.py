@@ -33,7 +33,7 @@ from analysis.stats import (
     variant_names,
     verdict,
 )
-from analysis.table import ROWS, comparison_table
+from analysis.table import comparison_table, row_metrics
 from tune_cilp.core.errors import UserError, run_cli
 
 SEEDS = (51, 52, 53)
@@ -98,7 +98,7 @@ def test_table_has_every_row_and_column(experiment_dir: Path) -> None:
     assert table.scenes is not None
     assert table.scenes.coverage == "training seeds and validation scenes"
     rows = table.rows()
-    assert [r[0].split("\n")[0] for r in rows] == [m.label for m in ROWS]
+    assert [r[0].split("\n")[0] for r in rows] == [m.label for m in row_metrics()]
     assert rows[0][0] == "Validation Loss\n(primary)"
     loss, params = rows[0], rows[1]  # the loss: value and interval; the parameter count: one number
     assert all(len(cell.splitlines()) == 2 for cell in loss[1:4]), loss
@@ -363,7 +363,7 @@ def test_cli_writes_table_files_and_plots(experiment_dir: Path, tmp_path: Path, 
 
     with out_csv.open() as f:
         records = list(csv.DictReader(f))
-    assert [r["metric"] for r in records] == [m.label for m in ROWS]
+    assert [r["metric"] for r in records] == [m.label for m in row_metrics()]
     assert {"concat-maxpool mean", "concat-stride std", "difference", "p_value"} <= set(records[0])
     data = json.loads(out_json.read_text())
     assert [v["name"] for v in data["variants"]] == list(VARIANTS)

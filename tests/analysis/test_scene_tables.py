@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SCENE_IDS, SCENE_LABELS
+from helpers import scene_trial as trial
 from ray.tune import Checkpoint
-from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 
 from analysis.plots import write_plots
 from analysis.scenes import MIXED, SCENES_ONLY, read_predictions, scene_stats
@@ -26,8 +28,7 @@ from tune_cilp.core.predictions import (
     write_predictions,
 )
 
-LABELS = np.array([0] * 30 + [1] * 5)
-IDS = np.array([f"cubes/{i:04d}" for i in range(30)] + [f"spheres/{i:04d}" for i in range(5)])
+LABELS, IDS = SCENE_LABELS, SCENE_IDS
 CUBES = np.full(len(LABELS), 0.1)  # says "cubes" to everything, spheres ranked like cubes
 
 
@@ -38,25 +39,6 @@ def good(seed: int) -> np.ndarray:
     p[[30, 31]] = [0.4, 0.45]
     p[0] = 0.6
     return p
-
-
-def trial(tmp: Path, variant: str, seed: int, proba: np.ndarray, ids=IDS, **config):
-    """A TrialResult with a real checkpoint folder holding its predictions.json."""
-    folder = tmp / f"{variant}-{seed}-{len(list(tmp.iterdir()))}"
-    folder.mkdir()
-    write_predictions(folder, Predictions(ids, LABELS, Scores(1, proba), Scores(1, proba)))
-    row = {
-        "epoch": 1,
-        "val_loss": log_loss(LABELS, proba),
-        "val_accuracy": accuracy_score(LABELS, proba >= 0.5),
-        "val_balanced_accuracy": 0.5,
-        "val_f1": 0.0,
-        "val_majority_rate": 30 / 35,
-        "epoch_time_s": 2.0,
-        "num_parameters": 1000,
-    }
-    cfg = {"variant": variant, "downsample": "maxpool", "seed": seed, **config}
-    return summarize_trial(f"{variant}_{seed}", cfg, [row], checkpoint=Checkpoint(str(folder)))
 
 
 def test_read_predictions_says_why_there_is_no_record(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import binary_metrics, brier_score, ranking_metrics
+from tune_cilp.core.metrics import classification_metrics
 from tune_cilp.core.predictions import HeldOut, Predictions, Scores
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.training.device import (
@@ -70,19 +70,13 @@ def scene_scores(logits: torch.Tensor) -> np.ndarray:
 
 
 def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Validation loss of a binary classifier's logits (plain BCE, no pos_weight, so runs
-    compare) and the classification metrics of tune_cilp.core.metrics (spheres positive): at
-    the threshold, and ROC AUC / average precision of the scores."""
+    """Every classification metric of tune_cilp.core.metrics (spheres positive), in its
+    registry's order: the validation loss from the logits (plain BCE, no pos_weight, so runs
+    compare), the rest from the scores (at the threshold: logit >= 0)."""
     loss = F.binary_cross_entropy_with_logits(logits, labels).item()
     predicted = (logits >= 0).cpu().numpy()  # sigmoid >= 0.5
     actual = labels.cpu().numpy() >= 0.5
-    scores = scene_scores(logits)
-    return {
-        "val_loss": loss,
-        **binary_metrics(predicted, actual),
-        **ranking_metrics(scores, actual),
-        "val_brier": brier_score(scores, actual),
-    }
+    return classification_metrics(scene_scores(logits), actual, predicted, val_loss=loss)
 
 
 class DeviceSplit:
@@ -335,6 +329,12 @@ class TrainingLoop:
     def done(self) -> bool:
         """Whether the configured number of epochs has been trained."""
         return self.epoch >= self.num_epochs
+
+    def epochs(self) -> Iterator[dict[str, float | int]]:
+        """The epoch loop: each epoch still to train (a restored loop goes on after its last),
+        run; its metrics."""
+        while not self.done:
+            yield self.run_epoch()
 
     def run_epoch(self) -> dict[str, float | int]:
         """Train one epoch, evaluate, keep the best weights; returns that epoch's metrics."""
