@@ -52,53 +52,61 @@ from analysis.table import (
 )
 from tune_cilp.cilp.cilp_space import CilpSpace
 from tune_cilp.cilp.select import Link, by_trial_dir, select
-from tune_cilp.cilp.stages import BASELINES, STAGE_NAMES, get_stage
-from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import (
-    AT_BEST_EPOCH,
-    CILP_ROWS,
-    PROBE_ROWS,
-    PROBED,
-    SELECT,
-    TRIAL_METRICS,
-    Metric,
+from tune_cilp.cilp.stages import (
+    BASELINES,
+    TRAINING_TIME,
+    cilp_rows,
+    classifier_stage,
+    get_stage,
+    stage_names,
 )
+from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import SCENE_METRICS, SELECT, TRIAL_METRICS, Metric
 from tune_cilp.experiment.identity import read_meta
 from tune_cilp.fusion.variants import fusion_variants
 from tune_cilp.results import TrialRecord, kept_row, load_experiment
 
-VERDICT_METRIC = "classifier_val_loss"  # the chain's end product: the RGB-only classifier
-# CILP row -> the classifier stage trial's metric (its per-scene scores resample these).
-CLASSIFIER_KEYS: dict[str, str] = {VERDICT_METRIC: SELECT, **{k: k for k in AT_BEST_EPOCH}}
-REFERENCE_ROWS = tuple(
-    TRIAL_METRICS[k]
-    for k in (
-        "val_loss",
-        "val_accuracy",
-        "val_balanced_accuracy",
-        "val_f1",
-        "params_m",
-        "training_time_s",
-    )
+# The reference models' rows: the registry's metrics marked reference_row (tune_cilp.core.metrics
+# .CLASSIFICATION), then the seed's cost rows.
+REFERENCE_ROWS: tuple[Metric, ...] = (
+    *(m for m in TRIAL_METRICS.values() if m.reference_row),
+    TRIAL_METRICS["params_m"],
+    TRIAL_METRICS["training_time_s"],
 )
-# Each stage's plot: its validation loss, then what says how well it did its job.
-STAGE_CURVES: dict[str, tuple[str, ...]] = {
-    "contrastive": ("val_loss", "val_top1_rgb_to_lidar", "val_top1_lidar_to_rgb"),
-    "projector": ("val_loss", "val_cosine"),
-    "classifier": ("val_loss", "val_accuracy"),
-}
 # A stage's per-epoch bookkeeping, left out of its best-epoch numbers (the best epoch is its own
 # field; best_val_loss equals val_loss there).
 _NOT_STAGE_RESULTS = ("epoch", "best_epoch", "best_val_loss")
-FOOTER = (
-    "Each stage at the epoch whose weights it kept (its best by validation loss), for the trial "
-    "each chain used (per seed, the best of its stage); Retrieval top-1 over the whole "
-    "validation set; Linear probe: logistic regression on that stage's frozen training "
-    "embeddings, scored on validation (spheres positive); Parameters: the RGB-only classifier "
-    "(image embedder, projector, head); Training Time: the three stages' epochs summed. Cells: "
-    "classifier rows value [95% interval] from its per-scene scores where stored; the rest "
-    "mean (min–max) across seeds."
-)
+_COUNTS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def footer() -> str:
+    """What the table's cells are (printed under it)."""
+    n = len(stage_names())
+    return (
+        "Each stage at the epoch whose weights it kept (its best by validation loss), for the "
+        "trial each chain used (per seed, the best of its stage); Retrieval top-1 over the whole "
+        "validation set; Linear probe: logistic regression on that stage's frozen training "
+        "embeddings, scored on validation (spheres positive); Parameters: the RGB-only "
+        "classifier (image embedder, projector, head); Training Time: the "
+        f"{_COUNTS[n] if n < len(_COUNTS) else n} stages' epochs summed. Cells: classifier rows "
+        "value [95% interval] from its per-scene scores where stored; the rest mean (min–max) "
+        "across seeds."
+    )
+
+
+def classifier_keys() -> dict[str, str]:
+    """The classifier stage's CILP rows -> its trials' metrics (the per-scene scores resample
+    these): the stage's rows of SCENE_METRICS, its validation loss first."""
+    stage = classifier_stage()
+    rows = stage.rows if stage is not None else ()
+    return {r.metric.key: r.source for r in rows if r.source in SCENE_METRICS}
+
+
+def verdict_metric() -> str:
+    """The row a two-chain verdict compares: the chain's end product's validation loss (the
+    classifier stage's, else the last stage's)."""
+    stage = classifier_stage() or get_stage(stage_names()[-1])
+    return next(r.metric.key for r in stage.rows if r.source == SELECT)
 
 
 @dataclass
@@ -124,9 +132,9 @@ class CilpTable:
         return ["Metric", *names, *(["Difference\n[95% CI]"] if len(self.chains) == 2 else [])]
 
     def rows(self) -> list[list[str]]:
-        """Formatted cells, one row per entry of CILP_ROWS."""
+        """Formatted cells, one row per entry of cilp_rows()."""
         out = []
-        for m in CILP_ROWS:
+        for m in cilp_rows():
             row = [m.label, *(self._cell(c, m) for c in self.chains)]
             if len(self.chains) == 2:
                 row.append(self._difference(m))
@@ -137,20 +145,22 @@ class CilpTable:
         """A classifier row's interval for one chain (analysis.inference.metric_interval); None
         without scene scores."""
         scenes = self.classifier.scenes if self.classifier is not None else None
-        if scenes is None or key not in CLASSIFIER_KEYS or chain not in scenes.variants:
+        keys = classifier_keys()
+        if scenes is None or key not in keys or chain not in scenes.variants:
             return None
-        return scenes.variants[chain].estimates[CLASSIFIER_KEYS[key]]
+        return scenes.variants[chain].estimates[keys[key]]
 
     def paired(self, key: str) -> Any:
         """A classifier row's difference on the same scenes (second chain - first), if any."""
-        if self.classifier is None or key not in CLASSIFIER_KEYS:
+        keys = classifier_keys()
+        if self.classifier is None or key not in keys:
             return None
-        return self.classifier.paired.get(CLASSIFIER_KEYS[key])
+        return self.classifier.paired.get(keys[key])
 
     def _cell(self, chain: VariantSummary, m: Metric) -> str:
         estimate = self.estimate(chain.name, m.key)
         if estimate is not None:
-            return estimate_cell(estimate, m.fmt, TRIAL_METRICS[CLASSIFIER_KEYS[m.key]].bounds)
+            return estimate_cell(estimate, m.fmt, TRIAL_METRICS[classifier_keys()[m.key]].bounds)
         return spread_cell(chain.values(m.key), m.fmt)
 
     def _difference(self, m: Metric) -> str:
@@ -164,21 +174,19 @@ class CilpTable:
 
 
 def row_stage(key: str) -> str | None:
-    """The stage a CILP row's number comes from; None for the whole chain's (cost rows)."""
-    if key.startswith(("contrastive_", "top1_")):
-        return "contrastive"
-    if key == "projector_val_mse":
-        return "projector"
-    for what, (stage, _) in PROBED.items():
-        if key.startswith(f"probe_{what}_"):
-            return stage
-    return None if key in ("params_m", "training_time_s") else "classifier"
+    """The stage a CILP row's number comes from (its rows and probes); None for the whole
+    chain's (the training time)."""
+    for name in stage_names():
+        stage = get_stage(name)
+        if key in {r.metric.key for r in stage.rows} | {m.key for m in stage.probe_rows}:
+            return name
+    return None
 
 
 def is_cilp_experiment(path: str) -> bool:
     """Whether ``path`` holds a CILP chain (its stage directories, or a CILP space's metadata)."""
     path = os.path.abspath(os.path.expanduser(str(path)))
-    if os.path.isdir(os.path.join(path, STAGE_NAMES[0])):
+    if os.path.isdir(os.path.join(path, stage_names()[0])):
         return True
     meta = read_meta(path) if os.path.isdir(path) else None
     return meta is not None and meta.space in _cilp_space_names()
@@ -191,28 +199,22 @@ def _cilp_space_names() -> set[str]:
 
 
 def _chain_metrics(chosen: dict[str, TrialRecord]) -> dict[str, float]:
-    """One seed's chain reduced to the CILP_ROWS metrics (NaN for a stage not reached)."""
+    """One seed's chain reduced to the cilp_rows() metrics (NaN for a stage not reached)."""
     nan = math.nan
-    out = {m.key: nan for m in CILP_ROWS}
-    c, p, k = (chosen.get(s) for s in STAGE_NAMES)
-    if c is not None and (row := kept_row(c.history)):
-        out["contrastive_val_loss"] = row["val_loss"]
-        out["top1_rgb_to_lidar"] = row.get("val_top1_rgb_to_lidar", nan)
-        out["top1_lidar_to_rgb"] = row.get("val_top1_lidar_to_rgb", nan)
-    if p is not None and (row := kept_row(p.history)):
-        out["projector_val_mse"] = row["val_loss"]
-    for m in PROBE_ROWS:  # a stage's probes are on its last row (made on the kept weights)
-        trial = chosen.get(row_stage(m.key) or "")
-        if trial is not None and trial.history:
-            out[m.key] = float(trial.history[-1].get(m.key, nan))
-    if k is not None and (row := kept_row(k.history)):
-        out["classifier_val_loss"] = row["val_loss"]
-        for key in AT_BEST_EPOCH:
-            out[key] = row.get(key, nan)
-        out["params_m"] = row.get("num_parameters", nan) / 1e6
-    if c is not None and p is not None and k is not None:
-        out["training_time_s"] = sum(
-            r.get("epoch_time_s", nan) for t in (c, p, k) for r in t.history
+    out = {m.key: nan for m in cilp_rows()}
+    stages = [get_stage(name) for name in stage_names()]
+    for stage in stages:
+        trial = chosen.get(stage.name)
+        if trial is None:
+            continue
+        if row := kept_row(trial.history):
+            out.update({r.metric.key: r.value(row) for r in stage.rows})
+        if trial.history:  # a stage's probes are on its last row (made on the kept weights)
+            last = trial.history[-1]
+            out.update({m.key: float(last.get(m.key, nan)) for m in stage.probe_rows})
+    if all(stage.name in chosen for stage in stages):
+        out[TRAINING_TIME.key] = sum(
+            r.get("epoch_time_s", nan) for s in stages for r in chosen[s.name].history
         )
     return out
 
@@ -236,7 +238,7 @@ def cilp_table(experiment_path: str) -> CilpTable:
     lineage: dict[str, dict[str, TrialRecord]] = {}
     chosen: dict[tuple[str, int], dict[str, TrialRecord]] = {}
     upstream: dict[str, Link] = {}
-    for stage in STAGE_NAMES:
+    for stage in stage_names():
         stage_dir = os.path.join(path, stage)
         if not os.path.isdir(stage_dir):
             notes.append(f"stage {stage} has not started.")
@@ -258,8 +260,9 @@ def cilp_table(experiment_path: str) -> CilpTable:
     chains = _summaries(chosen)
     table = CilpTable(chains, notes=notes, references=_references(path), path=path)
     table.stages = _stage_summaries(chosen, [c.name for c in chains])
-    if compared is not None and compared.stage in STAGE_NAMES:
-        table.shared = STAGE_NAMES[: STAGE_NAMES.index(compared.stage)]
+    names = stage_names()
+    if compared is not None and compared.stage in names:
+        table.shared = names[: names.index(compared.stage)]
     classifiers = _classifier_variants(chosen, [c.name for c in chains])
     if classifiers:
         # Chains that share their upstream trials per seed pair by seed: seed 51's classifiers
@@ -273,11 +276,11 @@ def cilp_table(experiment_path: str) -> CilpTable:
         table.verdict = f"RGB-only classifier: {table.classifier.verdict}"
     if len(chains) == 2:
         a, b = chains
-        table.comparisons = {m.key: compare(a.values(m.key), b.values(m.key)) for m in CILP_ROWS}
+        table.comparisons = {m.key: compare(a.values(m.key), b.values(m.key)) for m in cilp_rows()}
         if table.classifier is not None and table.classifier.paired:
             table.verdict = f"RGB-only classifier: {table.classifier.verdict}"
         else:
-            table.verdict = verdict(a, b, VERDICT_METRIC)
+            table.verdict = verdict(a, b, verdict_metric())
         table.notes.append(
             f"Difference = {b.name} - {a.name}; classifier rows with per-scene scores: the "
             "paired bootstrap (above); the rest: [95% CI of the difference] and two-sided p from "
@@ -299,12 +302,15 @@ def _classifier_variants(
 ) -> list[VariantSummary]:
     """The classifier stage's chosen trials, one variant per chain (named by it), reduced like
     fusion trials (at the epoch each kept, with its checkpoint for the stored scores)."""
+    classifier = classifier_stage()
+    if classifier is None:
+        return []
     out = []
     for label in labels:
         results = [
             r
             for (name, seed), stages in sorted(chosen.items())
-            if name == label and (t := stages.get("classifier")) is not None
+            if name == label and (t := stages.get(classifier.name)) is not None
             if (
                 r := summarize_trial(
                     t.trial_id, {**t.config, "seed": seed}, t.history, t.status, t.checkpoint
@@ -335,7 +341,7 @@ def _summaries(chosen: dict[tuple[str, int], dict[str, TrialRecord]]) -> list[Va
         )
     out = []
     for label, results in groups.items():
-        metrics = {m.key: summarize([r.metrics[m.key] for r in results]) for m in CILP_ROWS}
+        metrics = {m.key: summarize([r.metrics[m.key] for r in results]) for m in cilp_rows()}
         out.append(VariantSummary(label, {"chain": label}, results, metrics, results[0]))
     return out
 
@@ -361,7 +367,7 @@ def _stage_summaries(
 ) -> dict[str, list[VariantSummary]]:
     """Per stage reached, per chain (in `labels` order), the stage trials it used (by seed)."""
     out: dict[str, list[VariantSummary]] = {}
-    for stage in STAGE_NAMES:
+    for stage in stage_names():
         columns = []
         for label in labels:
             results = [
@@ -407,7 +413,7 @@ def format_cilp_table(table: CilpTable, fmt: str = "grid") -> str:
             *("\n".join(textwrap.wrap(m.label, 12)) for m in REFERENCE_ROWS),
         ]
         parts.append(render(labels, rows, fmt))
-    notes = [FOOTER, *table.notes] + (["Verdict: " + table.verdict] if table.verdict else [])
+    notes = [footer(), *table.notes] + (["Verdict: " + table.verdict] if table.verdict else [])
     return "\n".join([*parts, *(textwrap.fill(n, 100, break_on_hyphens=False) for n in notes)])
 
 
@@ -417,12 +423,13 @@ def cilp_report(experiment_path: str, fmt: str = "grid") -> str:
 
 
 def to_cilp_records(table: CilpTable) -> list[dict[str, Any]]:
-    """One flat dict per CILP_ROWS metric: per chain mean/std/n/min/max across seeds and, for
-    a classifier row with per-scene scores, the "<chain> value/low/high" its cell shows; for
+    """One flat dict per cilp_rows() metric: per chain mean/std/n/min/max across seeds and,
+    for a classifier row with per-scene scores, the "<chain> value/low/high" its cell shows; for
     two chains the difference with Welch's CI and p, and the one on the same scenes
     ("paired_difference/low/high/p") where there is one."""
-    records = metric_records(CILP_ROWS, table.chains, table.comparisons)
-    for record, m in zip(records, CILP_ROWS, strict=True):
+    rows = cilp_rows()
+    records = metric_records(rows, table.chains, table.comparisons)
+    for record, m in zip(records, rows, strict=True):
         for chain in table.chains:
             if (e := table.estimate(chain.name, m.key)) is not None:
                 record.update({f"{chain.name} value": e.value, f"{chain.name} low": e.low,
@@ -480,14 +487,14 @@ def to_cilp_json_dict(table: CilpTable) -> dict[str, Any]:
             "classifier": None if table.classifier is None else to_json_dict(table.classifier),
             "shared_stages": list(table.shared),
             "verdict": table.verdict or None,
-            "verdict_metric": VERDICT_METRIC if table.verdict else None,
+            "verdict_metric": verdict_metric() if table.verdict else None,
             "notes": table.notes,
         }
     )
 
 
 def write_cilp_csv(table: CilpTable, path: str) -> None:
-    """The CILP table's numbers (unformatted) as CSV, one row per CILP_ROWS metric."""
+    """The CILP table's numbers (unformatted) as CSV, one row per cilp_rows() metric."""
     write_records_csv(to_cilp_records(table), path)
 
 
@@ -498,14 +505,16 @@ def write_cilp_json(table: CilpTable, path: str) -> None:
 
 def write_cilp_plots(table: CilpTable, out_dir: str) -> list[str]:
     """One PNG per stage reached, ``cilp_<stage>.png`` in `out_dir` (created if missing): its
-    validation curves (STAGE_CURVES) per chain, mean across seeds with a min-max band; paths."""
+    validation curves (its Stage's curves) per chain, mean across seeds with a min-max band;
+    paths."""
     from analysis.plots import output_dir, plot_curves, save_figure  # here: matplotlib is slow
 
     out_dir = output_dir(out_dir)
     paths = []
     for stage, columns in table.stages.items():
-        metrics: dict[str, Metric] = {m.key: m for m in get_stage(stage).epoch_metrics}
-        curves = [metrics[k] for k in STAGE_CURVES[stage]]
+        spec = get_stage(stage)
+        metrics: dict[str, Metric] = {m.key: m for m in spec.epoch_metrics}
+        curves = [metrics[k] for k in spec.curves]
         title = (
             f"CILP {stage} stage (the trial each chain used): mean across seeds; band = min to max"
         )

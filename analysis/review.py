@@ -75,6 +75,7 @@ def load_best_model(variant: VariantSummary):  # -> torch.nn.Module
     """The best trial's kept weights (state.pt "best_model") in a freshly built model: a fusion
     model, or for a CILP classifier-stage trial the RGB-only classifier."""
     from tune_cilp.cilp.stage_trainers import load_stage_checkpoint, rgb_classifier
+    from tune_cilp.cilp.stages import classifier_stage
     from tune_cilp.core.checkpoint import STATE_FILE, load_checkpoint
     from tune_cilp.fusion.fusion_config import TrainConfig
     from tune_cilp.fusion.fusion_model import build_model
@@ -85,8 +86,9 @@ def load_best_model(variant: VariantSummary):  # -> torch.nn.Module
     with checkpoint.as_directory() as ckpt_dir:
         path = Path(ckpt_dir) / STATE_FILE
         state = load_checkpoint(path)
-        if isinstance(state.get("config"), dict) and "stage" in state["config"]:
-            return rgb_classifier(load_stage_checkpoint(str(path), "classifier"))
+        stage = classifier_stage()
+        if isinstance(state.get("config"), dict) and "stage" in state["config"] and stage:
+            return rgb_classifier(load_stage_checkpoint(str(path), stage.name))
     cfg = TrainConfig.from_dict(state["config"])
     model = build_model(cfg.model_config)
     model.load_state_dict(state["best_model"])

@@ -16,10 +16,9 @@ from helpers import RayEnv, run_command, snapshot
 
 import analysis
 from analysis.__main__ import main as cli_main
-from analysis.cilp_table import CLASSIFIER_KEYS, cilp_table
-from tune_cilp.cilp.stages import STAGE_NAMES
+from analysis.cilp_table import cilp_table, classifier_keys
+from tune_cilp.cilp.stages import cilp_rows, stage_names
 from tune_cilp.core.errors import UserError
-from tune_cilp.core.metrics import CILP_ROWS
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +39,7 @@ def experiment(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory, ray_env
 
 def test_report_is_the_cilp_table(experiment: Path) -> None:
     text = analysis.report(str(experiment), fmt="github")
-    assert all(m.label in text for m in CILP_ROWS)
+    assert all(m.label in text for m in cilp_rows())
     assert "| cilp" in text.splitlines()[0]  # one column per chain
     assert "Reference model" in text and "rgb-maxpool" in text  # the baselines, as before
     assert f"({len(SEEDS)} seeds)" in text
@@ -63,19 +62,19 @@ def test_cli_writes_the_cilp_tables_numbers_and_curves(
     argv = [str(experiment), "--csv", str(out_csv), "--json", str(out_json)]
     assert cli_main([*argv, "--plots", str(plots)]) == 0
     printed = capsys.readouterr().out
-    assert all(m.label in printed for m in CILP_ROWS)
+    assert all(m.label in printed for m in cilp_rows())
     table = cilp_table(str(experiment))
     (chain,) = table.chains
 
     with out_csv.open(encoding="utf-8") as f:
         records = list(csv.DictReader(f))
-    assert [r["metric"] for r in records] == [m.label for m in CILP_ROWS]
-    for record, m in zip(records, CILP_ROWS, strict=True):
+    assert [r["metric"] for r in records] == [m.label for m in cilp_rows()]
+    for record, m in zip(records, cilp_rows(), strict=True):
         summary = chain.metrics[m.key]
         assert int(record["cilp n"]) == len(SEEDS)
         assert math.isclose(float(record["cilp mean"]), summary.mean, rel_tol=1e-12)
         assert math.isclose(float(record["cilp std"]), summary.std, rel_tol=1e-12)
-        if m.key in CLASSIFIER_KEYS:  # the interval over seeds and scenes, from the scores
+        if m.key in classifier_keys():  # the interval over seeds and scenes, from the scores
             low, value, high = (float(record[f"cilp {k}"]) for k in ("low", "value", "high"))
             if math.isnan(low):  # every resample scores alike: no interval on a constant
                 assert math.isnan(high) and math.isfinite(value)
@@ -87,11 +86,11 @@ def test_cli_writes_the_cilp_tables_numbers_and_curves(
 
     data = json.loads(out_json.read_text())
     assert data["kind"] == "cilp" and data["experiment"] == str(experiment)
-    assert [r["key"] for r in data["rows"]] == [m.key for m in CILP_ROWS]
+    assert [r["key"] for r in data["rows"]] == [m.key for m in cilp_rows()]
     assert [c["name"] for c in data["chains"]] == ["cilp"]
     seeds = data["chains"][0]["seeds"]
     assert [s["seed"] for s in seeds] == SEEDS
-    for stage in STAGE_NAMES:  # the trial each seed's chain used: the one the stage chose
+    for stage in stage_names():  # the trial each seed's chain used: the one the stage chose
         links = json.loads((experiment / stage / "stage.json").read_text())["links"]
         chosen = {link["seed"]: link["trial_id"] for link in links}
         assert {s["seed"]: s["stages"][stage]["trial_id"] for s in seeds} == chosen
@@ -108,7 +107,7 @@ def test_cli_writes_the_cilp_tables_numbers_and_curves(
     assert "NaN" not in out_json.read_text()  # NaN becomes null, as in the fusion JSON
 
     pngs = sorted(p.name for p in plots.glob("*.png"))
-    assert pngs == sorted(f"cilp_{stage}.png" for stage in STAGE_NAMES)
+    assert pngs == sorted(f"cilp_{stage}.png" for stage in stage_names())
     for name in pngs:
         assert f"wrote {plots / name}" in printed
         with Image.open(plots / name) as img:
@@ -151,12 +150,11 @@ def test_a_copied_cilp_experiment_is_read_without_running_its_code(
     import shutil
     import sys
 
-    from payloads import plant
-    from processes import ROOT
+    from helpers import ROOT, plant
 
     copy, marker = tmp_path / "cilp-from-a-colleague", tmp_path / "code-ran"
     shutil.copytree(experiment, copy)
-    assert plant(copy, marker) >= len(STAGE_NAMES) + 1  # every stage's and the baseline's state
+    assert plant(copy, marker) >= len(stage_names()) + 1  # every stage's and the baseline's state
     expected = analysis.report(str(experiment)).replace(str(experiment), str(copy))
     for args in ((), ("--to-fiftyone", "--fiftyone-dataset", "cilp_untrusted")):
         proc = subprocess.run(

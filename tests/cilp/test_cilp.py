@@ -19,10 +19,18 @@ from tune_cilp.cilp.losses import (
     seed_loss_floor,
     similarity_logits,
 )
-from tune_cilp.cilp.stage_configs import CONFIGS, stage_config
-from tune_cilp.cilp.stage_trainers import TRAINERS, load_lidar_cnn, make_trainer
+from tune_cilp.cilp.stage_trainers import StageTrainer, load_lidar_cnn, make_trainer
+from tune_cilp.cilp.stages import (
+    STAGES,
+    cilp_rows,
+    classifier_stage,
+    get_stage,
+    stage_config,
+    stage_names,
+)
 from tune_cilp.core.checkpoint import save_checkpoint
 from tune_cilp.core.errors import UserError
+from tune_cilp.core.metrics import TRIAL_INFO
 from tune_cilp.data import CilpArrays
 
 
@@ -231,9 +239,24 @@ def test_resume_is_bit_exact(tiny_arrays: CilpArrays, tmp_path: Path) -> None:
     }
 
 
-def test_each_config_class_has_one_trainer() -> None:
-    assert sorted(t.config_class.stage for t in TRAINERS) == sorted(CONFIGS)
-    assert {t.config_class for t in TRAINERS} == set(CONFIGS.values())
+def test_the_stage_registry_holds_together() -> None:
+    """Each Stage: a name of its own, its upstream earlier in the chain, a StageTrainer, rows
+    and curves from what it reports; the table's row keys unique; one classifier stage."""
+    names = stage_names()
+    assert len(set(names)) == len(names) and get_stage(names[0]).upstream is None
+    for index, stage in enumerate(STAGES):
+        assert issubclass(stage.trainer_class(), StageTrainer)
+        assert index == 0 or stage.upstream.name in names[:index]
+        reported = {m.key for m in stage.epoch_metrics}
+        assert set(stage.curves) <= reported
+        assert {r.source for r in stage.rows} <= reported | set(TRIAL_INFO)
+        upstream = {stage.upstream_key: "x.pt"} if stage.upstream_key else {}
+        assert type(stage_config({"stage": stage.name, **upstream})) is stage.config
+    keys = [m.key for m in cilp_rows()]
+    assert len(set(keys)) == len(keys)
+    assert classifier_stage() is STAGES[-1]
+    with pytest.raises(UserError, match="stage: expected contrastive, got 'projector'"):
+        get_stage("contrastive").config.from_dict({"stage": "projector"})
 
 
 def test_channels_last_is_honoured_and_checked(tiny_arrays: CilpArrays) -> None:
@@ -309,7 +332,6 @@ def test_bad_input_is_one_line(
 def test_every_cilp_space_checks_out() -> None:
     from tune_cilp.cilp.chain import baseline_params, stage_params
     from tune_cilp.cilp.cilp_space import CilpSpace
-    from tune_cilp.cilp.stages import STAGE_NAMES
     from tune_cilp.experiment.space import check_param_space
     from tune_cilp.fusion.fusion_config import TrainConfig
     from tune_cilp.spaces import get_space, list_spaces
@@ -323,7 +345,7 @@ def test_every_cilp_space_checks_out() -> None:
                 config = stage_config(params)
                 assert not hasattr(config, "phases") or config.phases(nvidia_cnn)
 
-            for stage in STAGE_NAMES:
+            for stage in stage_names():
                 params = stage_params(space, stage, [51, 52], None, None, lidar_cnn)
                 check_param_space(space.name, params, validate)
         if space.baselines:

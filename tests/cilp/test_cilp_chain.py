@@ -27,8 +27,7 @@ from helpers import (
 )
 
 from tune_cilp.cilp.cilp_model import LidarCNN
-from tune_cilp.cilp.stages import STAGE_NAMES
-from tune_cilp.core.metrics import CILP_ROWS
+from tune_cilp.cilp.stages import cilp_rows, stage_names
 from tune_cilp.experiment.identity import META_FILE
 
 pytestmark = pytest.mark.slow
@@ -52,7 +51,7 @@ def analyse(experiment: Path, ray_env: RayEnv) -> subprocess.CompletedProcess:
 def test_two_seed_chain_end_to_end(two_seeds: dict) -> None:
     proc, experiment = two_seeds["proc"], two_seeds["experiment"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for stage in STAGE_NAMES:
+    for stage in stage_names():
         links = json.loads((experiment / stage / "stage.json").read_text())["links"]
         assert sorted(link["seed"] for link in links) == [1, 2]
     # seed s's projector starts from seed s's embedders, its classifier from its projector
@@ -60,7 +59,7 @@ def test_two_seed_chain_end_to_end(two_seeds: dict) -> None:
         ("projector", "contrastive_checkpoint"),
         ("classifier", "projector_checkpoint"),
     ):
-        upstream = STAGE_NAMES[STAGE_NAMES.index(stage) - 1]
+        upstream = stage_names()[stage_names().index(stage) - 1]
         seed_of = {
             link["checkpoint"]: link["seed"]
             for link in json.loads((experiment / upstream / "stage.json").read_text())["links"]
@@ -71,9 +70,9 @@ def test_two_seed_chain_end_to_end(two_seeds: dict) -> None:
             assert [r["epoch"] for r in rows] == [1, 2]
     # Folder names: the seed where it is known when Tune names them, never Tune's placeholder
     names = [p.parent.name for p in experiment.glob("*/*/params.json")]
-    assert len(names) == 2 * len(STAGE_NAMES) + 2  # and the two rgb baseline trials
+    assert len(names) == 2 * len(stage_names()) + 2  # and the two rgb baseline trials
     assert all(" " not in n and "__fn_ph" not in n for n in names), names
-    for label in [m.label for m in CILP_ROWS]:
+    for label in [m.label for m in cilp_rows()]:
         assert label in proc.stdout, label
     assert "rgb-maxpool" in proc.stdout  # the RGB-only reference row
     assert json.loads((experiment / META_FILE).read_text())["finished_at"]
@@ -89,12 +88,12 @@ def test_rerun_prints_the_table_and_analysis_reads_it(two_seeds: dict, ray_env: 
     assert "starting stage" not in again.stdout and snapshot(experiment) == before
     table = analyse(experiment, ray_env)
     assert table.returncode == 0, table.stderr[-2000:]
-    assert all(m.label in table.stdout for m in CILP_ROWS) and "Reference model" in table.stdout
+    assert all(m.label in table.stdout for m in cilp_rows()) and "Reference model" in table.stdout
     from analysis.cilp_table import cilp_table
 
     loaded = cilp_table(str(experiment))
-    assert [c.name for c in loaded.chains] == ["cilp"] and len(loaded.rows()) == len(CILP_ROWS)
-    assert all(c.metrics[m.key].n == 2 for c in loaded.chains for m in CILP_ROWS)
+    assert [c.name for c in loaded.chains] == ["cilp"] and len(loaded.rows()) == len(cilp_rows())
+    assert all(c.metrics[m.key].n == 2 for c in loaded.chains for m in cilp_rows())
     assert [v.name for v in loaded.references] == ["rgb-maxpool"]
 
 
@@ -192,7 +191,7 @@ def test_a_downstream_compare_shares_upstream_trials_and_a_moved_copy_resumes(
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     experiment = tmp_path / "first" / space
     # one contrastive and one projector trial per seed; both classifiers continue from it
-    counts = {stage: len(histories(experiment / stage)) for stage in STAGE_NAMES}
+    counts = {stage: len(histories(experiment / stage)) for stage in stage_names()}
     assert counts == {"contrastive": 2, "projector": 2, "classifier": 4}
     links = json.loads((experiment / "projector" / "stage.json").read_text())["links"]
     projector_of = {link["seed"]: link["checkpoint"] for link in links}
@@ -263,7 +262,7 @@ def test_three_chains_sharing_upstream_stages_say_so(
     proc = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     experiment = tmp_path / "cilp-nvidia-balance"
-    counts = {stage: len(histories(experiment / stage)) for stage in STAGE_NAMES}
+    counts = {stage: len(histories(experiment / stage)) for stage in stage_names()}
     assert counts == {"contrastive": 1, "projector": 1, "classifier": 3}
     analysed = analyse(experiment, ray_env)
     assert analysed.returncode == 0, analysed.stderr[-2000:]

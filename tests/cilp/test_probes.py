@@ -7,8 +7,7 @@ import math
 
 import numpy as np
 
-from tune_cilp.cilp.probes import linear_probe, probe_results
-from tune_cilp.core.metrics import PROBE_SCORES
+from tune_cilp.cilp.probes import PROBE_SCORES, linear_probe, probe_results
 
 
 def toy(n: int, rng: np.random.Generator, spheres: float = 0.1) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
-"""The CILP driver: contrastive -> projector -> classifier (then any baselines), each stage a
-Ray Tune experiment under ``<storage>/<name>/<stage>``, all run by one driver lifecycle
-(tune_cilp/experiment/driver.py) under one lock.
+"""The CILP driver: the stages of tune_cilp/cilp/stages.py in chain order (contrastive ->
+projector -> classifier), then any baselines, each stage a Ray Tune experiment under
+``<storage>/<name>/<stage>``, all run by one driver lifecycle (tune_cilp/experiment/driver.py)
+under one lock.
 
 Each stage continues, per chain (compared value and seed), from the best trial of the stage
 before: its config names that trial's checkpoint file, relative to the experiment (so a copied
@@ -21,8 +22,7 @@ from ray import tune
 
 from tune_cilp.cilp.cilp_space import CilpSpace
 from tune_cilp.cilp.select import Link, by_trial_dir, read_stage, select, write_stage
-from tune_cilp.cilp.stage_configs import stage_config
-from tune_cilp.cilp.stages import BASELINES, STAGE_NAMES, STAGES, get_stage
+from tune_cilp.cilp.stages import BASELINES, get_stage, stage_config, stage_names
 from tune_cilp.core.checkpoint import in_experiment
 from tune_cilp.core.metrics import STATUS_COLUMNS, majority_rate
 from tune_cilp.data import CilpArrays
@@ -31,15 +31,14 @@ from tune_cilp.experiment.driver import (
     Session,
     TuneExperiment,
     drive,
-    num_samples,
     prepare,
 )
 from tune_cilp.experiment.identity import file_sha256, now
 from tune_cilp.experiment.request import RunRequest
+from tune_cilp.experiment.run_settings import num_samples, run_epochs, with_run_settings
 from tune_cilp.experiment.space import check_param_space
 from tune_cilp.experiment.trial import run_trial
 from tune_cilp.fusion.fusion_config import TrainConfig
-from tune_cilp.fusion.fusion_driver import seed_grid
 from tune_cilp.results import load_experiment
 
 
@@ -55,17 +54,15 @@ def stage_params(
     """The Tune param space of one stage: its config's defaults, the space's entries, the
     run's overrides, and the chains: a grid over seeds for the first stage, over the upstream
     checkpoints (the seed following each) downstream, and over the compared values at the
-    compared stage. Upstream checkpoints are paths relative to the experiment."""
+    compared stage. Upstream checkpoints are paths relative to the experiment. A stage the
+    space does not list runs on its config's defaults."""
     spec = get_stage(stage)
     names = {f.name for f in fields(spec.config)}
     params = {"stage": stage, **{f.name: f.default for f in fields(spec.config)}}
-    params.update(space.stages[stage])
-    if epochs is not None:
-        params["epochs"] = epochs
-        if isinstance(params.get("head_epochs"), int):
-            params["head_epochs"] = min(params["head_epochs"], epochs)
-    if precision is not None:
-        params["precision"] = precision
+    params.update(space.stages.get(stage, {}))
+    params = with_run_settings(params, epochs=epochs, precision=precision)
+    if epochs is not None and isinstance(params.get("head_epochs"), int):
+        params["head_epochs"] = min(params["head_epochs"], epochs)
     if "lidar_cnn" in names:  # the stage that maps onto NVIDIA's LiDAR CNN
         params["lidar_cnn"] = lidar_cnn
     if "head_epochs" in names and lidar_cnn is not None:
@@ -74,9 +71,7 @@ def stage_params(
         params[space.compare.key] = tune.grid_search(list(space.compare.values))
     key = spec.upstream_key
     if key is None:
-        if seeds is not None:
-            params["seed"] = seed_grid(seeds)
-        return params
+        return with_run_settings(params, seeds=seeds)
     if upstream is None:  # for checking only: a placeholder chain
         return {**params, key: "<upstream>", "seed": 0}
     seed_of = {link.checkpoint: link.seed for link in upstream}
@@ -93,11 +88,7 @@ def baseline_params(
     """The reference models: the fusion Trainer's protocol per registry variant and seed."""
     params = {**TrainConfig().to_dict(), "epochs": epochs or space.baseline_epochs}
     params["variant"] = tune.grid_search(list(space.baselines))
-    if seeds is not None:
-        params["seed"] = seed_grid(seeds)
-    if precision is not None:
-        params["precision"] = precision
-    return params
+    return with_run_settings(params, seeds=seeds, precision=precision)
 
 
 def trial_dirname(trial: Any) -> str:
@@ -120,9 +111,9 @@ def check_chain(request: RunRequest, space: CilpSpace, epochs: int | None) -> No
             config.phases(request.lidar_cnn is not None)
         return config
 
-    for stage in STAGES:
+    for stage in stage_names():
         params = stage_params(
-            space, stage.name, request.seed_list, epochs, request.precision, request.lidar_cnn
+            space, stage, request.seed_list, epochs, request.precision, request.lidar_cnn
         )
         check_param_space(space.name, params, validate)
     if space.baselines:
@@ -136,13 +127,14 @@ def finished_stages(experiment: str) -> dict[str, list[Link]]:
     from tune_cilp.cilp.stage_trainers import load_stage_checkpoint  # torch: only when resuming
 
     done: dict[str, list[Link]] = {}
-    for name in (*STAGE_NAMES, BASELINES):
+    names = stage_names()
+    for name in (*names, BASELINES):
         links = read_stage(os.path.join(experiment, name))
         if links is None:
             break
         done[name] = links
-    last = [s for s in STAGE_NAMES if s in done]
-    if last and len(last) < len(STAGE_NAMES):
+    last = [s for s in names if s in done]
+    if last and len(last) < len(names):
         for link in done[last[-1]]:
             load_stage_checkpoint(in_experiment(experiment, link.checkpoint), last[-1])
     return done
@@ -151,7 +143,7 @@ def finished_stages(experiment: str) -> dict[str, list[Link]]:
 def run_chain(request: RunRequest, space: CilpSpace, trainable: Callable[..., None]) -> Outcome:
     """Check everything, then run or resume the chain. trainable: the fusion trial function
     the baselines train with (as for a fusion space)."""
-    epochs = request.epochs or (1 if request.smoke_test else None)
+    epochs = run_epochs(request, None)
     if request.lidar_cnn is not None:
         from tune_cilp.cilp.stage_trainers import load_lidar_cnn
 
@@ -168,11 +160,11 @@ def run_chain(request: RunRequest, space: CilpSpace, trainable: Callable[..., No
     experiment = request.experiment
 
     def stage_experiment(name: str, done: dict[str, list[Link]]) -> TuneExperiment:
-        path = os.path.join(experiment, name)
+        location = request.location.child(name)
         seeds, precision = request.seed_list, request.precision
         if name == BASELINES:
             return TuneExperiment(
-                path,
+                location,
                 f"stage {name}",
                 trainable,
                 baseline_params(space, seeds, epochs, precision),
@@ -187,7 +179,7 @@ def run_chain(request: RunRequest, space: CilpSpace, trainable: Callable[..., No
         compared = space.compare is not None and space.compare.stage == name
         shown = ["seed", *([space.compare.key] if compared else [])]
         return TuneExperiment(
-            path,
+            location,
             f"stage {name}",
             train_stage,
             params,
@@ -195,12 +187,13 @@ def run_chain(request: RunRequest, space: CilpSpace, trainable: Callable[..., No
             stage.status_columns,
             shown,
             trial_dirname_creator=trial_dirname,
+            epochs_of=lambda config: stage_config(config).total_epochs,
             trainable_kwargs={"experiment_root": experiment},
         )
 
     def body(session: Session) -> bool:
         done = finished_stages(experiment)
-        todo = [*STAGE_NAMES, *([BASELINES] if space.baselines else [])]
+        todo = [*stage_names(), *([BASELINES] if space.baselines else [])]
         for name in [s for s in todo if s not in done]:
             if not session.fit(stage_experiment(name, done)) or session.exit_code:
                 return False  # stopped, or a trial failed: the next stage has no input
@@ -214,7 +207,7 @@ def run_chain(request: RunRequest, space: CilpSpace, trainable: Callable[..., No
             done[name] = links
         return True
 
-    started = os.path.isdir(os.path.join(experiment, STAGE_NAMES[0]))
+    started = request.location.child(stage_names()[0]).started()
     costs = [1.0] * max(1, len(request.seeds or [0]))  # stage trials are alike in cost
     return drive(request, meta, data, started=started, costs=costs, body=body)
 
@@ -230,7 +223,8 @@ def train_stage(
     URI) as it is now, which the upstream checkpoint path in the config is relative to."""
     from tune_cilp.cilp.stage_trainers import make_trainer
 
-    # The classifier's rows carry the majority-class rate like a fusion trial's (its note).
+    # A classifier stage's rows carry the majority-class rate like a fusion trial's (its note).
     labels = data.labels[~data.is_train]
-    info = {"val_majority_rate": majority_rate(labels)} if config["stage"] == "classifier" else {}
+    classifies = get_stage(config["stage"]).classifies
+    info = {"val_majority_rate": majority_rate(labels)} if classifies else {}
     run_trial(lambda: make_trainer(config, data, root=experiment_root), config, wandb_kwargs, info)

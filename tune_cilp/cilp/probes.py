@@ -14,9 +14,21 @@ import warnings
 
 import numpy as np
 
-from tune_cilp.core.metrics import PROBE_SCORES, binary_metrics, probe_key, ranking_metrics
+from tune_cilp.core.metrics import binary_metrics, ranking_metrics
 
 MAX_ITER = 2000  # lbfgs on ~1,000 x 200-3,200 standardised features converges well within it
+# What a probe scores: score -> (label in the CILP table, format). What each stage probes is in
+# its Stage (tune_cilp/cilp/stages.py); its last row reports probe_<what>_<score>.
+PROBE_SCORES: dict[str, tuple[str, str]] = {
+    "roc_auc": ("ROC AUC", ".3f"),
+    "average_precision": ("AP", ".3f"),
+    "balanced_accuracy": ("balanced accuracy", ".3f"),
+}
+
+
+def probe_key(what: str, score: str) -> str:
+    """The result key of one probe score, e.g. probe_rgb_roc_auc."""
+    return f"probe_{what}_{score}"
 
 
 def linear_probe(

@@ -1,14 +1,15 @@
-"""The three stages' trial configs: the seed's protocol as defaults, checked on construction.
+"""The stages' trial configs: the seed's protocol as defaults, checked on construction.
 
-A trial config is one of these as a plain dict (``stage`` says which); ``stage_config`` turns it
-back, refusing unknown keys and bad values with one line (UserError).
+A trial config is one of these as a plain dict (``stage`` says which: the class's ``stage``
+name); ``from_dict`` (and tune_cilp.cilp.stages.stage_config, which picks the class by that name)
+turns it back, refusing unknown keys and bad values with one line (UserError).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from tune_cilp.cilp.cilp_model import LIDAR_INPUTS
@@ -26,7 +27,6 @@ from tune_cilp.training.trial_config import (
 )
 
 CLASSIFIER_MODES: tuple[str, ...] = ("seed", "nvidia")
-FLOATS = ("lr", "eta_min", "weight_decay", "logit_scale_init")
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,13 @@ class StageConfig:
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any]) -> StageConfig:
-        """The validated config of a trial config dict, as stage_config(), and of this class's
-        stage (UserError otherwise)."""
-        cfg = stage_config(mapping)
-        if not isinstance(cfg, cls):
+        """The validated config of a trial config dict of this class's stage (UserError for
+        another stage, an unknown key or a bad value); its float fields given as ints (a Tune
+        value such as lr=1) are made floats."""
+        if mapping.get("stage") != cls.stage:
             raise UserError(f"stage: expected {cls.stage}, got {mapping.get('stage')!r}")
-        return cfg
+        floats = [f.name for f in fields(cls) if f.type in ("float", float)]
+        return config_from_dict(cls, mapping, floats, cls.stage, skip="stage")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a plain dict with its ``stage`` (JSON- and weights_only-safe)."""
@@ -177,19 +178,6 @@ class ClassifierConfig(StageConfig):
         return ["lidar"] * self.head_epochs + ["rgb"] * self.epochs
 
 
-CONFIGS: dict[str, type[StageConfig]] = {
-    c.stage: c for c in (ContrastiveConfig, ProjectorConfig, ClassifierConfig)
-}
-
-
 def checkpoint_key(stage: str) -> str:
     """The config key by which a downstream stage names its `stage` trial's checkpoint."""
     return f"{stage}_checkpoint"
-
-
-def stage_config(mapping: Mapping[str, Any]) -> StageConfig:
-    """The validated config of a trial config dict (its ``stage`` key picks the class)."""
-    stage = mapping.get("stage")
-    if stage not in CONFIGS:
-        raise UserError(f"stage: expected one of {', '.join(CONFIGS)}, got {stage!r}")
-    return config_from_dict(CONFIGS[stage], mapping, FLOATS, stage, skip="stage")

@@ -1,4 +1,5 @@
-"""The three CILP stages (docs/CILP.md), each a StageTrainer (the shared TrainingLoop):
+"""The CILP stages' trainers (docs/CILP.md), each a StageTrainer (the shared TrainingLoop),
+each named by its Stage (tune_cilp/cilp/stages.py), which make_trainer reads:
 
     contrastive  both embedders, contrastive loss          -> rgb, lidar (+ scale)
     projector    frozen embedders; projector, MSE          -> + projector (+ lidar_cnn, frozen)
@@ -13,7 +14,7 @@ and the classifier's projected embeddings when nothing before its head trains.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,12 +45,12 @@ from tune_cilp.cilp.stage_configs import (
     ProjectorConfig,
     StageConfig,
     checkpoint_key,
-    stage_config,
 )
+from tune_cilp.cilp.stages import get_stage, stage_config
 from tune_cilp.core.checkpoint import in_experiment, load_checkpoint
 from tune_cilp.core.errors import UserError
 from tune_cilp.data import CilpArrays
-from tune_cilp.training.balance import class_pos_weight, sample_weights
+from tune_cilp.training.balance import class_balance
 from tune_cilp.training.loop import DeviceSplit, TrainingLoop
 
 
@@ -94,9 +95,8 @@ def _embedders(c: ContrastiveConfig) -> dict[str, nn.Module]:
 
 
 class StageTrainer(TrainingLoop):
-    """A CILP stage: its config class, its parts (an nn.ModuleDict) and its epochs."""
+    """A CILP stage: its parts (an nn.ModuleDict) and its epochs."""
 
-    config_class: ClassVar[type[StageConfig]]
     cfg: StageConfig
 
     def __init__(self, cfg: StageConfig, data: CilpArrays, *, root: str = "", **kwargs: Any):
@@ -137,7 +137,6 @@ class StageTrainer(TrainingLoop):
 
 
 class ContrastiveTrainer(StageTrainer):
-    config_class = ContrastiveConfig
     cfg: ContrastiveConfig
 
     def build(self) -> nn.ModuleDict:
@@ -201,13 +200,14 @@ class ContrastiveTrainer(StageTrainer):
         return out
 
 
-class _Downstream(StageTrainer):
-    """A stage that starts from the best weights of the stage before."""
-
-    upstream_config: ClassVar[type[StageConfig]]
+class Downstream(StageTrainer):
+    """A stage that starts from the best weights of its upstream stage (its Stage's)."""
 
     def __init__(self, cfg: StageConfig, data: CilpArrays, *, root: str = "", **kwargs):
-        self.upstream_stage = self.upstream_config.stage
+        upstream = get_stage(cfg.stage).upstream
+        if upstream is None:
+            raise TypeError(f"{type(self).__name__}: stage {cfg.stage} has no upstream stage")
+        self.upstream_stage = upstream.name
         path = in_experiment(root, getattr(cfg, checkpoint_key(self.upstream_stage)))
         self.upstream = load_stage_checkpoint(path, self.upstream_stage)
         self.upstream_cfg = stage_config(self.upstream["config"])
@@ -238,9 +238,7 @@ class _Downstream(StageTrainer):
         return self.parts["lidar"](lidar_input(xyza, self.contrastive_cfg.lidar_input))
 
 
-class ProjectorTrainer(_Downstream):
-    config_class = ProjectorConfig
-    upstream_config = ContrastiveConfig
+class ProjectorTrainer(Downstream):
     cfg: ProjectorConfig
 
     def __init__(self, cfg: ProjectorConfig, data: CilpArrays, **kwargs):
@@ -301,9 +299,7 @@ class ProjectorTrainer(_Downstream):
         return self._probe("projected", projected)
 
 
-class ClassifierTrainer(_Downstream):
-    config_class = ClassifierConfig
-    upstream_config = ProjectorConfig
+class ClassifierTrainer(Downstream):
     cfg: ClassifierConfig
 
     def __init__(self, cfg: ClassifierConfig, data: CilpArrays, **kwargs):
@@ -317,10 +313,7 @@ class ClassifierTrainer(_Downstream):
             }
         if "lidar" in self.phases:
             self.lidar_embedded = self.map_split(self.train_data, self.lidar_features)
-        labels = data.train.labels
-        weight = class_pos_weight(cfg, labels)
-        self._pos_weight = None if weight is None else torch.tensor(weight, device=self.device)
-        self._sample_weights = sample_weights(labels) if cfg.class_balance == "sampler" else None
+        self.balance = class_balance(cfg, data.train.labels, self.device)
 
     @property
     def phases(self) -> list[str]:
@@ -386,14 +379,14 @@ class ClassifierTrainer(_Downstream):
         phase = self.phases[self.epoch]
         data = self.train_data
         total = torch.zeros((), device=self.device)
-        for index in self.batches(len(data), self._sample_weights):
+        for index in self.batches(len(data), self.balance.sample_weights):
             if phase == "lidar":
                 with self.autocast():
                     logits = self.parts["head"](self.lidar_embedded[index])[:, 0].float()
             else:
                 logits = self._rgb_logits("train", data, index)
             loss = F.binary_cross_entropy_with_logits(
-                logits, data.labels[index], pos_weight=self._pos_weight
+                logits, data.labels[index], pos_weight=self.balance.pos_weight
             )
             self.step(loss)
             total += loss.detach() * len(index)
@@ -406,16 +399,8 @@ class ClassifierTrainer(_Downstream):
         return self.classify(torch.cat(logits))
 
 
-TRAINERS: tuple[type[StageTrainer], ...] = (
-    ContrastiveTrainer,
-    ProjectorTrainer,
-    ClassifierTrainer,
-)
-
-
 def make_trainer(config: dict, data: CilpArrays, root: str = "", **kwargs: Any) -> StageTrainer:
-    """The trainer of a trial config (its ``stage`` key picks the config class, and that the
-    trainer); `root`: the experiment a relative upstream checkpoint path is in."""
+    """The trainer of a trial config (its ``stage`` key picks the Stage: its config class and
+    its trainer); `root`: the experiment a relative upstream checkpoint path is in."""
     cfg = stage_config(config)
-    trainer = next(t for t in TRAINERS if t.config_class is type(cfg))
-    return trainer(cfg, data, root=root, **kwargs)
+    return get_stage(cfg.stage).trainer_class()(cfg, data, root=root, **kwargs)
