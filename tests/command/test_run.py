@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 import ray
 from helpers import ROOT, histories, saved_environ
+from ray import cloudpickle
 
-from tune_cilp.core.errors import run_cli
+from tune_cilp.core.errors import UserError, run_cli
 from tune_cilp.core.metrics import EPOCH_KEYS, PROCESS, TRIAL_INFO
 from tune_cilp.data import CilpArrays
 from tune_cilp.experiment.driver import smoke_subset
 from tune_cilp.experiment.identity import META_FILE
+from tune_cilp.fusion.fusion_driver import train_fusion
 from tune_cilp.run import main
 from tune_cilp.spaces import list_spaces
 
@@ -217,3 +219,25 @@ def test_list_spaces_shows_each_with_its_description(capsys: pytest.CaptureFixtu
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == [space.name for space in list_spaces()]
     assert all(len(line.split()) > 3 for line in lines)
+
+
+def train_cilp(config: dict, **kwargs: object) -> None:
+    """The fusion trial function under its name before the fusion wing (Tune stores it)."""
+    train_fusion(config, **kwargs)
+
+
+@pytest.mark.slow
+def test_an_unfinished_experiment_of_the_old_trial_function_is_refused_in_one_line(
+    tiny_raw: Path, tmp_path: Path, local_ray: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [*run_args(tiny_raw, tmp_path, "--epochs", "1"), "--wandb", "disabled"]
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
+    try:
+        assert main(argv, trainable=train_cilp) == 0
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    meta = tmp_path / "seed-ablation" / META_FILE
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "finished_at": None}))
+    capsys.readouterr()
+    with pytest.raises(UserError, match="trial function had another name"):
+        main(argv)

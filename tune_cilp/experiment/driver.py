@@ -213,7 +213,18 @@ class Session:
             if self.request.local:
                 for line in trim_unsaved_rows(experiment.path):
                     print(line)
-            tuner = tune.Tuner.restore(experiment.path, trainable=trainable, resume_errored=True)
+            try:
+                tuner = tune.Tuner.restore(
+                    experiment.path, trainable=trainable, resume_errored=True
+                )
+            except ValueError as exc:  # Tune stores the trial function's name and checks it
+                if "Invalid `trainable`" not in str(exc):
+                    raise
+                raise UserError(
+                    f"{experiment.path}: made by a tune_cilp whose trial function had another "
+                    "name (train_cilp before the fusion wing); finish it with that version, or "
+                    "start a new --name"
+                ) from None
         else:
             print(f"starting {experiment.label}")
             tuner = new_tuner(trainable, experiment, self.request, [self.stop])
