@@ -40,7 +40,7 @@ def with_run_settings(
     seeds: list[int] | None = None,
 ) -> dict[str, Any]:
     """`params` with the run's epochs, precision and seeds (a grid) where given (None = the
-    space's own), in that order."""
+    space's own)."""
     params = dict(params)
     if epochs is not None:
         params["epochs"] = epochs

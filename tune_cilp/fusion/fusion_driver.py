@@ -78,11 +78,11 @@ def param_space(
             f"--seeds: space {space.name!r} samples its configurations; "
             "rerun its best configuration per seed instead"
         )
-    params = with_run_settings({**TrainConfig().to_dict(), **space.param_space}, epochs=epochs)
-    params = with_run_settings(params, precision=precision)
+    params = {**TrainConfig().to_dict(), **space.param_space}
+    params = with_run_settings(params, epochs=epochs, precision=precision, seeds=seeds)
     if test_fraction is not None:
         params["test_fraction"] = test_fraction
-    return with_run_settings(params, seeds=seeds)
+    return params
 
 
 def run_fusion(
