@@ -5,9 +5,14 @@ dataset."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from argparse import Namespace
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analysis.table import (
@@ -19,6 +24,7 @@ from analysis.table import (
     write_json,
 )
 from tune_cilp.core.errors import EXIT_CODES, ArgumentParser, UserError, epilog, run_cli
+from tune_cilp.core.path_guard import can_write_in, check_output_file, check_place
 from tune_cilp.experiment.identity import read_meta
 from tune_cilp.results import Experiment, load_experiment
 
@@ -29,6 +35,8 @@ if TYPE_CHECKING:
 ENVIRONMENT = {
     "FIFTYONE_DATABASE_DIR": "FiftyOne's database, for --to-fiftyone",
     "TUNE_CILP_EXPERIMENT": "the experiment notebooks/analysis.ipynb reads (not this command)",
+    "MPLCONFIGDIR": "matplotlib's config folder, for --plots (a private temporary one where "
+    "~/.config/matplotlib cannot be written)",
 }
 
 
@@ -81,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.fiftyone_dataset is not None and not args.to_fiftyone:
         raise UserError("--fiftyone-dataset: only with --to-fiftyone")
     check_format(args.format)  # before the (slower) load, so a typo fails at once
+    check_outputs(args)
     from analysis.cilp_table import is_cilp_experiment
 
     if is_cilp_experiment(args.experiment):  # a chain of stage experiments: its own table
@@ -140,6 +149,26 @@ def cilp_outputs(table: CilpTable, fmt: str) -> Outputs:
     )
 
 
+def check_outputs(args: Namespace) -> None:
+    """The files and folder asked for, checked before anything is loaded, printed or written:
+    a place that cannot take them is refused in one line (a full disk: exit 1)."""
+    for option, path in (("--csv", args.csv), ("--json", args.json)):
+        if path:
+            check_output_file(path, option)
+    if args.plots:
+        check_place(args.plots, "--plots")
+
+
+def private_matplotlib_config() -> None:
+    """Where matplotlib's config folder (~/.config/matplotlib) cannot be written, give it a
+    private temporary one, which it would make itself after two lines of warning on stderr."""
+    if os.environ.get("MPLCONFIGDIR") or can_write_in(Path.home() / ".config" / "matplotlib"):
+        return
+    folder = tempfile.mkdtemp(prefix="matplotlib-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["MPLCONFIGDIR"] = folder
+
+
 def write_outputs(args: Namespace, out: Outputs) -> None:
     """Print the table, then write what --csv, --json and --plots ask for (the same for every
     kind of experiment), a "wrote PATH" line per file."""
@@ -153,6 +182,7 @@ def write_outputs(args: Namespace, out: Outputs) -> None:
         out.json(args.json)
         print(f"wrote {args.json}")
     if args.plots:
+        private_matplotlib_config()
         for path in out.plots(args.plots):
             print(f"wrote {path}")
 

@@ -20,9 +20,9 @@ from matplotlib.ticker import MaxNLocator
 from analysis.ranking import Ranking, vs_best_metrics
 from analysis.stats import VariantSummary
 from analysis.table import ComparisonTable
-from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import AT_BEST_EPOCH, EPOCH_METRICS, TRIAL_METRICS, UNIT, Metric
+from tune_cilp.core.path_guard import check_output_dir, output
 
 CURVES = tuple(EPOCH_METRICS[key] for key in ("val_loss", "val_accuracy"))  # per epoch
 
@@ -56,7 +56,7 @@ def epoch_band(variant: VariantSummary, metric: str) -> tuple[np.ndarray, ...]:
 def save_figure(fig: Figure, out_dir: str, name: str) -> str:
     """Write `fig` as `out_dir/name` (PNG, atomically); returns the path."""
     path = os.path.join(out_dir, name)
-    with atomic_output(path) as f:
+    with output(path, "--plots") as f:
         fig.savefig(f, format="png", dpi=120)
     return path
 
@@ -152,12 +152,7 @@ def plot_final(variants: Sequence[VariantSummary]) -> Figure:
 
 def output_dir(out_dir: str) -> str:
     """`out_dir` made absolute and created if missing; one-line UserError if it cannot be."""
-    out_dir = os.path.abspath(os.path.expanduser(out_dir))
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--plots {out_dir}: cannot create directory ({exc.strerror})") from exc
-    return out_dir
+    return str(check_output_dir(out_dir, "--plots", create=True))
 
 
 def write_plots(table: ComparisonTable, out_dir: str) -> list[str]:

@@ -25,6 +25,7 @@ from analysis.inference import BestSet, Difference, Influence, Interval
 from analysis.stats import SEED_KEY, TrialResult, VariantSummary
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import SCENE_METRICS
+from tune_cilp.core.path_guard import open_stored
 from tune_cilp.core.predictions import PREDICTIONS_FILE, Predictions
 
 SCENES_ONLY, SEEDS_AND_SCENES = inference.SCENES_ONLY, inference.SEEDS_AND_SCENES
@@ -70,6 +71,11 @@ class SceneStats:
         if single == {True}:
             return SCENES_ONLY
         return SEEDS_AND_SCENES if single == {False} else MIXED
+
+    @property
+    def split_name(self) -> str:
+        """The split its scores come from, in words: "validation" or "held-out test"."""
+        return "held-out test" if self.split == TEST else "validation"
 
     @property
     def verdict_scores(self) -> str:
@@ -137,7 +143,7 @@ class SceneStats:
     def note(self) -> str:
         """The footer line that says how the intervals and tests were made."""
         n_pos = int(np.sum(self.labels == 1))
-        split = "held-out test" if self.split == TEST else "validation"
+        split = self.split_name
         chosen = (
             "The epochs were chosen on validation, so nothing here was chosen on these scenes."
             if self.split == TEST
@@ -171,7 +177,7 @@ def read_predictions(trial: TrialResult) -> Predictions | str:
         return "no checkpoint"
     path = f"{checkpoint.path.rstrip('/')}/{PREDICTIONS_FILE}"
     try:
-        with checkpoint.filesystem.open_input_stream(path) as f:
+        with open_stored(checkpoint.filesystem, path) as f:
             text = f.read()
     except FileNotFoundError:
         return f"no {PREDICTIONS_FILE} (made before per-scene scores were stored)"

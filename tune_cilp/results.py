@@ -28,6 +28,7 @@ import numpy as np
 
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import SELECT
+from tune_cilp.core.path_guard import open_stored
 from tune_cilp.experiment.identity import ExperimentMeta, read_meta
 
 
@@ -77,7 +78,7 @@ def _history(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _read_lines(fs: Any, path: str) -> tuple[list[bytes] | None, str]:
     """(the file's lines without their line ends, a read error); lines are None if unreadable."""
     try:
-        with fs.open_input_stream(path) as f:
+        with open_stored(fs, path) as f:
             return f.readall().split(b"\n"), ""
     except FileNotFoundError:
         return None, ""
@@ -291,7 +292,7 @@ def load_experiment(path_or_uri: str | os.PathLike[str]) -> Experiment:
             raise UserError(
                 f"experiment path {path}: not a Ray Tune experiment (no {STATE_PATTERN})"
             )
-        with fs.open_input_stream(states[-1]) as f:  # names end in a timestamp: last = newest
+        with open_stored(fs, states[-1]) as f:  # names end in a timestamp: last = newest
             text = f.readall()
     except OSError as exc:
         raise UserError(f"experiment path {path}: cannot read experiment state ({exc})") from exc

@@ -224,6 +224,8 @@ def parse_request(args: argparse.Namespace, argv: Sequence[str], started_at: flo
         name = space
     local = not is_uri(args.storage_path)  # checks a URI's form
     storage = str(Path(os.path.expanduser(args.storage_path.removeprefix("file://"))).resolve())
+    location = Location(storage if local else args.storage_path, args.name or name)
+    location.check_fits()
     return RunRequest(
         space=space,
         epochs=args.epochs,
@@ -237,7 +239,7 @@ def parse_request(args: argparse.Namespace, argv: Sequence[str], started_at: flo
         dataset=args.dataset or DEFAULT_SOURCE,
         data_dir=args.data_dir,
         test_fraction=args.test_fraction,
-        location=Location(storage if local else args.storage_path, args.name or name),
+        location=location,
         address=args.address,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,

@@ -54,8 +54,12 @@ def test_run_help_shows_defaults_exit_codes_and_environment() -> None:
 
 def test_analysis_and_data_help_show_defaults_and_exit_codes() -> None:
     analysis = help_text("analysis")
-    assert "(default: grid)" in analysis and "exit codes: 0 done 2 bad input" in analysis
-    assert "TUNE_CILP_EXPERIMENT" in analysis
+    assert "(default: grid)" in analysis and "exit codes: 0 done 1 a write failed" in analysis
+    assert (
+        "2 bad input" in analysis
+        and "TUNE_CILP_EXPERIMENT" in analysis
+        and "MPLCONFIGDIR" in analysis
+    )
     data = help_text("tune_cilp.data")
     assert "exit codes:" in data and "TUNE_CILP_DATA_DIR" in data
     generate = help_text("tune_cilp.data", "generate")

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+EXIT_STORAGE = 1
 EXIT_USAGE = 2
 
 
@@ -18,7 +19,17 @@ class UserError(Exception):
     """
 
 
-EXIT_CODES = {0: "done", EXIT_USAGE: "bad input (one `error:` line)", 130: "interrupted (Ctrl-C)"}
+class StorageError(UserError):
+    """A write the input was fine for failed on the storage (disk full, quota, I/O error):
+    one ``error: ...`` line and exit code 1, with nothing half-written."""
+
+
+EXIT_CODES = {
+    0: "done",
+    EXIT_STORAGE: "a write failed on the storage, e.g. a full disk (one `error:` line)",
+    EXIT_USAGE: "bad input (one `error:` line)",
+    130: "interrupted (Ctrl-C)",
+}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -61,9 +72,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
-    """Run a command-line ``main`` and exit: 0 or its code, 2 on UserError, 130 on Ctrl-C."""
+    """Run a command-line ``main`` and exit: 0 or its code, 1 on StorageError, 2 on another
+    UserError, 130 on Ctrl-C."""
     try:
         code = main(argv)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_STORAGE)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)

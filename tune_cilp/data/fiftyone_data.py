@@ -25,6 +25,7 @@ import numpy as np
 
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.fiftyone_env import import_fiftyone
+from tune_cilp.core.path_guard import check_output_dir, write_error
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.data.constants import DEFAULT_SEED, IMAGE_SIZE, LABELS
 from tune_cilp.data.default_set import default_data_dir
@@ -310,6 +311,7 @@ def export_dataset(name: str, out_dir: str | Path, *, progress: bool = True) -> 
     out = Path(out_dir).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: already exists and is not an empty directory")
+    check_output_dir(out.parent, "--out", create=True)
     dataset = _open_dataset(name)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
@@ -319,6 +321,8 @@ def export_dataset(name: str, out_dir: str | Path, *, progress: bool = True) -> 
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
+    except OSError as exc:  # a full disk mid-way: the half export is removed below
+        raise write_error("--out", out, exc) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

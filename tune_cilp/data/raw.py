@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from tune_cilp.core.errors import UserError
+from tune_cilp.core.path_guard import check_readable_file
 from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.data.constants import IMAGE_SIZE, LABELS
 from tune_cilp.data.util import one_line, progress_bar
@@ -87,8 +88,7 @@ def _indexed_files(folder: Path, suffix: str) -> dict[int, Path]:
 def _load_npy(path: Path) -> np.ndarray:
     if path.is_dir():
         raise UserError(f"{path}: unexpected folder (expected a .npy file)")
-    if not path.is_file():
-        raise UserError(f"{path}: file missing")
+    check_readable_file(path, "a .npy file")
     try:
         return np.load(path, allow_pickle=False)
     except Exception as exc:  # corrupt files raise ValueError, OSError, EOFError, ...
@@ -117,6 +117,7 @@ def _load_depth(path: Path) -> np.ndarray:
 
 def read_png(path: Path) -> np.ndarray:
     """One RGBA image as uint8 (4, 64, 64); UserError naming the file if it is unusable."""
+    check_readable_file(path, "a PNG image")
     try:
         with Image.open(path) as img:
             img.load()

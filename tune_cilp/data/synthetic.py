@@ -26,6 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from tune_cilp.core.errors import UserError
+from tune_cilp.core.path_guard import check_output_dir, write_error
 from tune_cilp.data.constants import IMAGE_SIZE, LABELS, MAX_RANGE
 
 GRID_DEG = np.arange(-16.0, 16.0, 0.5)
@@ -333,11 +334,9 @@ def generate_raw(
         raise UserError(f"{out}: exists and is not an empty directory; choose a new --out")
     # A hidden sibling on the same file system, so the final rename is atomic.
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    check_output_dir(out.parent, "--out", create=True)
     try:
-        tmp.mkdir(parents=True)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot create the output directory ({exc.strerror})") from exc
-    try:
+        tmp.mkdir()
         counts = class_counts(scenes, sphere_fraction)
         scene_list = sample_scenes(max(counts.values()), seed)
         with tqdm(total=scenes, desc="rendering scenes", unit="scene", disable=not progress) as bar:
@@ -346,6 +345,9 @@ def generate_raw(
         if out.exists():
             out.rmdir()  # empty (checked above); rename cannot replace it on every platform
         tmp.rename(out)
+    except OSError as exc:  # a full disk or quota mid-way: nothing of it is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error("--out", out, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -28,6 +28,8 @@ import pyarrow.fs
 
 from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.errors import UserError
+from tune_cilp.core.json_shape import check_fields
+from tune_cilp.core.path_guard import check_readable_file, open_stored
 from tune_cilp.data import CilpArrays
 
 META_FILE = "tune_cilp.json"
@@ -91,7 +93,10 @@ class ExperimentMeta:
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any]) -> ExperimentMeta:
-        """From a stored dict; fields an older version did not record are None."""
+        """From a stored dict; fields an older version did not record are None. ValueError if
+        it is not a dict or a field's value is not of the field's type."""
+        if not isinstance(mapping, Mapping):
+            raise ValueError(f"expected a JSON object, got {type(mapping).__name__}")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in mapping.items() if k in known}
         for name in known - set(values):
@@ -101,6 +106,8 @@ class ExperimentMeta:
         if values["version"] is None and values["dataset"] is None:
             # Version 1 wrote null for the default synthetic set, which was balanced then.
             values["dataset"] = "synthetic:balanced"
+        # None: not recorded (an older version), accepted for every field as above
+        check_fields(cls, {k: v for k, v in values.items() if v is not None})
         return cls(**values)
 
 
@@ -117,7 +124,7 @@ def fingerprint(data: CilpArrays) -> str:
 def file_sha256(path: str) -> str:
     """The SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(check_readable_file(path), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -140,7 +147,7 @@ def read_meta(experiment: str) -> ExperimentMeta | None:
     fs, path = _fs(experiment)
     meta_path = f"{path.rstrip('/')}/{META_FILE}"
     try:
-        with fs.open_input_stream(meta_path) as f:
+        with open_stored(fs, meta_path) as f:
             return ExperimentMeta.from_dict(json.loads(f.readall().decode("utf-8")))
     except FileNotFoundError:
         return None

@@ -27,6 +27,8 @@ from typing import Any
 import pyarrow.fs
 
 from tune_cilp.core.errors import UserError
+from tune_cilp.core.json_shape import json_object, matches
+from tune_cilp.core.path_guard import open_stored
 
 LOCK_FILE = ".driver.lock"
 LEASE_FILE = ".driver.lease.json"
@@ -40,7 +42,8 @@ def _holder() -> dict[str, Any]:
 
 
 def _describe(holder: dict[str, Any]) -> str:
-    since = time.strftime("%H:%M:%S", time.localtime(holder.get("since", 0)))
+    stamp = holder.get("since")  # what another process wrote: any JSON
+    since = time.strftime("%H:%M:%S", time.localtime(stamp if matches(stamp, float) else 0))
     return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {since}"
 
 
@@ -65,7 +68,7 @@ def local_lock(experiment_dir: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
-                holder = json.loads(fh.read() or "{}")
+                holder = json_object(fh.read() or "{}")
             except ValueError:
                 holder = {}
             raise _busy(experiment_dir, holder) from None
@@ -93,8 +96,8 @@ class Lease:
 
     def _read(self) -> dict[str, Any] | None:
         try:
-            with self.fs.open_input_stream(self.path) as f:
-                return json.loads(f.readall().decode())
+            with open_stored(self.fs, self.path) as f:
+                return json_object(f.readall())
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
@@ -109,7 +112,8 @@ class Lease:
         """Take the lease, or UserError naming the live holder."""
         current = self._read()
         if current is not None:
-            age = time.time() - float(current.get("renewed", 0))
+            renewed = current.get("renewed")
+            age = time.time() - (renewed if matches(renewed, float) else 0.0)
             if age < LEASE_STALE_S:
                 raise _busy(self.experiment, current)
         try:

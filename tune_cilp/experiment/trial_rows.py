@@ -21,6 +21,7 @@ from pathlib import Path
 from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
 
 from tune_cilp.core.atomic import atomic_output
+from tune_cilp.core.json_shape import json_object
 
 ITERATION = "training_iteration"  # Tune's own count of a trial's reports
 
@@ -30,14 +31,14 @@ def saved_iterations(experiment: str | Path) -> dict[str, int]:
     when there is no readable state (Tune then starts over, repair_after_storage_failure)."""
     path = _find_newest_experiment_checkpoint(str(experiment))
     try:
-        state = json.loads(Path(path).read_text()) if path else {}
-        trials = [(json.loads(t), json.loads(m)) for t, m in state.get("trial_data", [])]
-    except (OSError, ValueError, TypeError):
+        state = json_object(Path(path).read_text()) if path else {}
+        trials = [(json_object(t), json_object(m)) for t, m in state.get("trial_data", [])]
+        return {
+            trial["trial_id"]: int((meta.get("last_result") or {}).get(ITERATION, 0))
+            for trial, meta in trials
+        }
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # not what Tune wrote
         return {}
-    return {
-        trial["trial_id"]: int((meta.get("last_result") or {}).get(ITERATION, 0))
-        for trial, meta in trials
-    }
 
 
 def trim_unsaved_rows(experiment: str | Path) -> list[str]:
