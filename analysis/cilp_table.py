@@ -23,6 +23,7 @@ from typing import Any
 
 from analysis.cells import estimate_cell, p_cell, paired_cell, spread_cell
 from analysis.inference import Interval
+from analysis.one_class import UNDEFINED, tagged
 from analysis.stats import (
     Comparison,
     TrialResult,
@@ -51,6 +52,7 @@ from analysis.table import (
     write_records_csv,
 )
 from tune_cilp.cilp.cilp_space import CilpSpace
+from tune_cilp.cilp.probes import PROBE_SCORES, probe_key
 from tune_cilp.cilp.select import Link, by_trial_dir, select
 from tune_cilp.cilp.stages import (
     BASELINES,
@@ -62,6 +64,7 @@ from tune_cilp.cilp.stages import (
 )
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import SCENE_METRICS, SELECT, TRIAL_METRICS, Metric
+from tune_cilp.core.stored import absolute, is_dir
 from tune_cilp.experiment.identity import read_meta
 from tune_cilp.fusion.variants import fusion_variants
 from tune_cilp.results import TrialRecord, kept_row, load_experiment
@@ -102,6 +105,21 @@ def classifier_keys() -> dict[str, str]:
     return {r.metric.key: r.source for r in rows if r.source in SCENE_METRICS}
 
 
+def registry_key(key: str) -> str | None:
+    """The registry metric (tune_cilp.core.metrics.CLASSIFICATION) a CILP row `key` measures on
+    the validation scenes: a classifier row's, or a linear probe's score (a probe scores
+    `score` by the registry's `val_<score>`: tune_cilp/cilp/probes.py); None for any other
+    row."""
+    if key in (keys := classifier_keys()):
+        return keys[key]
+    for name in stage_names():
+        for probe in get_stage(name).probes:
+            for score in PROBE_SCORES:
+                if probe_key(probe.what, score) == key and f"val_{score}" in SCENE_METRICS:
+                    return f"val_{score}"
+    return None
+
+
 def verdict_metric() -> str:
     """The row a two-chain verdict compares: the chain's end product's validation loss (the
     classifier stage's, else the last stage's)."""
@@ -132,14 +150,22 @@ class CilpTable:
         return ["Metric", *names, *(["Difference\n[95% CI]"] if len(self.chains) == 2 else [])]
 
     def rows(self) -> list[list[str]]:
-        """Formatted cells, one row per entry of cilp_rows()."""
+        """Formatted cells, one row per entry of cilp_rows(); a row a one-class validation split
+        leaves undefined or one-sided is tagged (analysis/one_class.py)."""
         out = []
         for m in cilp_rows():
-            row = [m.label, *(self._cell(c, m) for c in self.chains)]
+            row = [tagged(m.label, [self.mark(m.key)]), *(self._cell(c, m) for c in self.chains)]
             if len(self.chains) == 2:
                 row.append(self._difference(m))
             out.append(row)
         return out
+
+    def mark(self, key: str) -> str:
+        """The one-class tag of CILP row (or registry metric) `key`: "undefined", "cubes only"
+        or ""; the classifier's validation scenes say whether they are of one class."""
+        one = self.classifier.one_class if self.classifier is not None else None
+        source = key if key in SCENE_METRICS else registry_key(key)
+        return one.mark(source) if one is not None and source is not None else ""
 
     def estimate(self, chain: str, key: str) -> Interval | None:
         """A classifier row's interval for one chain (analysis.inference.metric_interval); None
@@ -158,6 +184,8 @@ class CilpTable:
         return self.classifier.paired.get(keys[key])
 
     def _cell(self, chain: VariantSummary, m: Metric) -> str:
+        if self.mark(m.key) == UNDEFINED:  # e.g. F1 of cubes only: 0 by convention, no number
+            return "n/a"
         estimate = self.estimate(chain.name, m.key)
         if estimate is not None:
             return estimate_cell(estimate, m.fmt, TRIAL_METRICS[classifier_keys()[m.key]].bounds)
@@ -166,6 +194,8 @@ class CilpTable:
     def _difference(self, m: Metric) -> str:
         if row_stage(m.key) in self.shared:
             return "shared"
+        if self.mark(m.key) == UNDEFINED:
+            return "n/a"
         paired = self.paired(m.key)
         if paired is not None:
             p = p_cell(paired.p_value)
@@ -185,10 +215,10 @@ def row_stage(key: str) -> str | None:
 
 def is_cilp_experiment(path: str) -> bool:
     """Whether ``path`` holds a CILP chain (its stage directories, or a CILP space's metadata)."""
-    path = os.path.abspath(os.path.expanduser(str(path)))
-    if os.path.isdir(os.path.join(path, stage_names()[0])):
+    path = absolute(str(path))
+    if is_dir(f"{path.rstrip('/')}/{stage_names()[0]}"):
         return True
-    meta = read_meta(path) if os.path.isdir(path) else None
+    meta = read_meta(path) if is_dir(path) else None
     return meta is not None and meta.space in _cilp_space_names()
 
 
@@ -221,8 +251,8 @@ def _chain_metrics(chosen: dict[str, TrialRecord]) -> dict[str, float]:
 
 def cilp_table(experiment_path: str) -> CilpTable:
     """The CILP table of the experiment directory (finished or not)."""
-    path = os.path.abspath(os.path.expanduser(str(experiment_path)))
-    if not os.path.isdir(path):
+    path = absolute(str(experiment_path))  # a local directory or a storage URI
+    if not is_dir(path):
         raise UserError(f"experiment path {path}: no such directory")
     meta = read_meta(path)
     space = None
@@ -240,7 +270,7 @@ def cilp_table(experiment_path: str) -> CilpTable:
     upstream: dict[str, Link] = {}
     for stage in stage_names():
         stage_dir = os.path.join(path, stage)
-        if not os.path.isdir(stage_dir):
+        if not is_dir(stage_dir):
             notes.append(f"stage {stage} has not started.")
             break
         trials = load_experiment(stage_dir).trials
@@ -268,7 +298,7 @@ def cilp_table(experiment_path: str) -> CilpTable:
         # Chains that share their upstream trials per seed pair by seed: seed 51's classifiers
         # of both chains stand on the same contrastive (and projector) weights.
         table.classifier = comparison_table(classifiers, paired_seeds=bool(table.shared))
-        table.notes += [f"RGB-only classifier: {n}" for n in table.classifier.notes]
+        table.notes += classifier_notes(table.classifier)
         ranked = table.classifier.ranking is not None and table.classifier.scenes is not None
         if ranked:  # a ranking says what its intervals cover in its own notes, unprinted here
             table.notes.append(f"RGB-only classifier: {table.classifier.scenes.note()}")
@@ -281,6 +311,8 @@ def cilp_table(experiment_path: str) -> CilpTable:
             table.verdict = f"RGB-only classifier: {table.classifier.verdict}"
         else:
             table.verdict = verdict(a, b, verdict_metric())
+            if table.classifier is not None and table.classifier.one_class is not None:
+                table.verdict += table.classifier.one_class.caution(verdict_metric())
         table.notes.append(
             f"Difference = {b.name} - {a.name}; classifier rows with per-scene scores: the "
             "paired bootstrap (above); the rest: [95% CI of the difference] and two-sided p from "
@@ -295,6 +327,13 @@ def cilp_table(experiment_path: str) -> CilpTable:
             "seed), so they are equal across the columns and not compared."
         )
     return table
+
+
+def classifier_notes(classifier: ComparisonTable) -> list[str]:
+    """The classifier table's notes, each said of the RGB-only classifier; but a one-class note
+    is about the validation split every stage, probe and reference model shares: unprefixed."""
+    one = classifier.one_class.note() if classifier.one_class is not None else None
+    return [n if n == one else f"RGB-only classifier: {n}" for n in classifier.notes]
 
 
 def _classifier_variants(
@@ -388,7 +427,7 @@ def _stage_summaries(
 def _references(path: str) -> list[VariantSummary]:
     """The baselines' variants, and of the fusion variants among them the best by val_loss."""
     stage_dir = os.path.join(path, BASELINES)
-    if not os.path.isdir(stage_dir):
+    if not is_dir(stage_dir):
         return []
     variants = summarize_variants(trial_results(load_experiment(stage_dir)))
     single = [v for v in variants if v.config.get("variant") not in fusion_variants()]
@@ -405,16 +444,23 @@ def format_cilp_table(table: CilpTable, fmt: str = "grid") -> str:
     parts = [render(table.headers, table.rows(), fmt)]
     if table.references:
         rows = [
-            [v.name, *(spread_cell(v.values(m.key), m.fmt) for m in REFERENCE_ROWS)]
+            [v.name, *(_reference_cell(table, v, m) for m in REFERENCE_ROWS)]
             for v in table.references
         ]
         labels = [
             "Reference model",
-            *("\n".join(textwrap.wrap(m.label, 12)) for m in REFERENCE_ROWS),
-        ]
+            *(tagged("\n".join(textwrap.wrap(m.label, 12)), [table.mark(m.key)])
+              for m in REFERENCE_ROWS),
+        ]  # fmt: skip
         parts.append(render(labels, rows, fmt))
     notes = [footer(), *table.notes] + (["Verdict: " + table.verdict] if table.verdict else [])
     return "\n".join([*parts, *(textwrap.fill(n, 100, break_on_hyphens=False) for n in notes)])
+
+
+def _reference_cell(table: CilpTable, v: VariantSummary, m: Metric) -> str:
+    """A reference model's metric across its seeds; n/a where the (shared) validation split
+    leaves it undefined."""
+    return "n/a" if table.mark(m.key) == UNDEFINED else spread_cell(v.values(m.key), m.fmt)
 
 
 def cilp_report(experiment_path: str, fmt: str = "grid") -> str:

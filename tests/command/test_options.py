@@ -39,14 +39,11 @@ def test_top_k_without_replicate_is_refused_for_every_space(space) -> None:
 
 
 @pytest.mark.parametrize("space", SPACES, ids=lambda s: s.name)
-def test_uri_storage_applies_to_fusion_and_is_refused_for_cilp(space) -> None:
+def test_uri_storage_applies_to_every_space(space) -> None:
+    # CILP chains too: tests/experiment/test_object_store.py runs one on a local S3 server.
     uri = request("--space", space.name, "--storage-path", "s3://bucket/results")
     assert not uri.local and uri.experiment == f"s3://bucket/results/{space.name}"
-    if isinstance(space, CilpSpace):
-        with pytest.raises(UserError, match="^--storage-path: CILP chains need a local"):
-            check_applies(uri, space)
-    else:
-        check_applies(uri, space)
+    check_applies(uri, space)
 
 
 @pytest.mark.parametrize("space", SPACES, ids=lambda s: s.name)
@@ -97,10 +94,6 @@ def test_the_request_is_frozen_and_absolute(tmp_path: Path) -> None:
     ("words", "message"),
     [
         (["--space", CILP[0].name, "--top-k", "2"], "error: --top-k: only with --replicate"),
-        (
-            ["--space", CILP[0].name, "--storage-path", "s3://bucket/x"],
-            "error: --storage-path: CILP chains need a local or NFS storage path",
-        ),
         (["--space", FUSION[0].name, "--lidar-cnn", "x.pt"], "error: --lidar-cnn: only for CILP"),
         (
             ["--space", CILP[0].name, "--test-fraction", "0.5"],

@@ -14,9 +14,10 @@ from typing import Any
 
 from tune_cilp.cilp.cilp_space import Compare
 from tune_cilp.cilp.stages import get_stage
-from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.checkpoint import STATE_FILE
 from tune_cilp.core.errors import UserError
+from tune_cilp.core.json_shape import check_fields, json_object
+from tune_cilp.core.stored import read_bytes, write_bytes
 
 STAGE_FILE = "stage.json"  # in a stage's directory, written once the stage has finished
 
@@ -93,25 +94,33 @@ def _upstream_dir(stage: str, config: dict[str, Any]) -> str:
     return parents[1].name if len(parents) > 1 else ""
 
 
+def _link(record: Any) -> Link:
+    """A recorded link, its fields checked for their types (ValueError, TypeError otherwise)."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a link is {type(record).__name__}, not an object")
+    check_fields(Link, record)  # an unknown field is a KeyError: caught as unreadable too
+    return Link(**record)
+
+
 def by_trial_dir(links: Sequence[Link]) -> dict[str, Link]:
     return {link.trial_dir: link for link in links}
 
 
 def read_stage(stage_dir: str) -> list[Link] | None:
-    """The links a finished stage recorded; None if it has not finished."""
-    path = os.path.join(stage_dir, STAGE_FILE)
+    """The links a finished stage recorded; None if it has not finished. stage_dir: a local
+    directory or a storage URI."""
+    path = f"{stage_dir.rstrip('/')}/{STAGE_FILE}"
     try:
-        with open(path) as f:
-            record = json.load(f)
-        return [Link(**link) for link in record["links"]]
-    except FileNotFoundError:
-        return None
+        data = read_bytes(path)
+        if data is None:
+            return None
+        return [_link(link) for link in json_object(data)["links"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: unreadable stage record ({exc})") from None
 
 
 def write_stage(stage_dir: str, stage: str, links: Sequence[Link], finished_at: str) -> None:
-    """Record a finished stage and the trial each chain continues from (atomically)."""
+    """Record a finished stage and the trial each chain continues from (whole or not at all,
+    on a local directory or a storage URI)."""
     record = {"stage": stage, "finished_at": finished_at, "links": [asdict(k) for k in links]}
-    with atomic_output(os.path.join(stage_dir, STAGE_FILE), "w") as f:
-        json.dump(record, f, indent=2)
+    write_bytes(f"{stage_dir.rstrip('/')}/{STAGE_FILE}", json.dumps(record, indent=2).encode())

@@ -13,6 +13,8 @@ from typing import Any
 
 from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.errors import UserError
+from tune_cilp.core.path_guard import check_readable_file
+from tune_cilp.core.stored import is_uri, read_bytes
 
 STATE_FILE = "state.pt"  # a trial checkpoint's one file: the trainer's full state_dict()
 
@@ -46,18 +48,6 @@ def in_experiment(root: str, path: str) -> str:
     return f"{root.rstrip('/')}/{path}"
 
 
-def _read_uri(uri: str) -> bytes | None:
-    """The bytes of a file on a storage URI (s3://, gs://, ...), None if there is none."""
-    import pyarrow.fs
-
-    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
-    try:
-        with fs.open_input_file(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by save_checkpoint (a local path or a storage URI), on CPU,
     with ``weights_only=True``.
@@ -66,15 +56,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     UserError naming the file.
     """
     source: Any
-    if "://" in str(path) and not str(path).startswith("file://"):
-        data = _read_uri(str(path))
+    if is_uri(str(path)):
+        try:
+            data = read_bytes(str(path))
+        except OSError as exc:  # the store refused (permissions) or cannot be reached
+            raise UserError(f"{path}: cannot read the checkpoint ({exc})") from None
         if data is None:
             raise UserError(f"{path}: checkpoint file not found")
         source = io.BytesIO(data)
     else:
         path = source = Path(str(path).removeprefix("file://"))
-        if not path.is_file():
+        if not path.exists():
             raise UserError(f"{path}: checkpoint file not found")
+        check_readable_file(path, "a checkpoint file")
     import torch
 
     try:
