@@ -6,10 +6,12 @@ of a CILP chain):
       against this run's, or refuse a Ray Tune directory the tool did not make; a finished
       experiment returns at once; a new one records its identity; then, with Ctrl-C / SIGTERM
       turned into a stop at an epoch's end, body(session) runs the fits:
-        session.fit(TuneExperiment)  - starts Ray on first use (reaping a dead driver's Ray),
-                                       sizes the trials, restores (trimming unsaved rows) or
-                                       builds the Tuner, fits, and turns a stop, a storage
-                                       failure or failed trials into their one line
+        session.fit(TuneExperiment)  - starts Ray on first use (reaping a dead driver's Ray;
+                                       a watchdog stops this one when the driver ends), sizes
+                                       the trials, sets aside a state a storage failure cut
+                                       short (said in one line), restores (trimming unsaved
+                                       rows) or builds the Tuner, fits, and turns a stop, a
+                                       storage failure or failed trials into their one line
       a run that completed every trial is marked finished in tune_cilp.json.
 
 The caller prints the table (drivers return an Outcome; this layer imports no analysis).
@@ -46,11 +48,12 @@ from tune_cilp.experiment.identity import (
 from tune_cilp.experiment.lock import hold_experiment
 from tune_cilp.experiment.ray_session import (
     check_address,
-    forget_session,
     reap_dead_session,
     start_ray,
+    stop_ray,
 )
 from tune_cilp.experiment.request import RunRequest
+from tune_cilp.experiment.state_repair import check_before_resuming
 from tune_cilp.experiment.storage import Location, local_storage
 from tune_cilp.experiment.trial_rows import trim_unsaved_rows
 from tune_cilp.experiment.tune_settings import apply_tune_settings, result_loggers
@@ -179,8 +182,7 @@ class Session:
 
     def shutdown(self) -> None:
         if self._ray_started:
-            ray.shutdown()
-            forget_session(self.request.experiment if self.request.local else None)
+            stop_ray(self.request.experiment if self.request.local else None)
 
     def fit(self, experiment: TuneExperiment) -> bool:
         """Run or resume one Tune experiment. True when it ran to its end (failed trials are
@@ -190,6 +192,10 @@ class Session:
             self.exit_code = self.stop.stopped_exit_code(experiment.path, self.request.local) or 0
             return False
         resources = self._start()
+        if self.request.local:  # a state a storage failure cut short is set aside, and said
+            note = check_before_resuming(experiment.path)
+            if note is not None:
+                print(note)
         restoring = experiment.location.started()
         apply_tune_settings(self.request.local, restoring)
         progress.current().configure(

@@ -12,27 +12,19 @@ trials do not go on failing.
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ray import cloudpickle, tune
 
-# Write failures the user fixes on the storage side, then resumes.
-STORAGE_ERRNOS = {
-    errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-}
+from tune_cilp.core.path_guard import STORAGE_ERRNOS
+from tune_cilp.experiment.state_repair import SetAside, repair_after_storage_failure
+
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 INTERRUPTED = "interrupted: re-run the same command to resume"
 QUIET_WHEN_STOPPING = (
@@ -194,61 +186,18 @@ class _RayLogFilter(logging.Filter):
         return True
 
 
-def storage_message(exc: OSError, where: str, set_aside: Path | None = None) -> str:
+def storage_message(exc: OSError, where: str, set_aside: SetAside | None = None) -> str:
     """The one line for a storage failure: what, where, and how to go on (`set_aside`: where
-    the damaged state and its trials went, when the re-run starts over)."""
+    the damaged state and its trials went and why, when the re-run starts over)."""
     what = STORAGE_ERRNOS.get(exc.errno or 0, exc.strerror or "storage error")
     path = exc.filename or where
     if set_aside is not None:
         return (
-            f"{what} writing {path}: Tune's saved state was cut short (it and its trials are set "
-            f"aside in {set_aside.name}); fix the storage and re-run the same command to run the "
-            "experiment again"
+            f"{what} writing {path}: {set_aside.reason}, so Tune cannot resume the experiment "
+            f"(its state and trials are set aside in {set_aside.folder.name}); fix the storage "
+            "and re-run the same command to run the experiment again"
         )
     return f"{what} writing {path}: fix the storage and re-run the same command to resume"
-
-
-def repair_after_storage_failure(experiment_dir: str) -> Path | None:
-    """Make what a full disk left resumable: delete the 0-byte files (Tune's records, trial
-    files, half-written checkpoints: they break resuming and analysis, and hold nothing) and
-    the checkpoint folders left empty. A Tune state file that was cut short (Tune would restore
-    it wrongly) is set aside with tuner.pkl and its trial folders in one `state-<time>.damaged`
-    folder, so that the re-run starts the experiment over and the experiment folder holds that
-    one experiment; returns that folder, None when the state was whole."""
-    root = Path(experiment_dir)
-    candidates = [*root.glob("*.json"), *root.glob("*.pkl")]
-    for trial_dir in (d for d in root.iterdir() if d.is_dir()):
-        candidates += trial_dir.rglob("*")
-    for path in candidates:
-        if path.is_file() and path.stat().st_size == 0:
-            with contextlib.suppress(OSError):
-                path.unlink()
-    for folder in root.glob("*/checkpoint_*"):
-        with contextlib.suppress(OSError):
-            folder.rmdir()  # only if empty
-    states = [*root.glob("experiment_state-*.json"), *root.glob("*-state-*.json")]
-    if all(_readable_json(state) for state in states):
-        return None
-    # Tune restores from tuner.pkl and these files together: set all of them aside, so the
-    # re-run starts the experiment over instead of restoring a wrong one. A trial folder is one
-    # Tune wrote params.json into (W&B's and the tool's own folders stay).
-    trials = [d for d in root.iterdir() if d.is_dir() and (d / "params.json").is_file()]
-    stamp, n = time.strftime("state-%Y%m%d-%H%M%S", time.gmtime()), 0
-    while (aside := root / f"{stamp}{f'-{n}' if n else ''}.damaged").exists():
-        n += 1  # a second failure within the same second: never mix two set-aside states
-    aside.mkdir()
-    for path in [*states, root / "tuner.pkl", *trials]:
-        with contextlib.suppress(OSError):
-            path.rename(aside / path.name)
-    return aside
-
-
-def _readable_json(path: Path) -> bool:
-    try:
-        json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 _CURRENT: GracefulStop | None = None
