@@ -369,11 +369,13 @@ def scene_df(metric: str, labels: np.ndarray) -> float:
     a normal reference a heavy-tailed loss over 15 spheres rejects a true null 7 % of the time
     (measured, benchmarks/bench_calibration.py). The rank metrics' jackknife variance is
     DeLong's, whose t ratio near an AUC of 1 is compressed rather than heavy-tailed (a large
-    difference comes with many discordant pairs), so they keep the normal reference."""
+    difference comes with many discordant pairs), so they keep the normal reference. With one
+    class only (analysis/one_class.py), its count - 1."""
     if metric in RANK_METRICS:
         return math.inf
-    rarer = min(int(np.sum(labels == 1)), int(np.sum(labels == 0)))
-    return float(max(rarer - 1, 1))
+    # The rarer class present: on scenes of one class only, that class carries the variance.
+    present = [n for n in (int(np.sum(labels == 1)), int(np.sum(labels == 0))) if n > 0]
+    return float(max(min(present, default=2) - 1, 1))
 
 
 def difference_of(
@@ -486,6 +488,8 @@ def delong_p(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> tuple[float, f
     two-sided p), NaN p where the variance is 0 (e.g. both AUCs 1). The table's cross-check of
     compare_scores (whose jackknife variance for one seed each equals it, tested)."""
     pos = np.asarray(labels) == 1
+    if not pos.any() or pos.all():  # one class: no ROC AUC to compare
+        return math.nan, math.nan
     diffs, v10, v01 = [], [], []
     for s in (np.asarray(a, np.float64), np.asarray(b, np.float64)):
         sp, sn = s[pos], s[~pos]
@@ -493,6 +497,8 @@ def delong_p(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> tuple[float, f
         diffs.append(psi.mean())
         v10.append(psi.mean(axis=1))
         v01.append(psi.mean(axis=0))
+    if min(pos.sum(), (~pos).sum()) < 2:  # one scene of a class has no variance to estimate
+        return float(diffs[1] - diffs[0]), math.nan
     s10, s01 = np.cov(np.stack(v10)), np.cov(np.stack(v01))
     contrast = np.array([-1.0, 1.0])
     var = contrast @ s10 @ contrast / pos.sum() + contrast @ s01 @ contrast / (~pos).sum()

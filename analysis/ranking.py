@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from analysis.bootstrap import holm
-from analysis.cells import estimate_cell, name_cell, p_cell, paired_cell, spread_cell
+from analysis.cells import estimate_cell, fmt_value, name_cell, p_cell, paired_cell, spread_cell
 from analysis.inference import Difference, Interval, improvement_probability
+from analysis.one_class import UNDEFINED, OneClass, tagged
 from analysis.scenes import SCENES_ONLY, SceneStats
 from analysis.stats import Comparison, VariantSummary, compare
 from tune_cilp.core.metrics import SELECT, TRIAL_METRICS
@@ -81,6 +82,11 @@ class Ranking:
     second_test: str  # MCNEMAR, WELCH or "" (mixed seed counts)
     confidence_set: list[str]
     worse: dict[str, str]  # variant -> one variant shown better than it
+    one_class: OneClass | None = None  # the scenes are all of one class (analysis/one_class.py)
+
+    def mark(self, key: str) -> str:
+        """The one-class tag of metric `key`'s column ("undefined", "cubes only"), else ""."""
+        return self.one_class.mark(key) if self.one_class is not None else ""
 
     @property
     def best(self) -> VariantSummary:
@@ -134,22 +140,40 @@ def _header(label: str) -> str:
     return textwrap.fill(label, HEADER_WIDTH, break_on_hyphens=False, break_long_words=False)
 
 
-def quality_estimates(v: VariantSummary, scenes: SceneStats | None) -> dict[str, Interval]:
+def _marked(ranking: Ranking, label: str, key: str) -> str:
+    """A metric's column title, with its one-class tag on a line of its own."""
+    return tagged(_header(label), [ranking.mark(key)])
+
+
+def quality_estimates(
+    v: VariantSummary, scenes: SceneStats | None, one_class: OneClass | None = None
+) -> dict[str, Interval]:
     """Per quality metric: the scene statistics' interval, else the mean across seeds (no
-    interval: the seeds alone give none that respects a bounded metric)."""
-    if scenes is not None:
-        return {m: scenes.variants[v.name].estimates[m] for m in quality_metrics()}
+    interval: the seeds alone give none that respects a bounded metric); no number for one the
+    scenes' single class leaves undefined (F1 of cubes only is 0 by convention)."""
     nan = math.nan
-    return {
-        m: Interval(v.metrics[m].mean, nan, nan, len(v.trials), "", "") for m in quality_metrics()
-    }
+    undefined = Interval(nan, nan, nan, len(v.trials), "", "n/a: one class")
+    out = {}
+    for m in quality_metrics():
+        if one_class is not None and one_class.mark(m) == UNDEFINED:
+            out[m] = undefined
+        elif scenes is not None:
+            out[m] = scenes.variants[v.name].estimates[m]
+        else:
+            out[m] = Interval(v.metrics[m].mean, nan, nan, len(v.trials), "", "")
+    return out
 
 
 def rank_variants(
-    variants: Sequence[VariantSummary], scenes: SceneStats | None = None, metric: str = SELECT
+    variants: Sequence[VariantSummary],
+    scenes: SceneStats | None = None,
+    metric: str = SELECT,
+    one_class: OneClass | None = None,
 ) -> Ranking:
-    """Sort by `metric` and test every pair (module docstring)."""
-    quality = {v.name: quality_estimates(v, scenes) for v in variants}
+    """Sort by `metric` and test every pair (module docstring); `one_class`: the scenes are all
+    of one class, and the columns of the metrics that leaves undefined or one-sided say so (the
+    caller ranks on none of them: OneClass.refusal)."""
+    quality = {v.name: quality_estimates(v, scenes, one_class) for v in variants}
     by_name = {v.name: v for v in variants}
     goal = TRIAL_METRICS[metric].goal
     sign = 1.0 if goal == "min" else -1.0
@@ -191,7 +215,7 @@ def rank_variants(
                 p_best.get(v.name, math.nan),
             )
         )
-    ranking = Ranking(rows, metric, scenes, second, [], {})
+    ranking = Ranking(rows, metric, scenes, second, [], {}, one_class)
     if ranking.testable:
         ranking.worse = {n: worse[n] for n in order if n in worse}
         ranking.confidence_set = [n for n in order if n not in worse]
@@ -216,7 +240,7 @@ def _welch_pairs(
 def quality_table(ranking: Ranking) -> tuple[list[str], list[list[str]]]:
     """Rank, variant and each quality metric with its interval."""
     shown = quality_metrics()
-    headers = ["Rank", "Variant", *(_header(TRIAL_METRICS[k].label) for k in shown)]
+    headers = ["Rank", "Variant", *(_marked(ranking, TRIAL_METRICS[k].label, k) for k in shown)]
     rows = [
         [str(i), name_cell(r.variant.name)]
         + [
@@ -235,7 +259,7 @@ def vs_best_table(ranking: Ranking) -> tuple[list[str], list[list[str]]]:
     second = f"p {ranking.second_test}\n(Holm)" if ranking.second_test else ""
     headers = [
         "Variant",
-        *(_header(f"Δ {TRIAL_METRICS[k].label}") for k in compared),
+        *(_marked(ranking, f"Δ {TRIAL_METRICS[k].label}", k) for k in compared),
         "p all pairs\n(Holm)",
         *([second] if second else []),
         "P(first)",
@@ -253,7 +277,7 @@ def vs_best_table(ranking: Ranking) -> tuple[list[str], list[list[str]]]:
             deltas = [paired_cell(r.paired[k], fmt[k]) for k in compared]
         else:  # no scene statistics: the difference of the seeds' means
             deltas = [
-                format(r.quality[k].value - ranking.rows[0].quality[k].value, "+" + fmt[k])
+                fmt_value(r.quality[k].value - ranking.rows[0].quality[k].value, "+" + fmt[k])
                 if k in r.quality else "" for k in compared
             ]  # fmt: skip
         ps = [p_cell(r.p_holm), *([p_cell(r.p_second_holm)] if second else [])]

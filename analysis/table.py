@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import math
-import os
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from analysis.cells import (
     spread_cell,
 )
 from analysis.inference import Difference
+from analysis.one_class import UNDEFINED, OneClass, one_class_from_rates, one_class_of, tagged
 from analysis.ranking import (
     COST,
     MCNEMAR,
@@ -49,9 +49,9 @@ from analysis.stats import (
     trial_results,
     verdict,
 )
-from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import SCENE_METRICS, SELECT, TRIAL_METRICS, Metric, majority_rate
+from tune_cilp.core.path_guard import output
 from tune_cilp.fusion.variants import variant_name
 from tune_cilp.results import Experiment, TrialRecord
 
@@ -87,7 +87,8 @@ class ComparisonTable:
     comparisons: Welch's test across seeds per metric (b - a); paired: compare_scores on the
     same scenes per scene metric (b - a, the table's scores); mcnemar: (p, scenes only a gets
     right, only b) and delong: DeLong's p of the ROC AUC difference, when both have one seed;
-    primary: the metric the verdict decides on (the space's)."""
+    primary: the metric the verdict decides on (the space's); one_class: the scenes are all of
+    one class (analysis/one_class.py), else None."""
 
     variants: list[VariantSummary]
     comparisons: dict[str, Comparison] = field(default_factory=dict)  # metric -> b - a
@@ -99,6 +100,11 @@ class ComparisonTable:
     mcnemar: tuple[float, int, int] | None = None
     delong: float | None = None
     primary: str = SELECT
+    one_class: OneClass | None = None
+
+    def mark(self, key: str) -> str:
+        """The one-class tag of metric `key`'s row ("undefined", "cubes only"), else ""."""
+        return self.one_class.mark(key) if self.one_class is not None else ""
 
     @property
     def second_test(self) -> str:
@@ -117,22 +123,27 @@ class ComparisonTable:
         return ["Metric", *names, "Difference\n[95% CI]", *tests]
 
     def rows(self) -> list[list[str]]:
-        """Formatted cells, one row per row_metrics() (the primary metric's label marked)."""
+        """Formatted cells, one row per row_metrics() (the primary metric's label marked, and a
+        metric a one-class split leaves undefined or one-sided)."""
         out = []
         for m in row_metrics():
-            label = f"{m.label}\n(primary)" if m.key == self.primary else m.label
-            row = [label] + [self._cell(v, m) for v in self.variants]
+            tags = ["primary" if m.key == self.primary else "", self.mark(m.key)]
+            row = [tagged(m.label, tags)] + [self._cell(v, m) for v in self.variants]
             if len(self.variants) == 2:
                 row += self._difference_cells(m)
             out.append(row)
         return out
 
     def _cell(self, v: VariantSummary, m: Metric) -> str:
+        if self.mark(m.key) == UNDEFINED:  # e.g. F1 of cubes only: 0 by convention, no number
+            return "n/a"
         if self.scenes is not None and m.key in SCENE_METRICS:
             return estimate_cell(self.scenes.variants[v.name].estimates[m.key], m.fmt, m.bounds)
         return spread_cell(v.values(m.key), m.fmt)
 
     def _difference_cells(self, m: Metric) -> list[str]:
+        if self.mark(m.key) == UNDEFINED:  # no difference and no test of what has no number
+            return ["n/a"] + [""] * (len(self.headers) - len(self.variants) - 2)
         welch = self.comparisons[m.key]
         paired = self.paired.get(m.key)
         cells = [paired_cell(paired, m.fmt) if paired else welch_cell(welch, m.fmt)]
@@ -199,12 +210,20 @@ def comparison_table(
     if variants:
         table.scenes, scene_notes = scene_stats(variants, paired_seeds)
         table.notes += scene_notes
+    table.one_class = _one_class(table)
+    if table.one_class is not None:
+        table.notes.append(table.one_class.note())
+    # The primary metric undefined or one-sided on these scenes: no verdict (one_class.refusal).
+    refusal = table.one_class.refusal(primary) if table.one_class is not None else ""
     scenes_rate = majority_rate(table.scenes.labels) if table.scenes is not None else math.nan
     table.notes += majority_class_notes(variants, scenes_rate)
     table.notes += no_skill_note(table)
     majority = {name for name, *_ in _majority_variants(variants, scenes_rate)}
-    if len(variants) > 2:
-        table.ranking = rank_variants(variants, table.scenes, primary)
+    if len(variants) > 2 and refusal:  # nothing to rank on: every variant's column, no order
+        if table.scenes is not None:
+            table.notes.append(table.scenes.note())
+    elif len(variants) > 2:
+        table.ranking = rank_variants(variants, table.scenes, primary, table.one_class)
         table.verdict = table.ranking.verdict()
     elif len(variants) == 2:
         a, b = variants
@@ -218,10 +237,12 @@ def comparison_table(
             table.delong = s.delong(a.name, b.name)
             table.notes.append(s.note())
         table.notes.append(_difference_note(table))
-        table.verdict = two_variant_verdict(table)
+        table.verdict = refusal or two_variant_verdict(table)
     elif table.scenes is not None:  # one variant: its intervals still need saying what they are
         table.notes.append(table.scenes.note())
-    if table.verdict and len(variants) > 1:
+    if refusal and len(variants) > 1:
+        table.verdict = refusal
+    elif table.verdict and len(variants) > 1:
         sign = 1.0 if TRIAL_METRICS[primary].goal == "min" else -1.0
         best = min(variants, key=lambda v: sign * v.metrics[primary].mean).name
         if table.ranking is not None:
@@ -236,7 +257,17 @@ def comparison_table(
                 f"; caution: {best} predicts mostly the majority class (see the note), so its "
                 f"{primary} does not show that it separates the classes"
             )
+        if table.one_class is not None:
+            table.verdict += table.one_class.caution(primary)
     return table
+
+
+def _one_class(table: ComparisonTable) -> OneClass | None:
+    """Whether the table's scenes are all of one class: from their stored labels, else from the
+    majority-class rate every trial reported."""
+    if table.scenes is not None:
+        return one_class_of(table.scenes.labels, table.scenes.split_name)
+    return one_class_from_rates(t.majority_rate for v in table.variants for t in v.trials)
 
 
 def no_skill_note(table: ComparisonTable) -> list[str]:
@@ -267,9 +298,10 @@ def _difference_note(table: ComparisonTable) -> str:
         )
     if table.second_test == MCNEMAR:
         only_a, only_b = table.mcnemar[1:]
+        delong = "" if table.delong is None else " and DeLong's test on ROC AUC"
         parts.append(
             f"p {CHECK}: McNemar's exact test on accuracy ({only_a} scenes only {a.name} gets "
-            f"right at 0.5, {only_b} only {b.name}) and DeLong's test on ROC AUC"
+            f"right at 0.5, {only_b} only {b.name}){delong}"
         )
     elif table.second_test == WELCH:
         parts.append(
@@ -597,6 +629,7 @@ def to_json_dict(table: ComparisonTable, experiment_path: str = "") -> dict[str,
             "scores": None if table.scenes is None else table.scenes.split,
             "verdict_scores": None if table.scenes is None else table.scenes.verdict_scores,
             "primary_metric": table.primary,
+            "one_class": None if table.one_class is None else table.one_class.to_dict(),
             "ranking": None if table.ranking is None else ranking_records(table.ranking),
             "verdict": table.verdict or None,
             "notes": table.notes,
@@ -617,11 +650,7 @@ def nan_to_none(obj: Any) -> Any:
 
 def _write_atomic(path: str, text: str) -> None:
     """Write via a temp file in the same directory, then rename: never a half-written file."""
-    path = os.path.abspath(os.path.expanduser(path))
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise UserError(f"{path}: directory {folder} does not exist")
-    with atomic_output(path, "w", encoding="utf-8", newline="") as f:
+    with output(path, "output", "w", encoding="utf-8", newline="") as f:
         f.write(text)
 
 

@@ -68,7 +68,15 @@ class Metric:
     Where the tables show it beyond the comparison table (which shows every one):
       ranking_column: its column in the ranking's quality table (1 first; 0: not there, five
         fit the table's 120 characters);
-      reference_row: a row of the CILP table's reference models."""
+      reference_row: a row of the CILP table's reference models.
+    What it means on a split of one class only (analysis/one_class.py says it under the tables):
+      needs: the classes (labels: 0 cubes, 1 spheres) without which it is undefined: ROC AUC and
+        AP rank spheres against cubes; F1 of spheres has no recall without spheres (its 0 there
+        is scikit-learn's zero_division, not a measurement);
+      per_class: it combines figures of each class present (balanced accuracy: their mean
+        recall; F1: the spheres' precision against cubes), so on one class it describes that
+        class alone (balanced accuracy is then its recall). A mean over scenes (loss, Brier,
+        accuracy) is neither: it says what it always says about the scenes there are."""
 
     key: str
     label: str
@@ -81,6 +89,8 @@ class Metric:
     epoch: Callable[[ScoredScenes], float] | None = None
     ranking_column: int = 0
     reference_row: bool = False
+    needs: tuple[int, ...] = ()
+    per_class: bool = False
 
     def values(self, scores: ScoredScenes) -> np.ndarray:
         """The metric under each of the scores' scene weightings: (R,)."""
@@ -91,6 +101,10 @@ class Metric:
                 raise ValueError(f"{self.key} is not computed from per-scene scores")
             return scores.weighted_mean(self.term(scores.proba, scores.pos))
 
+    def undefined_on(self, present: Iterable[int]) -> bool:
+        """Whether it is undefined on scenes of only the `present` classes (labels)."""
+        return not set(self.needs) <= set(present)
+
     def epoch_value(self, scores: ScoredScenes) -> float:
         """The metric as a trainer reports it (unit weights)."""
         if self.epoch is not None:
@@ -99,6 +113,7 @@ class Metric:
 
 
 UNIT = (0.0, 1.0)  # a rate or probability score
+BOTH_CLASSES = (0, 1)  # a metric's `needs`: cubes and spheres (labels 0 and 1)
 SELECT = "val_loss"  # a trial's best epoch and a variant's best trial minimise it
 # The registry: the classifier's metrics, one entry each, in the order trainers report them and
 # the comparison table shows them (after the seed's cost rows).
@@ -108,12 +123,13 @@ CLASSIFICATION: tuple[Metric, ...] = (
     Metric("val_accuracy", "Accuracy", ".3f", "max", "val_acc", UNIT, scene=accuracy,
            reference_row=True),
     Metric("val_balanced_accuracy", "Balanced Accuracy", ".3f", "max", "val_bal_acc", UNIT,
-           scene=balanced_accuracy, ranking_column=5, reference_row=True),
-    Metric("val_f1", "F1", ".3f", "max", bounds=UNIT, scene=f1, reference_row=True),
+           scene=balanced_accuracy, ranking_column=5, reference_row=True, per_class=True),
+    Metric("val_f1", "F1", ".3f", "max", bounds=UNIT, scene=f1, reference_row=True,
+           needs=(1,), per_class=True),
     Metric("val_roc_auc", "ROC AUC", ".3f", "max", "val_auc", UNIT, scene=roc_auc,
-           epoch=sklearn_roc_auc, ranking_column=3),
+           epoch=sklearn_roc_auc, ranking_column=3, needs=BOTH_CLASSES),
     Metric("val_average_precision", "AP", ".3f", "max", bounds=UNIT, scene=average_precision,
-           epoch=sklearn_average_precision, ranking_column=4),
+           epoch=sklearn_average_precision, ranking_column=4, needs=BOTH_CLASSES),
     Metric("val_brier", "Brier Score", ".3f", "min", bounds=UNIT, term=brier_terms,
            epoch=mean_brier, ranking_column=2),
 )  # fmt: skip
