@@ -7,8 +7,11 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -19,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import psutil
+import pyarrow.fs
+import pytest
 from PIL import Image
 
 from tune_cilp.experiment.identity import ExperimentMeta
@@ -33,7 +38,8 @@ RUN_TIMEOUT_S = 300
 def snapshot(root: Path, *, exact: bool = False) -> dict[str, tuple]:
     """Every file under root by size and SHA-256, the driver's lock file aside (each driver
     writes its pid there); `exact` adds each file's mtime and every directory (then nothing
-    was even rewritten or created)."""
+    was even rewritten or created). A FIFO, socket or device is recorded by its kind and mode,
+    never read (a FIFO would block)."""
     state: dict[str, tuple] = {}
     for path in sorted(root.rglob("*")):
         if path.name == LOCK_FILE:
@@ -44,9 +50,33 @@ def snapshot(root: Path, *, exact: bool = False) -> dict[str, tuple]:
                 state[rel] = ("dir",)
             continue
         info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            state[rel] = ("special", info.st_mode, info.st_mtime_ns if exact else 0)
+            continue
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         state[rel] = (info.st_size, info.st_mtime_ns, digest) if exact else (info.st_size, digest)
     return state
+
+
+def mount(*args: str) -> None:
+    """`mount ARGS`. Skipped where the tests do not run as root; as root (CI) a mount that
+    fails fails the test, so a case that stopped running never looks like one that passed."""
+    if os.geteuid() != 0:
+        pytest.skip(f"needs root to mount ({shlex.join(args)}): this case is not run")
+    done = subprocess.run(["mount", *args], capture_output=True, text=True)
+    assert done.returncode == 0, f"mount {shlex.join(args)} failed as root: {done.stderr}"
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str, *, read_only: bool = False) -> Iterator[Path]:
+    """A real tmpfs of `size` mounted at `path` (created) for the block, then unmounted (see
+    mount: root only)."""
+    path.mkdir()
+    mount("-t", "tmpfs", "-o", f"size={size}" + (",ro" if read_only else ""), "tmpfs", str(path))
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @contextlib.contextmanager
@@ -65,8 +95,8 @@ def error_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("error:")]
 
 
-def run_command(dataset: Path, storage: Path, *extra: str) -> list[str]:
-    """`python -m tune_cilp.run` on `dataset` into `storage`, W&B off."""
+def run_command(dataset: Path, storage: Path | str, *extra: str) -> list[str]:
+    """`python -m tune_cilp.run` on `dataset` into `storage` (a directory or a URI), W&B off."""
     return [
         *(sys.executable, "-m", "tune_cilp.run", "--dataset", str(dataset)),
         *("--storage-path", str(storage), "--wandb", "disabled", *extra),
@@ -84,18 +114,77 @@ class RayEnv:
         self.env.update(RAY_TMPDIR=self.tmp, **extra)
 
     def leftovers(self) -> list[psutil.Process]:
+        """The processes of the runs' Rays (and the drivers' watchdogs): the temp dir in their
+        command line (GCS, raylet, Ray's Python daemons) or, where Ray rewrote the command line
+        (ray:: workers, agents), in their environment or in a file they hold open (their logs)."""
         found = []
         for proc in psutil.process_iter(["cmdline"]):
             with contextlib.suppress(psutil.Error):
-                if any(self.tmp in arg for arg in proc.info["cmdline"] or ()):
+                if any(self.tmp in arg for arg in proc.info["cmdline"] or ()) or self._uses(proc):
                     found.append(proc)
         return found
+
+    def _uses(self, proc: psutil.Process) -> bool:
+        if proc.environ().get("RAY_TMPDIR") == self.tmp:
+            return True
+        return any(f.path.startswith(self.tmp + os.sep) for f in proc.open_files())
 
     def close(self) -> None:
         for proc in self.leftovers():
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+S3_BUCKET = "tune-cilp-tests"
+
+
+def s3_filesystem(env: dict[str, str], **options: Any) -> pyarrow.fs.S3FileSystem:
+    """A pyarrow S3 file system on the server `env` names (s3_server's variables), for the
+    tests' own reads: S3FileSystem() itself ignores AWS_ENDPOINT_URL (apache/arrow#49643)."""
+    return pyarrow.fs.S3FileSystem(
+        access_key=env["AWS_ACCESS_KEY_ID"],
+        secret_key=env["AWS_SECRET_ACCESS_KEY"],
+        region=env["AWS_DEFAULT_REGION"],
+        endpoint_override=env["AWS_ENDPOINT_URL"],
+        **options,
+    )
+
+
+@contextlib.contextmanager
+def s3_server(log: Path) -> Iterator[dict[str, str]]:
+    """A local S3-compatible server (moto's server mode, its own process, on 127.0.0.1) holding
+    an empty bucket S3_BUCKET: yields the AWS_* variables that point pyarrow (so Ray Tune, its
+    trial workers, the tool and the analysis) at it, the way a MinIO endpoint is configured."""
+    with socket.socket() as probe:  # a free port; moto's server cannot report one it chose
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with open(log, "w") as out:
+        server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, f"moto's server exited: {log.read_text()[-2000:]}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "moto's server did not start in 30 s"
+                time.sleep(0.05)
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,  # pyarrow >= 15 reads it in FileSystem.from_uri
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",  # no instance-metadata lookups off EC2
+        }
+        s3_filesystem(env, allow_bucket_creation=True).create_dir(S3_BUCKET)
+        yield env
+    finally:
+        server.kill()
+        server.wait()
 
 
 def start(cmd: list[str], env: RayEnv, log: Path) -> subprocess.Popen:

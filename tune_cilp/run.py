@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from tune_cilp.cilp.cilp_space import CilpSpace
 from tune_cilp.core.errors import UserError, run_cli
 from tune_cilp.experiment.driver import Outcome
+from tune_cilp.experiment.ray_session import check_ray_can_start
 from tune_cilp.experiment.request import RunRequest
 from tune_cilp.experiment.space import SearchSpace
 from tune_cilp.fusion.fusion_driver import run_fusion, train_fusion
@@ -39,36 +40,30 @@ def check_applies(request: RunRequest, space: SearchSpace) -> None:
             "every sample would be the same trial; for replicates use --seeds (e.g. "
             "--seeds 51,52,53)"
         )
-    if cilp and not request.local:
-        # Each stage's trials load the stage before's checkpoint by its path on this filesystem.
-        raise UserError("--storage-path: CILP chains need a local or NFS storage path")
 
 
-def dispatch(request: RunRequest, trainable: Callable[..., None]) -> Outcome:
-    """Run the request's experiment with the driver its space needs."""
+def dispatch(request: RunRequest) -> Outcome:
+    """Run the request's experiment with the driver its space needs; fusion trials (and a
+    CILP chain's reference models) train with train_fusion."""
     if request.replicate is not None:
         space, picks = replicated_space(request)
         check_applies(request, space)
         recorded = [
             {"trial_id": p.trial_id, "val_loss": p.val_loss, "config": p.config} for p in picks
         ]
-        return run_fusion(request, space, trainable, picks=recorded)
+        return run_fusion(request, space, train_fusion, picks=recorded)
     space = get_space(request.space)
     check_applies(request, space)
     if isinstance(space, CilpSpace):  # a chain of Tune experiments, one per stage
         # Here: the stage configs' checks import torch, which a fusion driver never needs.
         from tune_cilp.cilp.chain import run_chain
 
-        return run_chain(request, space, trainable)
-    return run_fusion(request, space, trainable)
+        return run_chain(request, space, train_fusion)
+    return run_fusion(request, space, train_fusion)
 
 
-def main(argv: Sequence[str] | None = None, trainable: Callable[..., None] = train_fusion) -> int:
-    """Run (or resume) an experiment and print its table; returns the exit code.
-
-    trainable: the fusion trial function (``train_fusion``, or a wrapper of it: how the tests
-    inject failing trials); CILP stages keep their own.
-    """
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run (or resume) an experiment and print its table; returns the exit code."""
     started_at = time.time()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -76,7 +71,9 @@ def main(argv: Sequence[str] | None = None, trainable: Callable[..., None] = tra
         for space in list_spaces():
             print(f"{space.name:15s} {space.description}")
         return 0
-    outcome = dispatch(parse_request(args, argv, started_at), trainable)
+    request = parse_request(args, argv, started_at)
+    check_ray_can_start(request.address)  # before the data loads: its places fail in seconds
+    outcome = dispatch(request)
     if outcome.finished_before or outcome.complete:
         from analysis import report  # after the run: the analysis is not needed before it
 

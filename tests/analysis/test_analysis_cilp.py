@@ -45,6 +45,7 @@ def test_report_is_the_cilp_table(experiment: Path) -> None:
     assert f"({len(SEEDS)} seeds)" in text
     # the classifier rows as the fusion table's: intervals over seeds and validation scenes
     classifiers = cilp_table(str(experiment)).classifier.variants  # the fusion table's view
+    assert [len(v.trials) for v in classifiers] == [len(SEEDS)]  # one chain, a trial per seed
     assert all(0.5 <= t.majority_rate <= 1 for v in classifiers for t in v.trials)  # reported
     prose = " ".join(text.split())  # the notes are wrapped
     assert "RGB-only classifier: Intervals [95%] over training seeds and validation scenes" in prose
@@ -134,10 +135,12 @@ def test_to_fiftyone_writes_each_chains_rgb_only_predictions(
     wrong = int(line.split("misclassifies ")[1].split(" of ")[0])
     assert "launch_app" in out
     dataset = import_fiftyone().load_dataset("cilp_review")  # ingested from the raw source
+    assert {"rgb", "lidar_img"} <= set(dataset.group_slices) and len(dataset) > 0
     for slice_name in dataset.group_slices:
         labels, confidences = dataset.select_group_slices(slice_name).values(
             ["pred_cilp.label", "pred_cilp.confidence"]
         )
+        assert len(labels) == len(confidences) == len(dataset)  # a prediction on every scene
         assert set(labels) <= set(LABELS) and None not in labels
         assert all(0.5 <= c <= 1.0 for c in confidences)
     assert len(dataset.match(F("pred_cilp.label") != F("ground_truth.label"))) == wrong

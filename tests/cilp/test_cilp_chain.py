@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from faulty_run import faulty, held_pid, pause_env
 from helpers import (
     ROOT,
     RayEnv,
@@ -64,7 +65,9 @@ def test_two_seed_chain_end_to_end(two_seeds: dict) -> None:
             link["checkpoint"]: link["seed"]
             for link in json.loads((experiment / upstream / "stage.json").read_text())["links"]
         }
-        for rows in histories(experiment / stage).values():
+        runs = histories(experiment / stage)
+        assert len(runs) == 2, (stage, list(runs))  # one trial per seed
+        for rows in runs.values():
             config = rows[0]["config"]
             assert seed_of[config[key]] == config["seed"]
             assert [r["epoch"] for r in rows] == [1, 2]
@@ -98,27 +101,38 @@ def test_rerun_prints_the_table_and_analysis_reads_it(two_seeds: dict, ray_env: 
 
 
 def test_killed_in_the_projector_stage_resumes_without_rerunning_contrastive(
-    tiny_raw: Path, tmp_path: Path, ray_env: RayEnv
+    tiny_raw: Path, tmp_path: Path
 ) -> None:
-    epochs = 30  # the projector's epochs take ~10 ms: enough of them to be killed among
-    cmd = run_command(tiny_raw, tmp_path, "--space", "cilp", "--epochs", str(epochs))
+    epochs = 3
+    # The projector trial is held after its first epoch (tests/faulty_run.py) until the driver
+    # is killed: the stage cannot end first, however fast its epochs are.
+    marker = tmp_path / "held"
+    env = RayEnv(**pause_env(marker, 1, "projector"))
+    # Both runs by faulty_run: Tune refuses to resume under another trial function.
+    cmd = faulty(run_command(tiny_raw, tmp_path, "--space", "cilp", "--epochs", str(epochs)))
     experiment = tmp_path / "cilp"
-    proc = start(cmd, ray_env, tmp_path / "first.log")
     try:
-        wait_for(lambda: histories(experiment / "projector"), proc, "a projector epoch", 300)
-        proc.send_signal(signal.SIGKILL)
+        proc = start(cmd, env, tmp_path / "first.log")
+        try:
+            wait_for(lambda: held_pid(marker), proc, "the projector held after epoch 1", 300)
+            wait_for(lambda: histories(experiment / "projector"), proc, "its row stored", 60)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            finish(proc, tmp_path / "first.log")
+        assert not (experiment / "projector" / "stage.json").exists()
+        contrastive = snapshot(experiment / "contrastive")
+        resumed = subprocess.run(cmd, env=env.env, capture_output=True, text=True, timeout=600)
     finally:
-        finish(proc, tmp_path / "first.log")
-    assert not (experiment / "projector" / "stage.json").exists(), "killed too late to tell"
-    contrastive = snapshot(experiment / "contrastive")
-    resumed = subprocess.run(cmd, env=ray_env.env, capture_output=True, text=True, timeout=600)
+        env.close()
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming stage projector" in resumed.stdout
     assert "stage contrastive" not in resumed.stdout
     assert snapshot(experiment / "contrastive") == contrastive
     for stage in ("projector", "classifier"):
-        for rows in histories(experiment / stage).values():
-            assert rows[-1]["epoch"] == epochs
+        runs = histories(experiment / stage)
+        assert len(runs) == 1, (stage, list(runs))
+        for rows in runs.values():
+            assert [row["epoch"] for row in rows] == list(range(1, epochs + 1)), stage
 
 
 def test_bad_lidar_cnn_is_one_line_and_stores_nothing(

@@ -8,7 +8,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import ray
 from helpers import ROOT, histories, saved_environ
 from ray import cloudpickle
 
+import tune_cilp.run
 from tune_cilp.core.errors import UserError, run_cli
 from tune_cilp.core.metrics import EPOCH_KEYS, PROCESS, TRIAL_INFO
 from tune_cilp.data import CilpArrays
@@ -40,6 +42,20 @@ def local_ray(restore_env: None) -> Iterator[None]:
 
 def run_args(tiny_raw: Path, storage: Path, *extra: str) -> list[str]:
     return ["--dataset", str(tiny_raw), "--storage-path", str(storage), *extra]
+
+
+@contextlib.contextmanager
+def trial_function(function: Callable[..., None]) -> Iterator[None]:
+    """`function` (of this module) as the fusion trial function the command hands Tune: the
+    name tune_cilp.run's dispatch looks up, replaced from outside. Pickled by value: Ray's
+    workers cannot import the tests."""
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tune_cilp.run, "train_fusion", function)
+            yield
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture(scope="module")
@@ -103,27 +119,47 @@ def test_wandb_offline_writes_one_run_per_trial(seed_ablation: tuple[Path, str])
     assert not [path for path in files if FAKE_KEY.encode() in path.read_bytes()]
 
 
+FAKE_GPU_TRIALS = 4  # two variants x two seeds, a quarter of the one GPU each
+MEETING = "TUNE_CILP_TEST_MEETING"  # the folder where meet_then_train's trials meet
+MEET_TIMEOUT_S = 120.0
+
+
+def meet_then_train(config: dict, **kwargs: object) -> None:
+    """train_fusion once all FAKE_GPU_TRIALS trials have started: each leaves its pid in the
+    folder $MEETING and waits for the others'. Trials that the cluster ran one after another
+    would wait in vain: the first raises, failing the run."""
+    folder = Path(os.environ[MEETING])
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + MEET_TIMEOUT_S
+    while len(list(folder.iterdir())) < FAKE_GPU_TRIALS:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(list(folder.iterdir()))} trials running at once")
+        time.sleep(0.05)
+    train_fusion(config, **kwargs)
+
+
 @pytest.mark.slow
 def test_fake_gpu_runs_four_trials_on_it_at_once(
     tiny_raw: Path, tmp_path: Path, restore_env: None
 ) -> None:
+    meeting = tmp_path / "meeting"
+    meeting.mkdir()
+    os.environ[MEETING] = str(meeting)  # before Ray starts: its workers inherit it
     # Ray only counts the GPU; torch (CPU build) sees no CUDA, so the trials train on CPU.
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
+    ray.init(num_cpus=FAKE_GPU_TRIALS, num_gpus=1, include_dashboard=False)
     try:
         argv = run_args(
             tiny_raw, tmp_path, "--seeds", "1,2", "--epochs", "2", "--wandb", "disabled"
         )
-        assert main(argv) == 0
+        with trial_function(meet_then_train):
+            assert main(argv) == 0  # every trial met the others: all four ran at once
     finally:
         ray.shutdown()
     runs = histories(tmp_path / "seed-ablation")
-    assert len(runs) == 4
+    assert len(runs) == FAKE_GPU_TRIALS
     assert not (tmp_path / "seed-ablation" / "wandb").exists()  # the flag over WANDB_MODE=offline
-    spans = [
-        (rows[0]["timestamp"] - rows[0]["time_total_s"], rows[-1]["timestamp"])
-        for rows in runs.values()
-    ]
-    assert max(start for start, _ in spans) < min(end for _, end in spans)  # all four at once
+    pids = {rows[0]["pid"] for rows in runs.values()}
+    assert {int(p.name) for p in meeting.iterdir()} == pids  # the trials that met trained
     assert all(
         row["gpu_fraction"] == 0.25 and row["device"] == "cpu"
         for rows in runs.values()
@@ -231,11 +267,8 @@ def test_an_unfinished_experiment_of_the_old_trial_function_is_refused_in_one_li
     tiny_raw: Path, tmp_path: Path, local_ray: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [*run_args(tiny_raw, tmp_path, "--epochs", "1"), "--wandb", "disabled"]
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
-    try:
-        assert main(argv, trainable=train_cilp) == 0
-    finally:
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with trial_function(train_cilp):
+        assert main(argv) == 0
     meta = tmp_path / "seed-ablation" / META_FILE
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "finished_at": None}))
     capsys.readouterr()

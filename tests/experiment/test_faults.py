@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 import pytest
-from faulty_run import MESSAGE
+from faulty_run import MESSAGE, faulty, held_pid, pause_env
 from helpers import (
     ROOT,
     RUN_TIMEOUT_S,
@@ -37,9 +37,10 @@ from analysis import experiment_table, load_experiment
 
 pytestmark = pytest.mark.slow  # real Ray runs or subprocesses
 
-EPOCHS = 4  # long enough to kill a trial between its first and last epoch
+EPOCHS = 4
+KILLED_AT = 2  # the epoch after which a trial's worker is killed: between its first and last
+DOWNSAMPLES = ["maxpool", "stride"]  # seed-ablation's two variants
 EXPERIMENT = "seed-ablation"
-FAULTY_RUN = str(Path(__file__).resolve().parents[1] / "faulty_run.py")
 
 
 def fault_command(tiny_raw: Path, storage: Path, *extra: str) -> list[str]:
@@ -54,12 +55,15 @@ def progress_epochs(trial_dir: Path) -> list[int]:
 
 
 def by_downsample(runs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    """The seed-51 trials' rows by downsampling (the runs' common configurations)."""
-    return {
+    """The seed-51 trials' rows by downsampling (the runs' common configurations): one trial
+    of each of DOWNSAMPLES, or the comparisons over it would check nothing."""
+    found = {
         rows[0]["config"]["downsample"]: rows
         for rows in runs.values()
         if rows and rows[0]["config"]["seed"] == 51
     }
+    assert sorted(found) == DOWNSAMPLES, sorted(found)
+    return found
 
 
 def numbers_table(experiment: Path) -> list[list[str]]:
@@ -75,8 +79,7 @@ def baseline(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     storage = tmp_path_factory.mktemp("baseline")
     env = RayEnv()
     try:
-        cmd = fault_command(tiny_raw, storage, "--seeds", "51,52", "--max-failures", "0")
-        cmd[1:3] = [FAULTY_RUN]  # python tests/faulty_run.py instead of python -m tune_cilp.run
+        cmd = faulty(fault_command(tiny_raw, storage, "--seeds", "51,52", "--max-failures", "0"))
         log = storage / "run.log"
         run = start(cmd, env, log)
         output = finish(run, log)
@@ -94,33 +97,27 @@ def baseline(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def worker_kill(
-    tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory, ray_env: RayEnv
-) -> dict[str, Any]:
-    """A run whose first trial to report gets its worker process killed (SIGKILL) before its
-    last epoch."""
+def worker_kill(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A run whose first trial is held right after it reports epoch KILLED_AT (its checkpoint
+    saved, the next epoch not started) and then has its worker process killed (SIGKILL)."""
     storage = tmp_path_factory.mktemp("worker_kill")
     experiment = storage / EXPERIMENT
     log = storage / "run.log"
-    driver = start(fault_command(tiny_raw, storage, "--max-failures", "2"), ray_env, log)
-    killed: dict[str, Any] = {}
-    deadline = time.monotonic() + RUN_TIMEOUT_S
+    marker = storage / "held"
+    env = RayEnv(**pause_env(marker, KILLED_AT))
     try:
-        while not killed:
-            assert driver.poll() is None, "run ended before a trial could be killed"
-            assert time.monotonic() < deadline, "no trial reported"
-            for name, rows in histories(experiment).items():
-                if rows and rows[-1]["epoch"] < EPOCHS:
-                    worker = psutil.Process(rows[-1]["pid"])
-                    assert driver.pid in [p.pid for p in worker.parents()]  # ours, not another's
-                    worker.send_signal(signal.SIGKILL)
-                    killed = {"trial": name, "epoch": rows[-1]["epoch"], "pid": worker.pid}
-                    break
-            time.sleep(0.05)
+        driver = start(faulty(fault_command(tiny_raw, storage, "--max-failures", "2")), env, log)
+        try:
+            pid = wait_for(lambda: held_pid(marker), driver, f"a trial held at epoch {KILLED_AT}")
+            worker = psutil.Process(pid)
+            assert driver.pid in [p.pid for p in worker.parents()]  # ours, not another's
+            worker.send_signal(signal.SIGKILL)
+        finally:
+            output = finish(driver, log)
     finally:
-        output = finish(driver, log)
+        env.close()
     assert driver.returncode == 0, output[-3000:]
-    return {**killed, "experiment": experiment, "output": output}
+    return {"pid": pid, "experiment": experiment, "output": output}
 
 
 def test_killed_worker_resumes_from_checkpoint_with_every_epoch_once(
@@ -132,13 +129,12 @@ def test_killed_worker_resumes_from_checkpoint_with_every_epoch_once(
     for name, rows in runs.items():
         assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 1)), name
         assert progress_epochs(experiment / name) == list(range(1, EPOCHS + 1)), name
-    rows = runs[worker_kill["trial"]]
+    (rows,) = [rows for rows in runs.values() if rows[0]["pid"] == worker_kill["pid"]]
     pids = [row["pid"] for row in rows]
-    killed_at = worker_kill["epoch"]
-    # Epochs up to the kill in the killed process; the rest in a new one, continuing from the
-    # checkpoint (a restart from scratch would report epoch 1 again).
-    assert set(pids[:killed_at]) == {worker_kill["pid"]}
-    assert worker_kill["pid"] not in pids[killed_at + 1 :] and len(set(pids)) == 2, pids
+    # The epochs up to the kill in the killed process; the rest in one new process, continuing
+    # from the checkpoint (a restart from scratch would report epoch 1 again).
+    assert set(pids[:KILLED_AT]) == {worker_kill["pid"]}, pids
+    assert len(set(pids[KILLED_AT:])) == 1 and worker_kill["pid"] not in pids[KILLED_AT:], pids
     assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
     # The resumed trial computes exactly what the uninterrupted one did.
     expected = by_downsample(histories(baseline["path"]))

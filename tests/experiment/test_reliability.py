@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,9 +20,11 @@ from helpers import (
     error_lines,
     finish,
     histories,
+    mount,
     run_command,
     snapshot,
     start,
+    tmpfs,
     trial_statuses,
     wait_for,
 )
@@ -215,18 +216,6 @@ def test_interrupt_exits_130_and_the_same_command_resumes(
     assert val_losses(experiment) == val_losses(two_drivers["experiment"])  # as if never stopped
 
 
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)])
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root): the full-disk case is not run")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def test_full_disk_stops_with_one_line_and_leaves_no_empty_files(
     data: Path, two_drivers: dict, tmp_path: Path, ray_env: RayEnv
 ) -> None:
@@ -294,13 +283,9 @@ def test_read_only_experiment_directory_is_one_line(
 ) -> None:
     copy = tmp_path / "results" / NAME
     shutil.copytree(two_drivers["experiment"], copy)
-    mounts = [["mount", "--bind", str(copy), str(copy)]]
-    mounts.append(["mount", "-o", "remount,ro,bind", str(copy)])
-    for cmd in mounts:
-        if subprocess.run(cmd).returncode != 0:
-            subprocess.run(["umount", str(copy)], check=False)
-            pytest.skip("cannot bind-mount read-only here (needs root)")
+    mount("--bind", str(copy), str(copy))
     try:
+        mount("-o", "remount,ro,bind", str(copy))
         before = snapshot(copy)
         proc = run(run_command(data, copy.parent, "--epochs", str(EPOCHS)), ray_env)
     finally:
