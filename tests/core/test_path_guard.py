@@ -168,7 +168,8 @@ def test_an_unwritable_home_gets_the_token_in_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     for variable in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
-        monkeypatch.delenv(variable, raising=False)
+        monkeypatch.setenv(variable, "")  # recorded, so the token set below is undone after
+        monkeypatch.delenv(variable)
     monkeypatch.setenv("HOME", str(tmp_path))
     keep_token_off_home()  # writable: Ray saves its token there itself
     assert "RAY_AUTH_TOKEN" not in os.environ and capsys.readouterr().err == ""

@@ -169,3 +169,21 @@ def test_a_folder_tune_never_wrote_to_says_nothing(tmp_path: Path) -> None:
     assert check_before_resuming(str(tmp_path)) is None
     assert repair_after_storage_failure(str(tmp_path)) is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tuner_and_trials_without_a_state_go_aside_before_a_fresh_start(tmp_path: Path) -> None:
+    """A full disk (or a stop) before Tune's first state save: the empty state file goes, and
+    tuner.pkl with the trial folders is set aside, so the fresh start's trials are not mixed
+    with them (Tune would restore tuner.pkl without its search space)."""
+    root = experiment_left_by_a_full_disk(tmp_path / "exp")
+    (root / STATE).write_text("")
+    aside = repair_after_storage_failure(str(root))
+    assert aside is not None and aside.reason == "no experiment state was saved"
+    assert sorted(p.name for p in aside.folder.iterdir()) == sorted(
+        [SEARCHER, "tuner.pkl", *TRIALS]
+    )
+    assert sorted(p.name for p in root.iterdir()) == sorted([aside.folder.name, *KEPT])
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "tuner.pkl").write_bytes(b"x")
+    note = check_before_resuming(str(tmp_path / "only"))
+    assert note is not None and note.startswith("note: no experiment state was saved, so Tune")

@@ -35,13 +35,13 @@ def ray_temp_root() -> tuple[str, str]:
 def check_temp_dir() -> None:
     """UserError (one line, naming the variable to set) unless Ray can make its temp dir."""
     root, variable = ray_temp_root()
+    check_place(root, f"Ray's temp dir ({variable}={root})")  # Ray makes it
     size = len(os.fsencode(os.path.abspath(root) + SOCKET_TAIL))
     if size > SOCKET_MAX:
         raise UserError(
             f"{variable}={root}: too long for Ray's sockets ({size} bytes with Ray's own names; "
             f"at most {SOCKET_MAX}); set RAY_TMPDIR to a shorter folder, e.g. /tmp/ray_$USER"
         )
-    check_place(root, f"Ray's temp dir ({variable}={root})")  # Ray makes it
 
 
 def keep_token_off_home() -> None:

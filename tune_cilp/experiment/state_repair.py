@@ -104,6 +104,10 @@ def why_not_resumable(root: Path) -> str | None:
     missing); None when it can, or when no experiment was stored there."""
     states = sorted(root.glob(STATE_GLOB))
     if not states:
+        # tuner.pkl or trial folders but no state (a stop or a full disk before Tune's first
+        # state save): Tune would restore without the search space; set aside, not mixed in.
+        if (root / _TUNER_PKL).exists() or _trial_dirs(root):
+            return "no experiment state was saved"
         return None
     for path in states:
         if not _whole_json(path):
@@ -127,7 +131,7 @@ def why_not_resumable(root: Path) -> str | None:
 def set_aside(root: Path) -> Path:
     """Move Tune's state files, tuner.pkl and the trial folders (those Tune wrote params.json
     into; W&B's and the tool's own files stay) into one new `state-<time>.damaged` folder."""
-    trials = [d for d in root.iterdir() if d.is_dir() and (d / PARAMS_FILE).is_file()]
+    trials = _trial_dirs(root)
     states = [*root.glob(STATE_GLOB), *(p for g in PICKLED_GLOBS for p in root.glob(g))]
     stamp, n = time.strftime("state-%Y%m%d-%H%M%S", time.gmtime()), 0
     while (aside := root / f"{stamp}{f'-{n}' if n else ''}{ASIDE_SUFFIX}").exists():
@@ -137,6 +141,13 @@ def set_aside(root: Path) -> Path:
         with contextlib.suppress(OSError):
             path.rename(aside / path.name)
     return aside
+
+
+def _trial_dirs(root: Path) -> list[Path]:
+    """The trial folders (those Tune wrote params.json into)."""
+    if not root.is_dir():
+        return []
+    return [d for d in root.iterdir() if d.is_dir() and (d / PARAMS_FILE).is_file()]
 
 
 def _tune_files(root: Path) -> bool:
