@@ -103,6 +103,12 @@ def run_command(dataset: Path, storage: Path | str, *extra: str) -> list[str]:
     ]
 
 
+def run_analysis(experiment: str | Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m analysis EXPERIMENT ARGS` from the repository root, output captured."""
+    cmd = [sys.executable, "-m", "analysis", str(experiment), *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+
+
 class RayEnv:
     """Environment for runner subprocesses with a private Ray temp dir, so every Ray process a
     run starts can be found (by that dir in its command line) and stopped afterwards."""

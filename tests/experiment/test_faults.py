@@ -12,8 +12,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,11 +20,11 @@ import psutil
 import pytest
 from faulty_run import MESSAGE, faulty, held_pid, pause_env
 from helpers import (
-    ROOT,
     RUN_TIMEOUT_S,
     RayEnv,
     finish,
     histories,
+    run_analysis,
     run_command,
     start,
     trial_statuses,
@@ -86,13 +84,7 @@ def baseline(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     finally:
         env.close()
     experiment = storage / EXPERIMENT
-    analysis = subprocess.run(
-        [sys.executable, "-m", "analysis", str(experiment)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    analysis = run_analysis(experiment)
     return {"code": run.returncode, "output": output, "analysis": analysis, "path": experiment}
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import ROOT, error_lines, histories, run_command, trial_statuses
+from helpers import ROOT, error_lines, histories, run_analysis, run_command, trial_statuses
 
 from tune_cilp.run import check_applies
 from tune_cilp.run_args import build_parser, parse_request
@@ -324,13 +324,7 @@ def test_a_job_runs_the_experiment_to_its_table(
     assert "concat-maxpool" in table and "concat-stride" in table, output[-3000:]
     experiment = tmp_path / EXPERIMENT
     assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
-    analysis = subprocess.run(
-        [sys.executable, "-m", "analysis", str(experiment)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    analysis = run_analysis(experiment)
     assert analysis.returncode == 0, analysis.stderr
     assert "concat-maxpool" in analysis.stdout and "concat-stride" in analysis.stdout
     slurm.assert_nothing_left(job_id)
