@@ -6,9 +6,17 @@ split, 1-5 seeds, scores near 1):
   1 vs 1, 3 vs 3 and 5 vs 5 seeds under seed-dominated and scene-dominated noise;
 - coverage of metric_interval at true ROC AUC 0.90 / 0.99 / 0.999 and accuracy 0.99 / 1.0
   (one seed; three seeds too);
-- the ranking's family-wise error (any variant called worse) with 3 and 10 equal variants.
+- the ranking's family-wise error (any variant called worse) with 3 and 10 equal variants;
+- racing seeds (analysis/race.py, default design: 3 seeds to start, at most 10, alpha 0.05):
+  one look's all-pairs error at its level (2, 3, 5 seeds), the family-wise error with 3 and 10
+  equal variants, the share of races that keep the truly best variant and the trials they use
+  against the fixed design (10 seeds each) under the seed's maxpool-vs-stride gap and the
+  fusion space's spread, and the equivalence stop (--margin). The races run in --jobs
+  processes (default: the CPU count), each from its own seed, so the figures do not depend on
+  it; the race part alone took 2,340 s on 2 busy cores (docs/STATISTICS.md).
 
-    .venv/bin/python benchmarks/bench_calibration.py [--reps 1000] [--only typeI,coverage,ranking]
+    .venv/bin/python benchmarks/bench_calibration.py [--reps 1000] [--jobs 2]
+        [--only typeI,coverage,ranking[,race] | --race-only]
 
 The model of a trained classifier: a latent score per scene s = delta_i * y + c * z + e * eps,
 z ~ N(0, 1) shared by every model (how hard the scene is), eps ~ N(0, 1) its own, c^2 + e^2 = 1,
@@ -20,7 +28,10 @@ scenes and new seeds. Not a test: nothing is asserted; docs/STATISTICS.md holds 
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import math
+import multiprocessing
 import os
 import platform
 import sys
@@ -33,11 +44,21 @@ from scipy.optimize import brentq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from analysis.bootstrap import holm  # noqa: E402
 from analysis.inference import (  # noqa: E402
     Influence,
     best_set_of,
     difference_of,
     metric_interval,
+    point_values,
+)
+from analysis.race import (  # noqa: E402
+    EQUIVALENT,
+    MAX_SEEDS,
+    RaceDesign,
+    RaceState,
+    SeedScores,
+    decide,
 )
 
 N_NEG, N_POS = 164, 15
@@ -150,7 +171,9 @@ def seeds_truth(delta: float, noise: Noise, draws: int = 20000) -> dict[str, flo
     return {m: float(np.mean([r[m] for r in rows])) for m in rows[0]}
 
 
-def ranking_error(n_variants: int, k: int, reps: int, rng, noise: Noise) -> float:
+def ranking_error(
+    n_variants: int, k: int, reps: int, rng, noise: Noise, alpha: float = 0.05
+) -> float:
     """Share of repetitions in which some variant is called worse than another, all equal."""
     delta = delta_for_auc(0.97)
     errors = 0
@@ -162,18 +185,164 @@ def ranking_error(n_variants: int, k: int, reps: int, rng, noise: Noise) -> floa
             deltas = shared if k == 1 else delta + noise.sigma_u * rng.standard_normal(k)
             proba = probabilities(deltas, z, noise.c, rng)
             reps_by[f"v{v}"] = Influence.of(proba, LABELS, "val_loss")
-        errors += bool(best_set_of(reps_by, "val_loss").worse)
+        errors += bool(best_set_of(reps_by, "val_loss", alpha=alpha).worse)
     return errors / reps
+
+
+# Racing seeds (analysis/race.py, its default design). The realistic effects, as the model's
+# ROC AUCs, the truly best first (their mean validation losses in this model are printed beside
+# the figures): the seed's maxpool against stride (docs/RESULTS.md, three seeds: ROC AUC 0.999
+# vs 0.887, validation loss 0.016 vs 0.22), and the fusion space's ten variants (docs/RESULTS.md,
+# fusion-3seeds-10epochs: validation loss 0.12 for the best, 0.18 the next, then 0.22-0.29).
+SEED_PAIR = (0.999, 0.887)
+FUSION_SPREAD = (0.96, 0.90, 0.82, 0.82, 0.78, 0.78, 0.75, 0.75, 0.70, 0.70)
+EQUAL_AUC = 0.97
+# The equivalence stop: equal variants with a margin of 0.1 (the loss's seed spread is about
+# 0.055 here), and two equal variants with a third whose true loss gap to them is exactly the
+# margin (the worst case: a stop as equivalent with it among the survivors is an error).
+EQUIVALENCE_MARGIN = 0.1
+BOUNDARY = (0.97, 0.97, 0.93)
+RACE_NOISE = SEED_DOMINATED  # training randomness is what seeds are raced for
+
+
+@functools.cache
+def mean_loss(auc: float, noise: Noise = RACE_NOISE, draws: int = 200) -> float:
+    """A variant's expected validation loss over seeds and scene sets (Monte Carlo, 10,000
+    trained models: standard error about 0.0005)."""
+    rng = np.random.default_rng(777)
+    total = 0.0
+    for _ in range(draws):
+        deltas = delta_for_auc(auc) + noise.sigma_u * rng.standard_normal(50)
+        z = rng.standard_normal(len(LABELS))
+        total += float(point_values(probabilities(np.maximum(deltas, 0.05), z, noise.c, rng),
+                                    LABELS, "val_loss").mean())  # fmt: skip
+    return total / draws
+
+
+def one_race(aucs: tuple[float, ...], noise: Noise, margin: float | None, seed) -> RaceState:
+    """A race of variants v0, v1, ... with true ROC AUCs `aucs`, on one set of validation
+    scenes. Every variant's max_seeds trials are drawn up front; decide uses only those its
+    looks reach, which is the same as drawing each when it is asked for."""
+    rng = np.random.default_rng(seed)
+    design = RaceDesign(tuple(f"v{i}" for i in range(len(aucs))), margin=margin)
+    z = rng.standard_normal(len(LABELS))
+    results = {}
+    for name, auc in zip(design.variants, aucs, strict=True):
+        deltas = delta_for_auc(auc) + noise.sigma_u * rng.standard_normal(design.max_seeds)
+        proba = probabilities(np.maximum(deltas, 0.05), z, noise.c, rng)
+        results[name] = [SeedScores(s, p) for s, p in zip(design.seeds, proba, strict=True)]
+    return decide(design, LABELS, results)
+
+
+def race_counts(aucs: tuple[float, ...], noise: Noise, margin: float | None, seed) -> np.ndarray:
+    """One race's (kept v0, left v0 alone, eliminated any, stopped equivalent, stopped
+    equivalent with the last variant among the survivors, trials used)."""
+    state = one_race(aucs, noise, margin, seed)
+    equivalent = state.outcome == EQUIVALENT
+    return np.array([
+        "v0" in state.survivors,
+        state.winner == "v0",
+        len(state.survivors) < len(aucs),
+        equivalent,
+        equivalent and f"v{len(aucs) - 1}" in state.survivors,
+        sum(state.seeds_used.values()),
+    ], dtype=float)  # fmt: skip
+
+
+def race_figures(
+    aucs: tuple[float, ...],
+    reps: int,
+    seed: tuple[int, ...],
+    jobs: int,
+    noise: Noise = RACE_NOISE,
+    margin: float | None = None,
+) -> dict[str, float]:
+    """`reps` races (one_race), each from its own child of `seed`, so the figures do not depend
+    on `jobs` or on the other figures: the shares of race_counts, the mean trials used and
+    their ratio to the fixed design (max_seeds for every variant)."""
+    run = functools.partial(race_counts, aucs, noise, margin)
+    seeds = np.random.SeedSequence(seed).spawn(reps)
+    if jobs > 1:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            rows = pool.map(run, seeds, chunksize=max(1, reps // (4 * jobs)))
+    else:
+        rows = [run(s) for s in seeds]
+    mean = np.mean(rows, axis=0)
+    names = ("kept", "alone", "erred", "equivalent", "last_equivalent", "trials")
+    out = dict(zip(names, mean.tolist(), strict=True))
+    out["ratio"] = out["trials"] / (len(aucs) * MAX_SEEDS)
+    return out
+
+
+def race_tables(reps: int, seed: int, jobs: int) -> None:
+    """The racing figures, each scenario from its own stream (seed, 32, its number)."""
+    streams = iter(range(100))
+
+    def figures(aucs, noise: Noise = RACE_NOISE, margin=None) -> tuple[dict[str, float], str]:
+        start = time.perf_counter()
+        r = race_figures(aucs, reps, (seed, 32, next(streams)), jobs, noise, margin)
+        return r, f"{time.perf_counter() - start:.0f} s"
+
+    level = RaceDesign(("a", "b")).look_alpha
+    print(f"\n## One look of a race: the all-pairs test's family-wise error at a look's level "
+          f"alpha / looks = {level:.5f}, 3 equal variants (ROC AUC 0.97)")  # fmt: skip
+    print("| seeds each | seed-dominated | scene-dominated |")
+    print("|---|---|---|")
+    for k in (2, 3, 5):
+        cells = [
+            ranking_error(3, k, reps, np.random.default_rng((seed, 32, 50 + k, i)), noise, level)
+            for i, noise in enumerate((SEED_DOMINATED, SCENE_DOMINATED))
+        ]
+        print(f"| {k} | {cells[0]:.4f} | {cells[1]:.4f} |", flush=True)
+    print(f"\n## Racing seeds, all variants equal (ROC AUC {EQUAL_AUC}, validation loss "
+          f"{mean_loss(EQUAL_AUC):.3f}): family-wise error at alpha 0.05")  # fmt: skip
+    print("| variants | noise | FWER (any eliminated) | trials (fixed design) | time |")
+    print("|---|---|---|---|---|")
+    for n, noise in ((3, SEED_DOMINATED), (3, SCENE_DOMINATED), (10, SEED_DOMINATED)):
+        r, took = figures((EQUAL_AUC,) * n, noise)
+        print(f"| {n} | {noise.name} | {r['erred']:.3f} | {r['trials']:.1f} ({n * MAX_SEEDS}) "
+              f"| {took} |", flush=True)  # fmt: skip
+    print("\n## Racing seeds, realistic effects (seed-dominated): the truly best kept, trials "
+          "against the fixed design")  # fmt: skip
+    print("| effect | true validation losses | best kept | best alone | trials (fixed) | ratio "
+          "| time |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for name, aucs in (("maxpool vs stride", SEED_PAIR), ("fusion spread", FUSION_SPREAD)):
+        r, took = figures(aucs)
+        losses = ", ".join(f"{mean_loss(a):.3f}" for a in aucs)
+        print(f"| {name} | {losses} | {r['kept']:.3f} | {r['alone']:.3f} | {r['trials']:.1f} "
+              f"({len(aucs) * MAX_SEEDS}) | {r['ratio']:.2f} | {took} |", flush=True)  # fmt: skip
+    print("\n## Racing seeds with --margin (seed-dominated): the equivalence stop")
+    print("| true validation losses | margin | stopped equivalent | with the last kept | "
+          "any eliminated | trials (fixed) | time |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    gap = mean_loss(BOUNDARY[-1]) - mean_loss(BOUNDARY[0])
+    for aucs, margin in (((EQUAL_AUC,) * 3, EQUIVALENCE_MARGIN), (BOUNDARY, gap)):
+        r, took = figures(aucs, margin=margin)
+        losses = ", ".join(f"{mean_loss(a):.3f}" for a in aucs)
+        print(f"| {losses} | {margin:.3f} | {r['equivalent']:.3f} | {r['last_equivalent']:.3f} "
+              f"| {r['erred']:.3f} | {r['trials']:.1f} ({len(aucs) * MAX_SEEDS}) | {took} |",
+              flush=True)  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=1000, help="repetitions per figure")
+    # The race part is its own run (--race-only: 2,340 s on 2 busy cores); the default keeps
+    # the analysis' figures at their old few minutes.
     parser.add_argument("--only", default="typeI,coverage,ranking")
+    parser.add_argument("--race-only", action="store_true", help="only the racing figures")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="processes for the races")  # fmt: skip
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    parts = set(args.only.split(","))
+    parts = {"race"} if args.race_only else set(args.only.split(","))
+    # Holm (statsmodels' multipletests) runs gc.collect() on every call: with the imported
+    # modules' objects (statsmodels' too: holm imports it) frozen out of the collector's reach
+    # that takes microseconds, not ~100 ms.
+    holm([0.5])
+    gc.freeze()
     print(f"# {cpu_model()}; {os.cpu_count()} cores; numpy {np.__version__}; "
           f"{args.reps} repetitions per figure; {N_NEG} cubes + {N_POS} spheres; "
           f"command: {' '.join(sys.argv)}")  # fmt: skip
@@ -212,6 +381,9 @@ def main() -> None:
             for k, noise in ((1, SCENE_DOMINATED), (3, SEED_DOMINATED)):
                 err = ranking_error(n, k, args.reps, rng, noise)
                 print(f"| {n} | {k} | {noise.name} | {err:.3f} |", flush=True)
+    if "race" in parts:
+        # Its own streams: the same figures with --race-only, and with any --jobs.
+        race_tables(args.reps, args.seed, args.jobs)
     print(f"\n({time.perf_counter() - start:.0f} s)")
 
 
