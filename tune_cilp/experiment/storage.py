@@ -74,7 +74,8 @@ class Location:
         # Here: the request's value is read without Ray where it is not run.
         import pyarrow.fs
         from ray import tune
-        from ray.tune.execution.tune_controller import TuneController
+
+        from tune_cilp.experiment.state_repair import STATE_GLOB
 
         if not tune.Tuner.can_restore(self.path):
             return False
@@ -83,8 +84,7 @@ class Location:
         else:
             fs, root = pyarrow.fs.FileSystem.from_uri(self.path)
         states = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
-        pattern = TuneController.CKPT_FILE_TMPL.format("*")
-        return any(info.is_file and fnmatch(info.base_name, pattern) for info in states)
+        return any(info.is_file and fnmatch(info.base_name, STATE_GLOB) for info in states)
 
 
 def local_storage(storage_path: str) -> Path:
