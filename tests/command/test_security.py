@@ -59,7 +59,8 @@ def process_kind(proc: psutil.Process, driver: int) -> str:
     title = (proc.cmdline() or [proc.name()])[0].strip()
     if proc.pid == driver:
         return "driver"
-    if title in ("ray::IDLE", "ray::ImplicitFunc.train"):  # idle, or running a trial
+    # Idle, or the trial's actor in any of its methods (sampled in __init__ too, seen in CI).
+    if title == "ray::IDLE" or title.startswith("ray::ImplicitFunc"):
         return "worker"
     if title.startswith("ray::"):
         return title.split()[0]  # ray::RuntimeEnvAgent, ray::DashboardAgent, ...
