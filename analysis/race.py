@@ -33,17 +33,16 @@ import numpy as np
 
 from analysis.bootstrap import holm
 from analysis.inference import BestSet, best_set
-from analysis.ranking import ALPHA
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import SCENE_METRICS, SELECT, TRIAL_METRICS
 from tune_cilp.data.constants import DEFAULT_SEED
+from tune_cilp.experiment.race_search import ALPHA, MAX_SEEDS
 
 # n0: the fewest seeds at which the all-pairs test holds a look's level (alpha / looks, far out
 # in the t's tail) as far as 1,000 simulated looks can tell: with 2 seeds per variant it called
 # equal variants different twice as often as that (0.013 at 0.00625), with 3 0.010, within the
 # simulation's error of the level (docs/STATISTICS.md, "Racing seeds").
 FIRST_SEEDS = 3
-MAX_SEEDS = 10
 # Outcomes: still running, or why it stopped.
 RUNNING, ONE_LEFT, EQUIVALENT, MAX_SEEDS_REACHED = "running", "one left", "equivalent", "max seeds"
 

@@ -195,10 +195,9 @@ def read_predictions(trial: TrialResult) -> Predictions | str:
 
 def _scenes_of(pred: Predictions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(ids, labels, table scores, verdict scores) of one record."""
-    if pred.test is not None:
-        t = pred.test
-        return t.ids, t.labels, t.proba, t.proba
-    return pred.ids, pred.labels, pred.best.proba, pred.last.proba  # type: ignore[union-attr]
+    ids, labels, verdict = pred.verdict()
+    table = verdict if pred.test is not None else pred.best.proba  # type: ignore[union-attr]
+    return ids, labels, table, verdict
 
 
 def scene_stats(

@@ -26,6 +26,8 @@ from analysis.cells import (
 )
 from analysis.inference import Difference
 from analysis.one_class import UNDEFINED, OneClass, one_class_from_rates, one_class_of, tagged
+from analysis.race_report import HEADERS as RACE_HEADERS
+from analysis.race_report import RaceReport, design_of, race_notes, race_report
 from analysis.ranking import (
     COST,
     MCNEMAR,
@@ -101,6 +103,7 @@ class ComparisonTable:
     delong: float | None = None
     primary: str = SELECT
     one_class: OneClass | None = None
+    race: RaceReport | None = None  # a --race experiment: the race re-derived
 
     def mark(self, key: str) -> str:
         """The one-class tag of metric `key`'s row ("undefined", "cubes only"), else ""."""
@@ -417,7 +420,11 @@ def experiment_table(experiment: Experiment) -> ComparisonTable:
     if unfinished:
         states = ", ".join(sorted({t.status for t in unfinished}))
         notes.append(f"{len(unfinished)} trial(s) not finished ({states}): partial results.")
-    return comparison_table(summarize_variants(results), notes, primary_metric(experiment))
+    table = comparison_table(summarize_variants(results), notes, primary_metric(experiment))
+    if experiment.meta is not None and experiment.meta.race is not None:
+        design, configs = design_of(experiment.meta.race)
+        table.race = race_report(design, configs, results)
+    return table
 
 
 def primary_metric(experiment: Experiment) -> str:
@@ -487,8 +494,18 @@ def format_table(table: ComparisonTable, fmt: str = "grid") -> str:
     else:
         text = render(table.headers, table.rows(), fmt)
         notes = [FOOTER, *table.notes] + (["Verdict: " + table.verdict] if table.verdict else [])
+    lines = [text, *_wrapped(notes)]
+    if table.race is not None:
+        lines.append("\nThe race, look by look")
+        if table.race.state.looks:
+            lines.append(render(RACE_HEADERS, table.race.rows(), fmt))
+        lines += _wrapped(race_notes(table.race))
+    return "\n".join(lines)
+
+
+def _wrapped(notes: list[str]) -> list[str]:
     # Wrapped at spaces only: a variant name such as "concat-stride" stays in one piece.
-    return "\n".join([text, *(textwrap.fill(n, 100, break_on_hyphens=False) for n in notes)])
+    return [textwrap.fill(n, 100, break_on_hyphens=False) for n in notes]
 
 
 def to_records(table: ComparisonTable) -> list[dict[str, Any]]:
@@ -631,6 +648,7 @@ def to_json_dict(table: ComparisonTable, experiment_path: str = "") -> dict[str,
             "primary_metric": table.primary,
             "one_class": None if table.one_class is None else table.one_class.to_dict(),
             "ranking": None if table.ranking is None else ranking_records(table.ranking),
+            "race": None if table.race is None else table.race.to_dict(),
             "verdict": table.verdict or None,
             "notes": table.notes,
         }

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 
 from tune_cilp.cilp.cilp_space import CilpSpace
 from tune_cilp.core.errors import UserError, run_cli
+from tune_cilp.data import DEFAULT_SEED
 from tune_cilp.experiment.driver import Outcome
+from tune_cilp.experiment.race_search import ALPHA, MAX_SEEDS, RacePlan
 from tune_cilp.experiment.ray_session import check_ray_can_start
 from tune_cilp.experiment.request import RunRequest
 from tune_cilp.experiment.space import SearchSpace
-from tune_cilp.fusion.fusion_driver import run_fusion, train_fusion
+from tune_cilp.fusion.fusion_driver import run_fusion, run_params, train_fusion, variant_configs
 from tune_cilp.replicate import replicated_space
 from tune_cilp.run_args import build_parser, parse_request
 from tune_cilp.spaces import get_space, list_spaces
@@ -42,6 +44,39 @@ def check_applies(request: RunRequest, space: SearchSpace) -> None:
         )
 
 
+def race_plan(request: RunRequest, space: SearchSpace) -> RacePlan:
+    """--race's plan for a fusion space: its grid's variants, named as the tables name them,
+    raced on the space's metric (UserError for a space that cannot be raced)."""
+    from analysis.race import RaceDesign
+    from analysis.race_report import RaceJudge, design_record
+    from analysis.stats import variant_names
+
+    if isinstance(space, CilpSpace):
+        # A chain's seed is a run of every stage in turn, each its own Tune experiment; a look
+        # needs whole chains, so a race of chains is a race of experiments, not of trials.
+        raise UserError(
+            f"--race: not for CILP spaces ({space.name!r}): a chain's seed runs its stages as "
+            "separate experiments in turn, which one Tune search cannot race; use --seeds"
+        )
+    if space.samples:
+        raise UserError(
+            f"--race: space {space.name!r} samples its configurations; race fixed variants "
+            "(a grid space such as fusion or seed-ablation)"
+        )
+    found = variant_configs(run_params(request, space))
+    names = variant_names([config for _, config in found])
+    design = RaceDesign(
+        tuple(names),
+        max_seeds=MAX_SEEDS if request.max_seeds is None else request.max_seeds,
+        alpha=ALPHA if request.alpha is None else request.alpha,
+        margin=request.margin,
+        metric=space.metric,
+        first_seed=DEFAULT_SEED,
+    )
+    configs = {name: grid for name, (grid, _) in zip(names, found, strict=True)}
+    return RacePlan(configs, RaceJudge(design), design_record(design, configs), design.n0)
+
+
 def dispatch(request: RunRequest) -> Outcome:
     """Run the request's experiment with the driver its space needs; fusion trials (and a
     CILP chain's reference models) train with train_fusion."""
@@ -54,6 +89,8 @@ def dispatch(request: RunRequest) -> Outcome:
         return run_fusion(request, space, train_fusion, picks=recorded)
     space = get_space(request.space)
     check_applies(request, space)
+    if request.race:
+        return run_fusion(request, space, train_fusion, race=race_plan(request, space))
     if isinstance(space, CilpSpace):  # a chain of Tune experiments, one per stage
         # Here: the stage configs' checks import torch, which a fusion driver never needs.
         from tune_cilp.cilp.chain import run_chain

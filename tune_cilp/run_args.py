@@ -13,6 +13,7 @@ from tune_cilp.core.errors import ArgumentParser, UserError, epilog
 from tune_cilp.data import DATASET_FLAGS, DEFAULT_SOURCE, check_test_fraction
 from tune_cilp.data.default_set import DATA_DIR
 from tune_cilp.experiment.driver import DEFAULT_GPU_FRACTION
+from tune_cilp.experiment.race_search import ALPHA, MAX_SEEDS
 from tune_cilp.experiment.request import RunRequest
 from tune_cilp.experiment.storage import Location, is_uri
 from tune_cilp.experiment.wandb_setup import MODES, PROJECT, resolve_wandb
@@ -162,6 +163,29 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--top-k", type=int, default=None, help="with --replicate: the k best configurations"
     )
+    p.add_argument(
+        "--race",
+        action="store_true",
+        help="race seeds: every variant starts with 3 seeds, the variants shown worse are "
+        "stopped, the others get one more seed per look until one is left, the rest are "
+        "equivalent within --margin, or --max-seeds (the error rate held over every look)",
+    )
+    p.add_argument(
+        "--max-seeds", type=int, default=None, help=f"with --race (default: {MAX_SEEDS})"
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help=f"with --race: its family-wise error rate over all looks (default: {ALPHA:g})",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="with --race: stop when the variants left are shown equivalent within this "
+        "difference of the primary metric (default: no equivalence stop)",
+    )
     return p
 
 
@@ -194,6 +218,16 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise UserError(f"--cpus-per-trial: must be at least 1, got {args.cpus_per_trial}")
     if args.test_fraction is not None:
         check_test_fraction(args.test_fraction, "--test-fraction")
+    for flag, value in (("--max-seeds", args.max_seeds), ("--alpha", args.alpha),
+                        ("--margin", args.margin)):  # fmt: skip
+        if value is not None and not args.race:
+            raise UserError(f"{flag}: only with --race")
+    if args.race and args.seeds is not None:
+        raise UserError("--race and --seeds: the race chooses the seeds (see --max-seeds)")
+    if args.race and args.num_samples is not None:
+        raise UserError("--race and --num-samples: a race runs seeds of fixed variants")
+    if args.race and args.replicate is not None:
+        raise UserError("--race and --replicate: race a space (--space) instead")
     if args.max_failures < -1:
         raise UserError(f"--max-failures: must be -1 (forever) or more, got {args.max_failures}")
     if args.name is not None and (not args.name or "/" in args.name or args.name in (".", "..")):
@@ -236,6 +270,10 @@ def parse_request(args: argparse.Namespace, argv: Sequence[str], started_at: flo
         replicate=source,
         top_k=args.top_k,
         lidar_cnn=None if args.lidar_cnn is None else absolute(args.lidar_cnn),
+        race=args.race,
+        max_seeds=args.max_seeds,
+        alpha=args.alpha,
+        margin=args.margin,
         dataset=args.dataset or DEFAULT_SOURCE,
         data_dir=args.data_dir,
         test_fraction=args.test_fraction,

@@ -60,6 +60,14 @@ class Predictions:
     last: Scores
     test: HeldOut | None = None  # None: no test split (or, like best, not recorded)
 
+    def verdict(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, labels, probabilities) a verdict rests on: the held-out test scores where
+        there is a test split, else the last epoch's validation scores (no epoch was chosen on
+        them; the best epoch was)."""
+        if self.test is not None:
+            return self.test.ids, self.test.labels, self.test.proba
+        return self.ids, self.labels, self.last.proba
+
     def to_json(self) -> str:
         """The record as JSON text (probabilities as float64, so they read back bit-equal)."""
 

@@ -54,10 +54,11 @@ IDENTITY: dict[str, str] = {
     "lidar_cnn": "--lidar-cnn",
     "lidar_cnn_sha256": "--lidar-cnn",
     "test_fraction": "--test-fraction",
+    "race": "--race, --max-seeds, --alpha, --margin",
 }
 # Identity fields written only when set: a file without one was made without it, whatever its
 # version, so an experiment that never set them has the tune_cilp.json it had before they existed.
-ONLY_WHEN_SET = ("test_fraction",)
+ONLY_WHEN_SET = ("test_fraction", "race")
 
 
 @dataclass
@@ -81,6 +82,7 @@ class ExperimentMeta:
     lidar_cnn: str | None = None  # CILP: NVIDIA's LiDAR CNN state dict the projector maps onto
     lidar_cnn_sha256: str | None = None  # its content: a changed file under the same path shows
     test_fraction: float | None = None  # share of the validation scenes held out as a test split
+    race: dict[str, Any] | None = None  # --race: its design and variant configs (analysis)
     argv: list[str] = field(default_factory=list)
     created_at: str = ""
     finished_at: str | None = None

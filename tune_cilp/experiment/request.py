@@ -27,6 +27,10 @@ class RunRequest:
     replicate: str | None  # the source experiment (absolute path or URI)
     top_k: int | None
     lidar_cnn: str | None  # absolute path of NVIDIA's LiDAR CNN state dict
+    race: bool  # seeds raced until the answer is decided (--race, --max-seeds, --alpha, --margin)
+    max_seeds: int | None
+    alpha: float | None
+    margin: float | None
     # On what data
     dataset: str
     data_dir: str | None

@@ -18,6 +18,7 @@ from tune_cilp.experiment.driver import (
     drive,
     prepare,
 )
+from tune_cilp.experiment.race_search import RacePlan, current, fresh
 from tune_cilp.experiment.request import RunRequest
 from tune_cilp.experiment.run_settings import num_samples, run_epochs, with_run_settings
 from tune_cilp.experiment.space import SearchSpace, check_param_space
@@ -85,17 +86,9 @@ def param_space(
     return params
 
 
-def run_fusion(
-    request: RunRequest,
-    space: SearchSpace,
-    trainable: Callable[..., None],
-    **identity_extra: Any,
-) -> Outcome:
-    """Check the space's every configuration, load the data, and run or resume the experiment.
-
-    trainable: the Tune function trainable (train_fusion, or a wrapper
-    of it: how the tests inject failing trials). identity_extra: ExperimentMeta fields of the
-    run (--replicate's source and picks)."""
+def run_params(request: RunRequest, space: SearchSpace) -> dict[str, Any]:
+    """The run's param space: the space's over TrainConfig's defaults with the run's settings,
+    every configuration it can generate checked."""
     fraction = request.test_fraction
     if request.replicate:  # the replicate space fixes its epochs; --epochs is in its points
         params = param_space(space, space.epochs, None, request.precision, fraction)
@@ -103,8 +96,50 @@ def run_fusion(
         epochs = run_epochs(request, space.epochs)
         params = param_space(space, epochs, request.seed_list, request.precision, fraction)
     check_param_space(space.name, params, TrainConfig.from_dict)
+    return params
+
+
+def is_grid(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"grid_search"}
+
+
+def variant_configs(params: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each configuration of a grid param space: (its grid values, its whole config)."""
+    out = []
+    for resolved, config in generate_variants(dict(params)):
+        grid = {path[0]: value for path, value in resolved.items()}
+        out.append((grid, config))
+    return out
+
+
+def run_fusion(
+    request: RunRequest,
+    space: SearchSpace,
+    trainable: Callable[..., None],
+    race: RacePlan | None = None,
+    **identity_extra: Any,
+) -> Outcome:
+    """Check the space's every configuration, load the data, and run or resume the experiment.
+
+    trainable: the Tune function trainable (train_fusion, or a wrapper
+    of it: how the tests inject failing trials). race: --race's plan (its variants' configs
+    are the space's, the seeds the race's). identity_extra: ExperimentMeta fields of the
+    run (--replicate's source and picks)."""
+    params = run_params(request, space)
     samples = num_samples(request, space.num_samples)
-    data, meta = prepare(request, epochs=params["epochs"], samples=samples, **identity_extra)
+    costs = trial_costs(params, samples)
+    search_alg, dirnames = space.make_search_alg(), None
+    if race is not None:
+        params = {k: v for k, v in params.items() if not is_grid(v)}  # the searcher's to set
+        costs = [c for config in race.configs.values() for c in trial_costs(config, 1)]
+        costs, samples = costs * race.first_trials, -1  # the searcher says when it is done
+        search_alg = fresh(race.configs, race.judge, request.experiment, space.metric, space.mode)
+        dirnames = current().dirname_of
+        identity_extra["race"] = race.record
+    fraction = request.test_fraction
+    data, meta = prepare(
+        request, epochs=params["epochs"], samples=None if race else samples, **identity_extra
+    )
     if fraction is not None:  # here, in one line, rather than in every trial
         held_out_mask(data.labels, data.is_train, fraction, name="--test-fraction")
     experiment = TuneExperiment(
@@ -118,13 +153,14 @@ def run_fusion(
         metric=space.metric,
         mode=space.mode,
         scheduler=space.make_scheduler(params["epochs"]),
-        search_alg=space.make_search_alg(),
+        search_alg=search_alg,
+        trial_dirname_creator=dirnames,
     )
     return drive(
         request,
         meta,
         data,
         started=request.location.started(),
-        costs=trial_costs(params, samples),
+        costs=costs,
         body=lambda session: session.fit(experiment),
     )
