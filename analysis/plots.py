@@ -1,6 +1,7 @@
 """PNG plots: per-epoch validation curves per variant (mean, min-max band across seeds), the
-final metrics side by side (mean, min-max bars across seeds), the ranking with its intervals, and
-(analysis.scene_plots) the paired differences and the scenes each variant gets wrong.
+final metrics side by side (mean, min-max bars across seeds), the ranking with its intervals, a
+race's intervals look by look, and (analysis.scene_plots) the paired differences and the scenes
+each variant gets wrong.
 
 Plain matplotlib Figure objects (no pyplot), saved with the Agg canvas: no GUI backend is needed,
 and a notebook keeps its own backend.
@@ -17,6 +18,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, and notebooks keep theirs
 from matplotlib.ticker import MaxNLocator
 
+from analysis.race_report import RaceReport
 from analysis.ranking import Ranking, vs_best_metrics
 from analysis.stats import VariantSummary
 from analysis.table import ComparisonTable
@@ -123,6 +125,37 @@ def plot_ranking(ranking: Ranking) -> Figure:
     return fig
 
 
+def plot_race(race: RaceReport) -> Figure:
+    """Each variant's primary metric and 95 % interval at every look it was compared at
+    (seeds and scenes of that look), narrowing as seeds come in; a variant's line ends at the
+    look that eliminated it (marked x)."""
+    state = race.state
+    variants = state.design.variants
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    width = 0.3 / max(len(variants) - 1, 1)
+    for i, (name, colour) in enumerate(zip(variants, colours(len(variants)), strict=True)):
+        looks = [look for look in state.looks if name in look.compared]
+        if not looks:
+            continue
+        x = np.array([look.number for look in looks]) + (i - (len(variants) - 1) / 2) * width
+        est = [race.intervals[look.number][name] for look in looks]
+        value = np.array([e.value for e in est])
+        low = np.array([e.low if e.has_interval else e.value for e in est])
+        high = np.array([e.high if e.has_interval else e.value for e in est])
+        ax.errorbar(x, value, yerr=[value - low, high - value], fmt="-o", capsize=3,
+                    color=colour, label=name)  # fmt: skip
+        out = [j for j, look in enumerate(looks) if name not in look.survivors]
+        ax.plot(x[out], value[out], "x", color="black", markersize=10)
+    ax.set_xticks([look.number for look in state.looks],
+                  [f"{look.number}\n({look.seeds} seeds)" for look in state.looks])  # fmt: skip
+    ax.set(xlabel="look", ylabel=TRIAL_METRICS[state.design.metric].label)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize="small", ncols=2 if len(variants) > 6 else 1)
+    fig.suptitle("The race: each look's 95 % interval over its seeds and scenes (x: eliminated)")
+    return fig
+
+
 def plot_final(variants: Sequence[VariantSummary]) -> Figure:
     """Best-epoch metrics per variant as bars (mean over seeds) with min-max bars."""
     fig = Figure(figsize=(11, 4), layout="constrained")
@@ -171,6 +204,8 @@ def write_plots(table: ComparisonTable, out_dir: str) -> list[str]:
     ]
     if table.ranking is not None:
         paths.append(save_figure(plot_ranking(table.ranking), out_dir, "ranking.png"))
+    if table.race is not None and table.race.state.looks:
+        paths.append(save_figure(plot_race(table.race), out_dir, "race.png"))
     scenes = table.scenes
     if scenes is None:
         return paths

@@ -100,7 +100,20 @@ class RaceJudge:
     def __call__(self, finished: Mapping[Trial, Predictions]) -> RaceStep:
         labels, results = scores_of(finished)
         state = decide(self.design, labels, results)
-        return RaceStep(state.next_trials, state.outcome != RUNNING)
+        return RaceStep(state.next_trials, state.outcome != RUNNING, look_lines(state))
+
+
+def look_lines(state: RaceState) -> tuple[str, ...]:
+    """One line per look: seeds, who went and why, who is left, what next."""
+    lines = []
+    for look in state.looks:
+        gone = "; ".join(e.reason for e in look.eliminated) or "nobody eliminated"
+        then = "one more seed each" if look.outcome == RUNNING else f"stop ({WHY[look.outcome]})"
+        lines.append(
+            f"race look {look.number} ({look.seeds} seeds each): {gone}; left: "
+            f"{', '.join(look.survivors)}; {then}"
+        )
+    return tuple(lines)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,18 @@ def check_applies(request: RunRequest, space: SearchSpace) -> None:
         # The chain chooses each stage's best trial on validation and reports its classifier
         # there; it has no test split to hand on.
         raise UserError(f"--test-fraction: only for fusion spaces, not {space.name!r}")
+    if request.race and cilp:
+        # A chain's seed is a run of every stage in turn, each its own Tune experiment; a look
+        # needs whole chains, so a race of chains is a race of experiments, not of trials.
+        raise UserError(
+            f"--race: not for CILP spaces ({space.name!r}): a chain's seed runs its stages as "
+            "separate experiments in turn, which one Tune search cannot race; use --seeds"
+        )
+    if request.race and space.samples:
+        raise UserError(
+            f"--race: space {space.name!r} samples its configurations; race fixed variants "
+            "(a grid space such as fusion or seed-ablation)"
+        )
     if (request.num_samples or 1) > 1 and not space.samples:
         # Tune would repeat the same configuration with the same seed: copies, not replicates.
         raise UserError(
@@ -45,24 +57,13 @@ def check_applies(request: RunRequest, space: SearchSpace) -> None:
 
 
 def race_plan(request: RunRequest, space: SearchSpace) -> RacePlan:
-    """--race's plan for a fusion space: its grid's variants, named as the tables name them,
-    raced on the space's metric (UserError for a space that cannot be raced)."""
+    """--race's plan for a fusion grid space (check_applies refuses the others): its grid's
+    variants, named as the tables name them, raced on the space's metric (UserError for fewer
+    than two variants or bad race settings)."""
     from analysis.race import RaceDesign
     from analysis.race_report import RaceJudge, design_record
     from analysis.stats import variant_names
 
-    if isinstance(space, CilpSpace):
-        # A chain's seed is a run of every stage in turn, each its own Tune experiment; a look
-        # needs whole chains, so a race of chains is a race of experiments, not of trials.
-        raise UserError(
-            f"--race: not for CILP spaces ({space.name!r}): a chain's seed runs its stages as "
-            "separate experiments in turn, which one Tune search cannot race; use --seeds"
-        )
-    if space.samples:
-        raise UserError(
-            f"--race: space {space.name!r} samples its configurations; race fixed variants "
-            "(a grid space such as fusion or seed-ablation)"
-        )
     found = variant_configs(run_params(request, space))
     names = variant_names([config for _, config in found])
     design = RaceDesign(

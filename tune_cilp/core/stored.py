@@ -70,3 +70,18 @@ def write_bytes(path: str, data: bytes) -> None:
     fs, key = _filesystem(path)
     with fs.open_output_stream(key) as out:
         out.write(data)
+
+
+def list_names(path: str) -> list[str]:
+    """The names in a directory (on an object store: under a prefix), [] if there is none;
+    OSError if it cannot be listed."""
+    if not is_uri(path):
+        try:
+            return sorted(os.listdir(absolute(path)))
+        except FileNotFoundError:
+            return []
+    import pyarrow.fs
+
+    fs, key = _filesystem(path)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(key, allow_not_found=True))
+    return sorted(info.base_name for info in infos)

@@ -193,7 +193,9 @@ class Progress(tune.ProgressReporter):
 
     def summary(self, trials: list[Any], done: bool) -> str:
         """The experiment's line: epochs done of all, trials ended, its ETA at this run's pace."""
-        count = max(self.total_samples, len(trials))
+        # num_samples -1 (a searcher that says when it is done, --race): the trials so far
+        open_ended = self.total_samples >= sys.maxsize
+        count = len(trials) if open_ended else max(self.total_samples, len(trials))
         totals = [self._total(t) for t in trials]
         known = [n for n in totals if n]
         mean = sum(known) / len(known) if known else 0.0
@@ -215,9 +217,11 @@ class Progress(tune.ProgressReporter):
         rate = (epochs - self.epochs_at_start) / elapsed if elapsed > 0 else 0.0
         eta = (total - epochs) / rate if rate > 0 else math.nan
         share = f" ({epochs / total:.0%})" if total else ""
+        so_far = " started so far" if open_ended else ""
         return (
-            f"experiment: epoch {epochs}/{round(total)}{share}, {ended}/{count} trials ended, "
-            f"{duration(elapsed)} so far, ETA {duration(eta)}"
+            f"experiment: epoch {epochs}/{round(total)}{share}, {ended}/{count} trials"
+            f"{so_far} ended, {duration(elapsed)} so far, ETA {duration(eta)}"
+            + (" (of these)" if open_ended else "")
         )
 
     def _redraw(self, permanent: list[str], block: list[str]) -> None:

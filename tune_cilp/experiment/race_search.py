@@ -28,13 +28,12 @@ from tune_cilp.core.errors import UserError
 from tune_cilp.core.json_shape import json_object
 from tune_cilp.core.path_guard import check_readable_file
 from tune_cilp.core.predictions import PREDICTIONS_FILE, Predictions
-from tune_cilp.core.stored import read_bytes
+from tune_cilp.core.stored import list_names, read_bytes
 
 MAX_SEEDS = 10  # --max-seeds' default
 ALPHA = 0.05  # --alpha's default: the race's family-wise error rate over all its looks
 SEED_KEY = "seed"
-CHECKPOINT_DIR = "checkpoint_dir_name"  # Tune's result key: the report's checkpoint folder
-DONE = "done"  # Tune's result key: True on the result of a trial that ran to its end
+CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders: checkpoint_000000, ...
 Trial = tuple[str, int]  # (variant, seed)
 
 
@@ -45,6 +44,7 @@ class RaceStep:
 
     next_trials: tuple[Trial, ...]
     decided: bool
+    looks: tuple[str, ...] = ()  # one line per look taken so far, printed as the race goes
 
 
 Judge = Callable[[Mapping[Trial, Predictions]], RaceStep]
@@ -70,6 +70,8 @@ class RaceSearcher(Searcher):
     pickles as a reference to this driver's own (``current()``), built from this run's
     settings, and Tune's restore then hands it the saved JSON memory (``restore``)."""
 
+    CKPT_FILE_TMPL = "race-state-{}.json"  # plain JSON (Tune's default name says .pkl)
+
     def __reduce__(self) -> tuple:
         return (current, ())
 
@@ -78,10 +80,12 @@ class RaceSearcher(Searcher):
         configs: Mapping[str, Mapping[str, Any]],
         judge: Judge,
         location: str,
+        epochs: int,
         metric: str,
         mode: str,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
+        self.epochs = epochs  # every race trial's: its scores of this epoch mean it finished
         self.configs = {name: dict(config) for name, config in configs.items()}
         self.judge = judge
         self.location = location.rstrip("/")
@@ -89,6 +93,7 @@ class RaceSearcher(Searcher):
         self.finished: dict[str, str] = {}  # trial id -> its scores' path in the experiment
         self.unfinished: set[str] = set()
         self._scores: dict[Trial, Predictions] = {}
+        self._printed = False
         self.step = judge({})
 
     # What Tune asks -------------------------------------------------------------------------
@@ -107,13 +112,13 @@ class RaceSearcher(Searcher):
     ) -> None:
         if trial_id not in self.trials:
             return
-        if error or not result or not result.get(DONE) or not result.get(CHECKPOINT_DIR):
+        found = None if error else self._last_scores(trial_id)
+        if found is None:
             self.unfinished.add(trial_id)  # failed or stopped: no scores for its look
             return
         self.unfinished.discard(trial_id)
-        self.finished[trial_id] = f"{self.trial_dirname(trial_id)}/{result[CHECKPOINT_DIR]}"
-        self._read(trial_id)
-        self.step = self.judge(self._scores)
+        self.finished[trial_id], self._scores[self.trials[trial_id]] = found
+        self._judge()
 
     def trial_dirname(self, trial_id: str) -> str:
         """A race trial's folder: its id, variant and seed (Tune's trial_dirname_creator)."""
@@ -145,24 +150,49 @@ class RaceSearcher(Searcher):
             raise UserError(f"{path}: a race of other variants ({', '.join(sorted(unknown))})")
         # The trials that failed or stopped are Tune's to run again now (resume_errored).
         self.trials, self.finished, self.unfinished = trials, finished, set()
-        self._scores = {}
-        for trial_id in finished:
-            self._read(trial_id)
-        self.step = self.judge(self._scores)
+        self._scores, self._printed = {}, False
+        for trial_id, where in finished.items():
+            self._scores[trials[trial_id]] = self._read(where)
+        self._judge()
 
     # Internals ------------------------------------------------------------------------------
+    def _judge(self) -> None:
+        """The judge's word on the finished trials; the looks it took since the last one are
+        printed (after a resume: every look so far, once)."""
+        before = len(self.step.looks) if self._printed else 0
+        self.step = self.judge(self._scores)
+        for line in self.step.looks[before:]:
+            print(line, flush=True)
+        self._printed = True
+
     def _live(self) -> bool:
         return any(t not in self.finished and t not in self.unfinished for t in self.trials)
 
-    def _read(self, trial_id: str) -> None:
-        path = f"{self.location}/{self.finished[trial_id]}/{PREDICTIONS_FILE}"
+    def _last_scores(self, trial_id: str) -> tuple[str, Predictions] | None:
+        """The trial's newest checkpoint (its folder in the experiment) and its scores if they
+        are of its last epoch, else None. Read from the storage, not from Tune's last result:
+        after a killed driver, Tune's restored record of a trial can be older than its files."""
+        folder = self.trial_dirname(trial_id)
+        try:
+            names = list_names(f"{self.location}/{folder}")
+        except OSError as exc:
+            raise UserError(f"{self.location}/{folder}: cannot list a race trial ({exc})") from None
+        checkpoints = [name for name in names if name.startswith(CHECKPOINT_PREFIX)]
+        if not checkpoints:
+            return None
+        where = f"{folder}/{max(checkpoints)}"
+        pred = self._read(where)
+        return (where, pred) if pred.last.epoch == self.epochs else None
+
+    def _read(self, where: str) -> Predictions:
+        path = f"{self.location}/{where}/{PREDICTIONS_FILE}"
         try:
             text = read_bytes(path)
         except OSError as exc:
-            raise UserError(f"{path}: cannot read a finished race trial's scores ({exc})") from None
+            raise UserError(f"{path}: cannot read a race trial's scores ({exc})") from None
         if text is None:
-            raise UserError(f"{path}: a finished race trial's scores are missing")
-        self._scores[self.trials[trial_id]] = Predictions.from_json(text, source=path)
+            raise UserError(f"{path}: a race trial's checkpoint has no scores")
+        return Predictions.from_json(text, source=path)
 
 
 class RaceSearch(SearchGenerator):
@@ -177,12 +207,10 @@ class RaceSearch(SearchGenerator):
 _CURRENT: RaceSearcher | None = None
 
 
-def fresh(
-    configs: Mapping[str, Mapping[str, Any]], judge: Judge, location: str, metric: str, mode: str
-) -> RaceSearch:
+def fresh(plan: RacePlan, location: str, epochs: int, metric: str, mode: str) -> RaceSearch:
     """This driver's race search; ``current()`` returns its searcher from now on."""
     global _CURRENT
-    _CURRENT = RaceSearcher(configs, judge, location, metric, mode)
+    _CURRENT = RaceSearcher(plan.configs, plan.judge, location, epochs, metric, mode)
     return RaceSearch(_CURRENT)
 
 

@@ -38,12 +38,14 @@ from ray.tune.search import BasicVariantGenerator, Searcher, SearchGenerator
 
 from tune_cilp.core.checkpoint import STATE_FILE
 from tune_cilp.core.json_shape import json_object
+from tune_cilp.experiment.race_search import RaceSearcher
 
 STATE_GLOB = TuneController.CKPT_FILE_TMPL.format("*")  # JSON
 PICKLED_GLOBS = tuple(  # cloudpickles, whatever their names end with
     cls.CKPT_FILE_TMPL.format("*")
     for cls in (BasicVariantGenerator, SearchGenerator, Searcher, CallbackList)
 )
+RACE_GLOB = RaceSearcher.CKPT_FILE_TMPL.format("*")  # JSON: a race's memory (--race)
 ASIDE_SUFFIX = ".damaged"
 PARAMS_FILE = "params.json"  # Tune writes it in each trial folder
 
@@ -109,7 +111,7 @@ def why_not_resumable(root: Path) -> str | None:
         if (root / _TUNER_PKL).exists() or _trial_dirs(root):
             return "no experiment state was saved"
         return None
-    for path in states:
+    for path in [*states, *sorted(root.glob(RACE_GLOB))]:
         if not _whole_json(path):
             return f"{path.name} is cut short"
     for path in [root / _TUNER_PKL, *(p for g in PICKLED_GLOBS for p in sorted(root.glob(g)))]:
@@ -132,7 +134,11 @@ def set_aside(root: Path) -> Path:
     """Move Tune's state files, tuner.pkl and the trial folders (those Tune wrote params.json
     into; W&B's and the tool's own files stay) into one new `state-<time>.damaged` folder."""
     trials = _trial_dirs(root)
-    states = [*root.glob(STATE_GLOB), *(p for g in PICKLED_GLOBS for p in root.glob(g))]
+    states = [
+        *root.glob(STATE_GLOB),
+        *root.glob(RACE_GLOB),
+        *(p for g in PICKLED_GLOBS for p in root.glob(g)),
+    ]
     stamp, n = time.strftime("state-%Y%m%d-%H%M%S", time.gmtime()), 0
     while (aside := root / f"{stamp}{f'-{n}' if n else ''}{ASIDE_SUFFIX}").exists():
         n += 1  # a second failure within the same second: never mix two set-aside states

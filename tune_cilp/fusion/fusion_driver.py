@@ -133,7 +133,7 @@ def run_fusion(
         params = {k: v for k, v in params.items() if not is_grid(v)}  # the searcher's to set
         costs = [c for config in race.configs.values() for c in trial_costs(config, 1)]
         costs, samples = costs * race.first_trials, -1  # the searcher says when it is done
-        search_alg = fresh(race.configs, race.judge, request.experiment, space.metric, space.mode)
+        search_alg = fresh(race, request.experiment, params["epochs"], space.metric, space.mode)
         dirnames = current().dirname_of
         identity_extra["race"] = race.record
     fraction = request.test_fraction
