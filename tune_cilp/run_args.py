@@ -222,12 +222,12 @@ def check_numbers(args: argparse.Namespace) -> None:
                         ("--margin", args.margin)):  # fmt: skip
         if value is not None and not args.race:
             raise UserError(f"{flag}: only with --race")
+    if args.race and args.replicate is not None:
+        raise UserError("--race and --replicate: race a space (--space) instead")
     if args.race and args.seeds is not None:
         raise UserError("--race and --seeds: the race chooses the seeds (see --max-seeds)")
     if args.race and args.num_samples is not None:
         raise UserError("--race and --num-samples: a race runs seeds of fixed variants")
-    if args.race and args.replicate is not None:
-        raise UserError("--race and --replicate: race a space (--space) instead")
     if args.max_failures < -1:
         raise UserError(f"--max-failures: must be -1 (forever) or more, got {args.max_failures}")
     if args.name is not None and (not args.name or "/" in args.name or args.name in (".", "..")):

@@ -4,8 +4,10 @@ covered without editing this file."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,9 +16,10 @@ from helpers import ROOT, error_lines
 from tune_cilp.cilp.cilp_space import CilpSpace
 from tune_cilp.core.errors import UserError
 from tune_cilp.experiment.run_settings import SMOKE_MAX_SAMPLES, num_samples
-from tune_cilp.run import check_applies
+from tune_cilp.fusion.fusion_driver import run_params, variant_configs
+from tune_cilp.run import check_applies, race_plan
 from tune_cilp.run_args import build_parser, parse_request
-from tune_cilp.spaces import list_spaces
+from tune_cilp.spaces import get_space, list_spaces
 
 SPACES = list_spaces()
 CILP = [s for s in SPACES if isinstance(s, CilpSpace)]
@@ -82,6 +85,68 @@ def test_smoke_test_caps_samples_and_num_samples_overrides_alike(space) -> None:
     assert num_samples(request("--space", space.name), 10) == 10
 
 
+@pytest.mark.parametrize("space", SPACES, ids=lambda s: s.name)
+def test_race_applies_to_grid_fusion_spaces_and_is_refused_for_the_rest(space) -> None:
+    given = request("--space", space.name, "--race", "--max-seeds", "5", "--alpha", "0.1")
+    assert given.race and given.max_seeds == 5 and given.alpha == 0.1 and given.margin is None
+    if isinstance(space, CilpSpace):
+        with pytest.raises(UserError, match="^--race: not for CILP spaces"):
+            check_applies(given, space)
+    elif space.samples:
+        with pytest.raises(UserError, match=f"^--race: space '{space.name}' samples"):
+            check_applies(given, space)
+    else:
+        check_applies(given, space)
+        plan = race_plan(given, space)
+        names = list(plan.configs)
+        assert len(names) >= 2 and plan.record["max_seeds"] == 5 and plan.record["alpha"] == 0.1
+        assert plan.record["metric"] == space.metric and plan.first_trials == 3
+        # The race's variants are the space's grid: the same trials a --seeds run makes
+        params = run_params(request("--space", space.name), space)
+        assert len(names) == len(variant_configs(params))
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["--race", "--seeds", "51,52"], "--race and --seeds: the race chooses the seeds"),
+        (["--race", "--num-samples", "3"], "--race and --num-samples"),
+        (["--max-seeds", "5"], "--max-seeds: only with --race"),
+        (["--alpha", "0.1"], "--alpha: only with --race"),
+        (["--margin", "0.1"], "--margin: only with --race"),
+    ],
+)
+def test_race_options_refused_while_parsing(words: list[str], message: str) -> None:
+    with pytest.raises(UserError, match=f"^{message}"):
+        request("--space", FUSION[0].name, *words)
+
+
+def test_race_with_replicate_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="^--race and --replicate"):
+        request("--replicate", str(tmp_path), "--seeds", "1,2", "--race")
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["--max-seeds", "2"], "--max-seeds 2 is below the 3 seeds each variant starts with"),
+        (["--alpha", "1.5"], "--alpha 1.5 is not in (0, 1)"),
+        (["--alpha", "0"], "--alpha 0 is not in (0, 1)"),
+        (["--margin", "-0.1"], "--margin -0.1 is not a positive number"),
+    ],
+)
+def test_bad_race_settings_are_refused(words: list[str], message: str) -> None:
+    space = get_space("seed-ablation")
+    with pytest.raises(UserError, match=f"^{re.escape(message)}"):
+        race_plan(request("--space", space.name, "--race", *words), space)
+
+
+def test_a_space_with_one_variant_cannot_race() -> None:
+    space = replace(get_space("seed-ablation"), name="one", param_space={"variant": "concat"})
+    with pytest.raises(UserError, match="^--race compares variants: the space has 1"):
+        race_plan(request("--space", "seed-ablation", "--race"), space)
+
+
 def test_the_request_is_frozen_and_absolute(tmp_path: Path) -> None:
     got = request("--storage-path", str(tmp_path / "a" / ".." / "b"), "--seeds", "1,2")
     assert got.location.parent == str(tmp_path / "b") and got.seeds == (1, 2) and got.local
@@ -99,6 +164,10 @@ def test_the_request_is_frozen_and_absolute(tmp_path: Path) -> None:
             ["--space", CILP[0].name, "--test-fraction", "0.5"],
             "error: --test-fraction: only for fusion spaces",
         ),
+        (["--space", CILP[0].name, "--race"], "error: --race: not for CILP spaces"),
+        (["--space", "hpo", "--race"], "error: --race: space 'hpo' samples"),
+        (["--space", "fusion", "--race", "--seeds", "1,2"], "error: --race and --seeds"),
+        (["--space", "fusion", "--race", "--max-seeds", "1"], "error: --max-seeds 1 is below"),
     ],
 )
 def test_the_command_refuses_in_one_line(words: list[str], message: str, tmp_path: Path) -> None:
