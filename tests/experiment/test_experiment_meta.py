@@ -44,6 +44,18 @@ def test_roundtrip_and_the_finished_mark(tmp_path: Path) -> None:
         ({"seeds": [1, 2]}, "--seeds: this experiment was made with the default, not 1,2"),
         ({"smoke_test": True}, "--smoke-test: this experiment was made with off, not on"),
         ({"gpus_per_trial": 0.5}, "--gpus-per-trial: this experiment was made with the default"),
+        (
+            {
+                "race": {
+                    "variants": {"a": {}, "b": {}},
+                    "max_seeds": 6,
+                    "alpha": 0.1,
+                    "margin": None,
+                }
+            },
+            "--race, --max-seeds, --alpha, --margin: this experiment was made with no --race, not "
+            "--race of 2 variants, --max-seeds 6, --alpha 0.1, no --margin",
+        ),
     ],
 )
 def test_each_difference_is_named(change: dict, phrase: str) -> None:

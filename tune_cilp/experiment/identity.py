@@ -182,7 +182,15 @@ def _shown(key: str, value: Any) -> str:
             "replicate": "no --replicate",
             "lidar_cnn": "no --lidar-cnn",
             "test_fraction": "no --test-fraction",
+            "race": "no --race",
         }.get(key, "the default")
+    if key == "race" and isinstance(value, dict):
+        margin = value.get("margin")
+        return (
+            f"--race of {len(value.get('variants') or {})} variants, --max-seeds "
+            f"{value.get('max_seeds')}, --alpha {value.get('alpha')}, "
+            + ("no --margin" if margin is None else f"--margin {margin}")
+        )
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):

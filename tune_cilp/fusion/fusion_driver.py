@@ -138,8 +138,9 @@ def run_fusion(
         identity_extra["race"] = race.record
     fraction = request.test_fraction
     data, meta = prepare(
-        request, epochs=params["epochs"], samples=None if race else samples, **identity_extra
-    )
+        request, epochs=params["epochs"], samples=num_samples(request, space.num_samples),
+        **identity_extra,
+    )  # fmt: skip
     if fraction is not None:  # here, in one line, rather than in every trial
         held_out_mask(data.labels, data.is_train, fraction, name="--test-fraction")
     experiment = TuneExperiment(
