@@ -355,9 +355,9 @@ class TrainingLoop:
         samples = len(self.train_data) + len(self.val_data)
         if self.test_data is not None:
             samples += len(self.test_data)
-        return self._end_epoch(train_loss, val, lr, time.perf_counter() - start, samples)
+        return self.end_epoch(train_loss, val, lr, time.perf_counter() - start, samples)
 
-    def _end_epoch(
+    def end_epoch(
         self, train_loss: float, val: dict[str, float], lr: float, elapsed: float, samples: int
     ) -> dict[str, float | int]:
         """Count the epoch, keep the best weights by val_loss, and return (and record) the
