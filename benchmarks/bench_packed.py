@@ -1,13 +1,13 @@
 """Packed seeds against separate ones (issue 33), on the CPU cores or a GPU, on the default data:
 
 (a) speed: for K = 1, 2, 4 (--ks) seeds of concat-maxpool, the s/epoch of K solo Trainers one
-    after another against one PackedTrainer of the K seeds (each the best epoch after the first,
-    which includes one-off set-up) and the ratio: packing pays where it is above 1;
-(b) drift: K seeds trained --drift-epochs epochs packed and solo, in fp32; per epoch the largest
-    relative difference of any seed's train_loss and val_loss between the two. The first step
-    is the same arithmetic up to the kernels' rounding (tests/fusion/test_packed.py); a ReLU whose
-    input sits within rounding of 0 then takes the other side in one of the two, and training
-    carries that on.
+    after another against one PackedTrainer of the K seeds in each mode, loop and vmap (each the
+    best epoch after the first, which includes one-off set-up), and the ratio: packing pays
+    where it is above 1;
+(b) drift: K seeds trained --drift-epochs epochs packed (each mode) and solo, in fp32; per epoch
+    the largest relative difference of any seed's train_loss and val_loss between the two (loop:
+    solo's kernels; vmap: batched kernels, which round differently, so a ReLU input within
+    rounding of 0 can take the other side, and training carries that on).
 
 Every figure is printed beside the CPU model (or GPU), the threads and the process's peak
 resident memory, measured in the same run.
@@ -31,7 +31,7 @@ from tune_cilp.core.errors import ArgumentParser, UserError, run_cli
 from tune_cilp.data import CilpArrays, load_arrays
 from tune_cilp.fusion.fusion_config import TrainConfig
 from tune_cilp.fusion.fusion_trainer import Trainer
-from tune_cilp.fusion.packed import PackedTrainer, packed_configs
+from tune_cilp.fusion.packed import MODES, PackedTrainer, packed_configs
 from tune_cilp.training.device import configure_process
 
 SEEDS = list(range(51, 51 + 64))
@@ -46,8 +46,10 @@ def solo_seconds(cfg: TrainConfig, data: CilpArrays, k: int, epochs: int, device
     return total
 
 
-def packed_seconds(cfg: TrainConfig, data: CilpArrays, k: int, epochs: int, device: str) -> float:
-    packed = PackedTrainer(packed_configs(cfg, SEEDS[:k]), data, device=device)
+def packed_seconds(
+    cfg: TrainConfig, data: CilpArrays, k: int, epochs: int, device: str, mode: str
+) -> float:
+    packed = PackedTrainer(packed_configs(cfg, SEEDS[:k]), data, device=device, mode=mode)
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -56,10 +58,13 @@ def packed_seconds(cfg: TrainConfig, data: CilpArrays, k: int, epochs: int, devi
     return best_after_first(times)
 
 
-def drift(data: CilpArrays, k: int, epochs: int, device: str) -> list[tuple[float, float]]:
+def drift(
+    data: CilpArrays, k: int, epochs: int, device: str, mode: str
+) -> list[tuple[float, float]]:
     """Per epoch, the largest relative packed-vs-solo difference of train_loss and val_loss."""
     cfg = TrainConfig(variant="concat", downsample="maxpool", epochs=epochs, precision="fp32")
-    packed = list(PackedTrainer(packed_configs(cfg, SEEDS[:k]), data, device=device).epochs())
+    trainer = PackedTrainer(packed_configs(cfg, SEEDS[:k]), data, device=device, mode=mode)
+    packed = list(trainer.epochs())
     solo = [
         list(Trainer(replace(cfg, seed=seed), data, device=device).epochs()) for seed in SEEDS[:k]
     ]
@@ -101,16 +106,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for k in ks:
         solo = solo_seconds(cfg, data, k, args.epochs, args.device)
-        packed = packed_seconds(cfg, data, k, args.epochs, args.device)
-        rows.append((f"K={k}: {k} solo epochs / 1 packed epoch of {k} seeds (s)",
-                     f"{solo:.2f} / {packed:.2f} = {solo / packed:.2f}x"))  # fmt: skip
-        print(rows[-1][0], rows[-1][1], flush=True)
+        for mode in MODES:
+            packed = packed_seconds(cfg, data, k, args.epochs, args.device, mode)
+            rows.append((f"K={k}: {k} solo epochs / 1 packed epoch of {k} seeds, {mode} (s)",
+                         f"{solo:.2f} / {packed:.2f} = {solo / packed:.2f}x"))  # fmt: skip
+            print(rows[-1][0], rows[-1][1], flush=True)
     if args.drift_epochs:
         k = max(ks)
-        for epoch, (train, val) in enumerate(drift(data, k, args.drift_epochs, args.device), 1):
-            rows.append((f"drift, fp32, K={k}, epoch {epoch}: largest relative difference "
-                         "train_loss / val_loss", f"{train:.1e} / {val:.1e}"))  # fmt: skip
-            print(rows[-1][0], rows[-1][1], flush=True)
+        for mode in MODES:
+            found = drift(data, k, args.drift_epochs, args.device, mode)
+            for epoch, (train, val) in enumerate(found, 1):
+                measure = f"drift, fp32, {mode}, K={k}, epoch {epoch}: largest relative"
+                rows.append((f"{measure} difference train_loss / val_loss",
+                             f"{train:.1e} / {val:.1e}"))  # fmt: skip
+                print(rows[-1][0], rows[-1][1], flush=True)
     print(f"\nprecision {args.precision}; peak resident memory {peak_rss_mib():.0f} MiB")
     print("| measure | figure | machine |\n|---|---|---|")
     for measure, figure in rows:

@@ -3,19 +3,24 @@
 Each seed is a fusion Trainer built exactly as its solo trial builds it: initial weights from its
 seed, its own batch-order generator and class balance, its own validation bookkeeping (metrics,
 best epoch and weights, per-scene scores). Only the training step is shared: the K parameter sets
-are stacked (torch.func.stack_module_state), the K models run on their K batches at once
-(torch.func.vmap over functional_call), the K mean losses are summed (so each model's gradient
-is its own loss's) and one Adam steps over the stacked parameters. Adam and its weight decay are
-element-wise and the seeds share the configuration's learning-rate schedule, so that is K
-independent Adams. After each epoch every seed's slice is copied into its Trainer's module,
-which then evaluates and keeps its best as a solo trial does.
+are stacked (torch.func.stack_module_state), the K models' mean losses on their K batches are
+summed (so each model's gradient is its own loss's) and one Adam steps over the stacked
+parameters. Adam and its weight decay are element-wise and the seeds share the configuration's
+learning-rate schedule, so that is K independent Adams. After each epoch every seed's slice is
+copied into its Trainer's module, which then evaluates and keeps its best as a solo trial does.
+
+The models' forward and backward run in one of two modes (MODES). LOOP (the default) runs each
+model with its own kernels on its weights in their solo layout: every reported loss is its solo
+trial's within 1e-5 relative in fp32 (measured 4e-8 over 3 epochs; tested). VMAP batches the K
+models into one kernel per layer (torch.func.vmap over functional_call): fewer launches, which
+is what a GPU wants, but batched kernels round differently, and a ReLU input within rounding of
+0 then takes the other side: the first step agrees, later epochs drift apart (measured by
+benchmarks/bench_packed.py). The fusion networks have no BatchNorm, dropout or other state of
+their own to batch, so vmap needs nothing else.
 
 A seed's state (`state_dict()["seeds"][k]`) is its solo trial's: its module, best weights,
 generator, history and its slice of Adam's moments, so a packed checkpoint resumes packed or
-seed by seed. The fusion networks have no BatchNorm, dropout or other state of their own to
-batch, so vmap needs nothing else. What packing buys is measured, not assumed
-(benchmarks/bench_gpu.py --cpu): on a CPU the batched convolutions can be slower than K solo
-steps.
+seed by seed.
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ from tune_cilp.data.arrays import CilpArrays
 from tune_cilp.fusion.fusion_config import TrainConfig
 from tune_cilp.fusion.fusion_trainer import Trainer
 
+# How the K models' step runs: LOOP, each model with its own kernels (solo's arithmetic, bit
+# for bit where the kernels are deterministic; K launches per layer), or VMAP, batched kernels
+# (one launch per layer for all K; they round differently, so seeds drift from their solo runs).
+LOOP, VMAP = "loop", "vmap"
+MODES = (LOOP, VMAP)
+
 
 def packed_configs(cfg: TrainConfig, seeds: Sequence[int]) -> list[TrainConfig]:
     """The configuration once per seed (UserError for no seed or a seed twice)."""
@@ -53,9 +64,13 @@ class PackedTrainer:
         data: CilpArrays,
         *,
         device: str | torch.device | None = None,
+        mode: str = LOOP,
     ):
         if not cfgs or any(replace(c, seed=cfgs[0].seed) != cfgs[0] for c in cfgs):
             raise UserError("packed seeds must share one configuration but for their seed")
+        if mode not in MODES:
+            raise UserError(f"packing mode {mode!r}: expected one of {', '.join(MODES)}")
+        self.mode = mode
         self.trainers = [Trainer(cfg, data, device=device) for cfg in cfgs]
         first = self.trainers[0]
         for t in self.trainers[1:]:  # one copy of the data on the device, not K
@@ -123,12 +138,22 @@ class PackedTrainer:
             yield self.run_epoch()
 
     def _losses(self, params, buffers, rgb, xyza, labels, pos_weight):
+        """The K mean losses of the K models on their K batches."""
+        fmt = self.trainers[0].memory_format
+
         def one(p, b, r, x, y):
             logits = functional_call(self._base, (p, b), (r, x))[:, 0]
             return F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight)
 
         with self.trainers[0].autocast():
-            return vmap(one)(params, buffers, rgb, xyza, labels)
+            if self.mode == VMAP:
+                return vmap(one)(params, buffers, rgb, xyza, labels)
+            # Each model with its own kernels, on weights in its solo layout: solo's arithmetic.
+            return torch.stack([
+                one({n: _layout(v[k], fmt) for n, v in params.items()},
+                    {n: v[k] for n, v in buffers.items()}, rgb[k], xyza[k], labels[k])
+                for k in range(len(self.trainers))
+            ])  # fmt: skip
 
     def _train_epoch(self) -> list[float]:
         first = self.trainers[0]
@@ -190,6 +215,11 @@ class PackedTrainer:
 
 
 MOMENTS = ("exp_avg", "exp_avg_sq")  # Adam's per-parameter state besides its step
+
+
+def _layout(weight: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """A seed's slice of a stacked weight in the memory layout its solo module keeps it in."""
+    return weight.contiguous(memory_format=fmt) if weight.dim() == 4 else weight
 
 
 def _group(group: Mapping[str, Any]) -> dict[str, Any]:
