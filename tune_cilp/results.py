@@ -20,7 +20,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatch
 from typing import Any
 
@@ -29,7 +29,9 @@ import numpy as np
 from tune_cilp.core.errors import UserError
 from tune_cilp.core.metrics import SELECT
 from tune_cilp.core.path_guard import open_stored
+from tune_cilp.core.predictions import packed_folder
 from tune_cilp.experiment.identity import ExperimentMeta, read_meta
+from tune_cilp.experiment.run_settings import PACKED, PACKED_SEEDS
 
 
 @dataclass
@@ -314,8 +316,48 @@ def load_experiment(path_or_uri: str | os.PathLike[str]) -> Experiment:
             )
         )
     # Trial ids end in a creation counter: sorting gives the order the search space listed them.
+    trials = [one for trial in trials for one in _unpacked(trial)]
     trials.sort(key=lambda t: t.trial_id)
     return Experiment(path=path, trials=trials, meta=read_meta(path))
+
+
+def _unpacked(trial: TrialRecord) -> list[TrialRecord]:
+    """A trial of packed seeds (--pack) as one record per seed, as if each seed had been its
+    own trial: its config with its seed, its rows (its metrics under PACKED/<seed>, the report's
+    other fields shared), its checkpoint's record of it (the seed's sub-folder); any other
+    trial as it is."""
+    seeds = trial.config.get(PACKED_SEEDS)
+    if not isinstance(seeds, list):
+        return [trial]
+    config = {k: v for k, v in trial.config.items() if k != PACKED_SEEDS}
+    out = []
+    for seed in seeds:
+        rows = [row for row in (_seed_row(r, seed) for r in trial.history) if row is not None]
+        checkpoint = trial.checkpoint
+        if checkpoint is not None:
+            checkpoint = type(checkpoint)(
+                f"{checkpoint.path}/{packed_folder(seed)}", filesystem=checkpoint.filesystem
+            )
+        out.append(replace(
+            trial, trial_id=f"{trial.trial_id}-seed{seed}", config={**config, "seed": seed},
+            history=rows, checkpoint=checkpoint,
+        ))  # fmt: skip
+    return out
+
+
+def _seed_row(row: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
+    """Seed `seed`'s row of a packed report (result.json nests it; progress.csv flattens it
+    to PACKED/<seed>/<key>); None if the report lacks it."""
+    prefix = f"{PACKED}/{seed}/"
+    nested = row.get(PACKED)
+    if isinstance(nested, Mapping):
+        own = nested.get(str(seed))
+    else:
+        own = {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)} or None
+    if not isinstance(own, Mapping):
+        return None
+    shared = {k: v for k, v in row.items() if k != PACKED and not k.startswith(f"{PACKED}/")}
+    return {**shared, **own}
 
 
 def best_epoch(history: Sequence[Mapping[str, Any]], metric: str = SELECT) -> dict | None:

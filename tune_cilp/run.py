@@ -42,6 +42,10 @@ def check_applies(request: RunRequest, space: SearchSpace) -> None:
             f"--race: not for CILP spaces ({space.name!r}): a chain's seed runs its stages as "
             "separate experiments in turn, which one Tune search cannot race; use --seeds"
         )
+    if request.pack is not None and cilp:
+        # A chain's stages are separate experiments, each trial one seed's stage; packing them
+        # would need the packed trainer of every stage (only the fusion Trainer has one).
+        raise UserError(f"--pack: only for fusion spaces, not {space.name!r}")
     if request.race and space.samples:
         raise UserError(
             f"--race: space {space.name!r} samples its configurations; race fixed variants "

@@ -164,6 +164,15 @@ def build_parser() -> ArgumentParser:
         "--top-k", type=int, default=None, help="with --replicate: the k best configurations"
     )
     p.add_argument(
+        "--pack",
+        type=int,
+        default=None,
+        metavar="K",
+        help="train K seeds of a configuration together in one trial (one process, one data "
+        "copy, one shared step; each seed's numbers its solo trial's within 1e-5) (default: "
+        "one seed per trial)",
+    )
+    p.add_argument(
         "--race",
         action="store_true",
         help="race seeds: every variant starts with 3 seeds, the variants shown worse are "
@@ -222,6 +231,15 @@ def check_numbers(args: argparse.Namespace) -> None:
                         ("--margin", args.margin)):  # fmt: skip
         if value is not None and not args.race:
             raise UserError(f"{flag}: only with --race")
+    if args.pack is not None:
+        if args.pack < 2:
+            raise UserError(f"--pack: must be at least 2 seeds per trial, got {args.pack}")
+        if args.race:
+            raise UserError("--pack and --race: the race starts one seed at a time")
+        if args.replicate is not None:
+            raise UserError("--pack and --replicate: pack a space's --seeds instead")
+        if args.seeds is None or len(parse_seeds(args.seeds) or []) < 2:
+            raise UserError("--pack: needs --seeds with 2 or more seeds to pack")
     if args.race and args.replicate is not None:
         raise UserError("--race and --replicate: race a space (--space) instead")
     if args.race and args.seeds is not None:
@@ -272,6 +290,7 @@ def parse_request(args: argparse.Namespace, argv: Sequence[str], started_at: flo
         lidar_cnn=None if args.lidar_cnn is None else absolute(args.lidar_cnn),
         race=args.race,
         max_seeds=args.max_seeds,
+        pack=args.pack,
         alpha=args.alpha,
         margin=args.margin,
         dataset=args.dataset or DEFAULT_SOURCE,

@@ -121,9 +121,42 @@ def test_race_options_refused_while_parsing(words: list[str], message: str) -> N
         request("--space", FUSION[0].name, *words)
 
 
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["--pack", "1", "--seeds", "51,52"], "--pack: must be at least 2 seeds per trial"),
+        (["--pack", "2"], "--pack: needs --seeds with 2 or more seeds"),
+        (["--pack", "2", "--seeds", "51"], "--pack: needs --seeds with 2 or more seeds"),
+        (["--pack", "2", "--race"], "--pack and --race"),
+    ],
+)
+def test_pack_options_refused_while_parsing(words: list[str], message: str) -> None:
+    with pytest.raises(UserError, match=f"^{message}"):
+        request("--space", FUSION[0].name, *words)
+
+
+@pytest.mark.parametrize("space", SPACES, ids=lambda s: s.name)
+def test_pack_applies_to_fusion_grid_spaces_and_is_refused_for_the_rest(space) -> None:
+    given = request("--space", space.name, "--seeds", "51,52,53", "--pack", "2")
+    if isinstance(space, CilpSpace):
+        with pytest.raises(UserError, match="^--pack: only for fusion spaces"):
+            check_applies(given, space)
+    elif not space.grid_seeds:  # a sampling space takes no --seeds, packed or not
+        with pytest.raises(UserError, match="^--seeds: space .* samples its configurations"):
+            run_params(given, space)
+    else:
+        check_applies(given, space)
+        params = run_params(given, space)
+        assert "seed" not in params and params["packed_seeds"] == {"grid_search": [[51, 52], [53]]}
+        assert len(variant_configs(params)) == 2 * len(variant_configs(run_params(
+            request("--space", space.name), space)))  # fmt: skip
+
+
 def test_race_with_replicate_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="^--race and --replicate"):
         request("--replicate", str(tmp_path), "--seeds", "1,2", "--race")
+    with pytest.raises(UserError, match="^--pack and --replicate"):
+        request("--replicate", str(tmp_path), "--seeds", "1,2", "--pack", "2")
 
 
 @pytest.mark.parametrize(

@@ -170,3 +170,16 @@ def write_predictions(folder: str | os.PathLike, predictions: Predictions) -> st
     with open(path, "w", encoding="utf-8") as f:
         f.write(predictions.to_json())
     return path
+
+
+def packed_folder(seed: int) -> str:
+    """Where a packed trial's checkpoint keeps seed `seed`'s record (--pack): a sub-folder."""
+    return f"seed-{seed}"
+
+
+def write_packed_predictions(folder: str | os.PathLike, records: dict[int, Predictions]) -> None:
+    """Each packed seed's record in its sub-folder (packed_folder) of a checkpoint's folder."""
+    for seed, predictions in records.items():
+        sub = os.path.join(folder, packed_folder(seed))
+        os.makedirs(sub, exist_ok=True)
+        write_predictions(sub, predictions)

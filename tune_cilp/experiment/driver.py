@@ -112,6 +112,7 @@ def identity(
         top_k=request.top_k,
         lidar_cnn=request.lidar_cnn,
         test_fraction=request.test_fraction,
+        pack=request.pack,
         **extra,
     )
 

@@ -55,10 +55,11 @@ IDENTITY: dict[str, str] = {
     "lidar_cnn_sha256": "--lidar-cnn",
     "test_fraction": "--test-fraction",
     "race": "--race, --max-seeds, --alpha, --margin",
+    "pack": "--pack",
 }
 # Identity fields written only when set: a file without one was made without it, whatever its
 # version, so an experiment that never set them has the tune_cilp.json it had before they existed.
-ONLY_WHEN_SET = ("test_fraction", "race")
+ONLY_WHEN_SET = ("test_fraction", "race", "pack")
 
 
 @dataclass
@@ -83,6 +84,7 @@ class ExperimentMeta:
     lidar_cnn_sha256: str | None = None  # its content: a changed file under the same path shows
     test_fraction: float | None = None  # share of the validation scenes held out as a test split
     race: dict[str, Any] | None = None  # --race: its design and variant configs (analysis)
+    pack: int | None = None  # --pack: seeds per trial
     argv: list[str] = field(default_factory=list)
     created_at: str = ""
     finished_at: str | None = None
@@ -183,6 +185,7 @@ def _shown(key: str, value: Any) -> str:
             "lidar_cnn": "no --lidar-cnn",
             "test_fraction": "no --test-fraction",
             "race": "no --race",
+            "pack": "no --pack",
         }.get(key, "the default")
     if key == "race" and isinstance(value, dict):
         margin = value.get("margin")

@@ -39,6 +39,11 @@ def duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+def _shown(value: Any) -> str:
+    """A config value in a trial's name: packed seeds (--pack) as 51+52."""
+    return "+".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def _value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else "-"
 
@@ -167,7 +172,7 @@ class Progress(tune.ProgressReporter):
 
     def name(self, trial: Any) -> str:
         config = trial.config or {}
-        parts = [str(config[k]) for k in self.name_keys if k in config]
+        parts = [_shown(config[k]) for k in self.name_keys if k in config]
         return " ".join(parts) or str(trial.trial_id)
 
     def trial_line(self, trial: Any) -> str:

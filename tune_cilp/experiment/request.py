@@ -29,6 +29,7 @@ class RunRequest:
     lidar_cnn: str | None  # absolute path of NVIDIA's LiDAR CNN state dict
     race: bool  # seeds raced until the answer is decided (--race, --max-seeds, --alpha, --margin)
     max_seeds: int | None
+    pack: int | None  # seeds per trial (--pack), None: one
     alpha: float | None
     margin: float | None
     # On what data

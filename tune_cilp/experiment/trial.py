@@ -42,7 +42,7 @@ def run_trial(
     well (PREDICTIONS_FILE, tune_cilp.core.predictions), taken from the same state as state.pt.
     """
     from tune_cilp.core.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
-    from tune_cilp.core.predictions import write_predictions
+    from tune_cilp.core.predictions import write_packed_predictions, write_predictions
     from tune_cilp.training.device import configure_process
     from tune_cilp.training.peak_memory import peak_mb, reset_peak
 
@@ -79,7 +79,9 @@ def run_trial(
             with tempfile.TemporaryDirectory() as tmp:  # tune.report copies it into the experiment
                 save_checkpoint(Path(tmp) / STATE_FILE, trainer.state_dict(), atomic=False)
                 predictions = trainer.predictions()
-                if predictions is not None:
+                if isinstance(predictions, dict):  # packed seeds (--pack): one record each
+                    write_packed_predictions(tmp, predictions)
+                elif predictions is not None:
                     write_predictions(tmp, predictions)
                 tune.report({**metrics, **static}, checkpoint=tune.Checkpoint.from_directory(tmp))
     finally:  # a trial stopped early (ASHA) or failing still closes its W&B run

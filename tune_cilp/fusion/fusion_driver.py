@@ -20,13 +20,19 @@ from tune_cilp.experiment.driver import (
 )
 from tune_cilp.experiment.race_search import RacePlan, current, fresh
 from tune_cilp.experiment.request import RunRequest
-from tune_cilp.experiment.run_settings import num_samples, run_epochs, with_run_settings
+from tune_cilp.experiment.run_settings import (
+    PACKED_SEEDS,
+    num_samples,
+    run_epochs,
+    unpacked,
+    with_run_settings,
+)
 from tune_cilp.experiment.space import SearchSpace, check_param_space
 from tune_cilp.experiment.trial import run_trial
 from tune_cilp.fusion.fusion_config import TrainConfig
 from tune_cilp.fusion.variants import forward_flops, variant_name
 
-PARAMETER_COLUMNS = ["variant", "downsample", "seed"]
+PARAMETER_COLUMNS = ["variant", "downsample", "seed", PACKED_SEEDS]
 
 
 def train_fusion(
@@ -40,15 +46,20 @@ def train_fusion(
     so a trial needs no files or database on its node.
     """
     from tune_cilp.fusion.fusion_trainer import Trainer
+    from tune_cilp.fusion.packed import PackedTrial, packed_configs
 
-    cfg = TrainConfig.from_dict(config)
+    cfg = TrainConfig.from_dict(unpacked(config))
     test = cfg.held_out(data)
     validation = ~data.is_train if test is None else ~data.is_train & ~test
     info = {
         "variant_name": variant_name(config),
         "val_majority_rate": majority_rate(data.labels[validation]),
     }
-    run_trial(lambda: Trainer(cfg, data), config, wandb_kwargs, info)
+    seeds = config.get(PACKED_SEEDS)
+    if seeds is not None:  # --pack: these seeds in one trial
+        run_trial(lambda: PackedTrial(packed_configs(cfg, seeds), data), config, wandb_kwargs, info)
+    else:
+        run_trial(lambda: Trainer(cfg, data), config, wandb_kwargs, info)
 
 
 def trial_costs(params: Mapping[str, Any], num_samples: int) -> list[float]:
@@ -59,8 +70,9 @@ def trial_costs(params: Mapping[str, Any], num_samples: int) -> list[float]:
         return [1.0] * num_samples
     costs = []
     for _, config in generate_variants(dict(params)):
-        cfg = TrainConfig.from_dict(config)
-        costs.append(float(forward_flops(cfg.model_config)) * cfg.epochs)
+        cfg = TrainConfig.from_dict(unpacked(config))
+        seeds = len(config.get(PACKED_SEEDS) or [cfg.seed])  # a pack trains its seeds' work
+        costs.append(float(forward_flops(cfg.model_config)) * cfg.epochs * seeds)
     return costs * num_samples
 
 
@@ -70,17 +82,18 @@ def param_space(
     seeds: list[int] | None,
     precision: str | None = None,
     test_fraction: float | None = None,
+    pack: int | None = None,
 ) -> dict[str, Any]:
     """The space's param space with the run's epochs, precision, test fraction and seeds (a
-    grid over seeds), over TrainConfig's defaults, so that every trial's config names its whole
-    protocol."""
+    grid over seeds, or over packs of `pack` seeds), over TrainConfig's defaults, so that every
+    trial's config names its whole protocol."""
     if seeds is not None and not space.grid_seeds:
         raise UserError(
             f"--seeds: space {space.name!r} samples its configurations; "
             "rerun its best configuration per seed instead"
         )
     params = {**TrainConfig().to_dict(), **space.param_space}
-    params = with_run_settings(params, epochs=epochs, precision=precision, seeds=seeds)
+    params = with_run_settings(params, epochs=epochs, precision=precision, seeds=seeds, pack=pack)
     if test_fraction is not None:
         params["test_fraction"] = test_fraction
     return params
@@ -94,8 +107,10 @@ def run_params(request: RunRequest, space: SearchSpace) -> dict[str, Any]:
         params = param_space(space, space.epochs, None, request.precision, fraction)
     else:
         epochs = run_epochs(request, space.epochs)
-        params = param_space(space, epochs, request.seed_list, request.precision, fraction)
-    check_param_space(space.name, params, TrainConfig.from_dict)
+        params = param_space(
+            space, epochs, request.seed_list, request.precision, fraction, request.pack
+        )
+    check_param_space(space.name, params, lambda config: TrainConfig.from_dict(unpacked(config)))
     return params
 
 

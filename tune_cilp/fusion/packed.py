@@ -36,7 +36,9 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from tune_cilp.core.errors import UserError
+from tune_cilp.core.predictions import Predictions
 from tune_cilp.data.arrays import CilpArrays
+from tune_cilp.experiment.run_settings import PACKED
 from tune_cilp.fusion.fusion_config import TrainConfig
 from tune_cilp.fusion.fusion_trainer import Trainer
 
@@ -225,3 +227,46 @@ def _layout(weight: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
 def _group(group: Mapping[str, Any]) -> dict[str, Any]:
     """An Adam param group's settings (its learning rate among them), without its params."""
     return {k: v for k, v in group.items() if k != "params"}
+
+
+class PackedTrial:
+    """A PackedTrainer as the trial loop (tune_cilp.experiment.trial.run_trial) drives a
+    trainer: one report per epoch holding every seed's metrics under PACKED/<seed> (results.py
+    splits them into one trial per seed) and, for Tune's own view (its metric, the progress
+    line), the seeds' mean losses; one record of per-scene scores per seed."""
+
+    def __init__(self, cfgs: Sequence[TrainConfig], data: CilpArrays):
+        self.packed = PackedTrainer(cfgs, data)
+        self.seeds = [t.cfg.seed for t in self.packed.trainers]
+        first = self.packed.trainers[0]
+        self.device, self.precision = first.device, first.precision
+        self.num_parameters = first.num_parameters
+
+    @property
+    def done(self) -> bool:
+        return self.packed.done
+
+    def epochs(self):
+        while not self.done:
+            per_seed = self.packed.run_epoch()
+            yield {
+                "epoch": per_seed[0]["epoch"],
+                **{k: sum(m[k] for m in per_seed) / len(per_seed) for k in MEAN_KEYS},
+                "epoch_time_s": per_seed[0]["epoch_time_s"],
+                PACKED: {str(s): m for s, m in zip(self.seeds, per_seed, strict=True)},
+            }
+
+    def predictions(self) -> dict[int, Predictions] | None:
+        records = {
+            s: t.predictions() for s, t in zip(self.seeds, self.packed.trainers, strict=True)
+        }
+        return None if any(r is None for r in records.values()) else records
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.packed.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.packed.load_state_dict(state)
+
+
+MEAN_KEYS = ("train_loss", "val_loss")  # a packed report's own: the seeds' mean
