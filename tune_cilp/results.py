@@ -32,6 +32,7 @@ from tune_cilp.core.path_guard import open_stored
 from tune_cilp.core.predictions import packed_folder
 from tune_cilp.experiment.identity import ExperimentMeta, read_meta
 from tune_cilp.experiment.run_settings import PACKED, PACKED_SEEDS
+from tune_cilp.experiment.trial_rows import CHECKPOINT_DIR_NAME
 
 
 @dataclass
@@ -254,22 +255,31 @@ def _trial_fields(trial: dict[str, Any], source: str) -> tuple[str, str, dict[st
 
 
 def _latest_checkpoint(fs: Any, trial_path: str, history: list[dict[str, Any]]) -> Any:
-    """The checkpoint of the trial's last reported result, as Tune's own reader gives it: the
-    newest checkpoint_<i> folder with i < the last result's training_iteration (every report
-    here saves one, numbered from 0). A folder a stop cut off before its result was written is
-    newer than that and passed over. None without results."""
+    """The checkpoint of the trial's last result that has one: the folder its row names
+    (checkpoint_dir_name; with --checkpoint-every not every row has one), or, for rows that name
+    none (an older Ray), as Tune's own reader gives it: the newest checkpoint_<i> folder with
+    i < the last result's training_iteration (every report then saved one, numbered from 0). A
+    folder a stop cut off before its result was written is named by no row, or newer, and
+    passed over. None without results."""
     from ray.air.constants import TRAINING_ITERATION
     from ray.tune import Checkpoint
 
     last = history[-1].get(TRAINING_ITERATION) if history else None
     if not isinstance(last, int):
         return None
-    numbers = [
-        int(info.base_name.rpartition("_")[2])
+    folders = {
+        info.base_name
         for info in _listing(fs, trial_path)
         if info.is_file is False and _CHECKPOINT_DIR.fullmatch(info.base_name)
-    ]
-    older = [n for n in numbers if n < last]
+    }
+    named = [row.get(CHECKPOINT_DIR_NAME) for row in history]
+    if any(isinstance(name, str) for name in named):  # the rows name their checkpoints
+        # (--checkpoint-every: not every row has one)
+        for name in reversed(named):
+            if isinstance(name, str) and name in folders:
+                return Checkpoint(f"{trial_path}/{name}", filesystem=fs)
+        return None
+    older = [n for n in (int(f.rpartition("_")[2]) for f in folders) if n < last]
     if not older:
         return None
     return Checkpoint(f"{trial_path}/checkpoint_{max(older):06d}", filesystem=fs)

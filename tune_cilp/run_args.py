@@ -116,6 +116,15 @@ def build_parser() -> ArgumentParser:
         help="retries of a crashed trial from its last checkpoint; -1: without limit",
     )
     p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="checkpoint each trial every N epochs and at its last; a resume re-trains the "
+        "epochs after the last checkpoint, each reported once (default: every epoch where a "
+        "checkpoint costs under a tenth of an epoch, as on CPUs; else as rarely as keeps it so)",
+    )
+    p.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
         default=None,
@@ -246,6 +255,8 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise UserError("--race and --seeds: the race chooses the seeds (see --max-seeds)")
     if args.race and args.num_samples is not None:
         raise UserError("--race and --num-samples: a race runs seeds of fixed variants")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UserError(f"--checkpoint-every: must be at least 1, got {args.checkpoint_every}")
     if args.max_failures < -1:
         raise UserError(f"--max-failures: must be -1 (forever) or more, got {args.max_failures}")
     if args.name is not None and (not args.name or "/" in args.name or args.name in (".", "..")):
@@ -301,6 +312,7 @@ def parse_request(args: argparse.Namespace, argv: Sequence[str], started_at: flo
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         max_failures=args.max_failures,
+        checkpoint_every=args.checkpoint_every,
         wandb=resolve_wandb(args.wandb, args.wandb_project, args.wandb_entity, args.wandb_dir),
         tensorboard=args.tensorboard,
         verbose=args.verbose,

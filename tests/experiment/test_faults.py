@@ -244,7 +244,7 @@ def test_rows_newer_than_the_saved_state_are_not_reported_twice(
         assert [r["val_loss"] for r in before.get(name, [])] == [
             r["val_loss"] for r in rows[: len(before.get(name, []))]
         ]
-    assert "reported after the last saved state are trained and reported again" in output
+    assert "reported after the last saved checkpoint are trained and reported again" in output
     assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
     expected = by_downsample(histories(baseline["path"]))
     for downsample, rows in by_downsample(after).items():
@@ -274,3 +274,45 @@ def test_analysis_reports_the_failed_trials(baseline: dict[str, Any]) -> None:
     out = analysis.stdout
     assert "concat-maxpool" in out and "concat-stride" in out  # the finished trials' table
     assert "2 trial(s) failed (ERROR)" in out, out
+
+
+def test_checkpoint_every_resumes_after_its_last_checkpoint_each_epoch_once(
+    tiny_raw: Path, tmp_path: Path, baseline: dict[str, Any]
+) -> None:
+    """--checkpoint-every 2: the driver killed while a trial holds after epoch 3 (reported, not
+    checkpointed); the re-run resumes from epoch 2's checkpoint, trains epoch 3 again and
+    reports every epoch once, with the uninterrupted run's numbers."""
+    experiment = tmp_path / EXPERIMENT
+    marker = tmp_path / "held"
+    # The state saved at every step, so that it knows of epoch 3 when the driver dies.
+    env = RayEnv(TUNE_GLOBAL_CHECKPOINT_S="0", **pause_env(marker, 3))
+    cmd = faulty(fault_command(tiny_raw, tmp_path, "--checkpoint-every", "2"))
+    try:
+        log = tmp_path / "first.log"
+        driver = start(cmd, env, log)
+        try:
+            wait_for(lambda: held_pid(marker), driver, "a trial held at epoch 3")
+            wait_for(lambda: state_with(experiment, 3), driver, "a state that knows epoch 3")
+            wait_for(lambda: max(map(len, histories(experiment).values())) >= 3, driver, "3")
+            os.killpg(driver.pid, signal.SIGKILL)
+        finally:
+            finish(driver, log)
+        held = [rows for rows in histories(experiment).values() if len(rows) == 3]
+        assert held, "no trial had reported its unsaved epoch 3"
+        log = tmp_path / "resumed.log"
+        resumed = start(cmd, env, log)
+        output = finish(resumed, log)
+    finally:
+        env.close()
+    assert resumed.returncode == 0, output[-3000:]
+    assert "1 epoch(s) reported after the last saved checkpoint are trained" in output
+    after = histories(experiment)
+    for name, rows in after.items():
+        assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 1)), name
+        assert progress_epochs(experiment / name) == list(range(1, EPOCHS + 1)), name
+        saved = [row["epoch"] for row in rows if row.get("checkpoint_dir_name")]
+        assert saved == [2, 4], (name, saved)  # every 2nd epoch and the last
+    assert numbers_table(experiment) == numbers_table(baseline["path"])
+    expected = by_downsample(histories(baseline["path"]))
+    for downsample, rows in by_downsample(after).items():
+        assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in expected[downsample]]

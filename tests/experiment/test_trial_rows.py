@@ -63,3 +63,22 @@ def test_a_damaged_line_is_kept_and_no_state_changes_nothing(tmp_path: Path) -> 
     before = result.read_text()
     assert saved_iterations(experiment) == {} and trim_unsaved_rows(experiment) == []
     assert result.read_text() == before
+
+
+def test_with_checkpoint_every_rows_after_the_last_saved_checkpoint_go(tmp_path: Path) -> None:
+    # --checkpoint-every 2: reports 2 and 4 carry checkpoints; the state knows report 3, so Tune
+    # resumes from report 2's checkpoint and reports 3 again: row 3 (and 4, unknown) go.
+    experiment = _experiment(tmp_path, {"a": 3}, rows=4)
+    result = experiment / "train_a" / "result.json"
+    rows = [json.loads(line) for line in result.open()]
+    for row in rows:
+        row["checkpoint_dir_name"] = f"checkpoint_{row['epoch'] // 2 - 1:06d}" if row[
+            "epoch"] % 2 == 0 else None  # fmt: skip
+    result.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (message,) = trim_unsaved_rows(experiment)
+    assert message == (
+        "train_a: 2 epoch(s) reported after the last saved checkpoint are trained and reported "
+        "again"
+    )
+    assert [json.loads(line)["epoch"] for line in result.open()] == [1, 2]
+    assert (experiment / "train_a/progress.csv").read_bytes().count(b"\r\n") == 3

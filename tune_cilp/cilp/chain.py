@@ -217,6 +217,7 @@ def train_stage(
     data: CilpArrays,
     wandb_kwargs: dict[str, str] | None = None,
     experiment_root: str = "",
+    checkpoint_every: int | None = None,
 ) -> None:
     """Train one CILP stage trial (``config["stage"]`` says which), with the same loop as
     the fusion trials; data and W&B arguments arrive the same way, and the chain's directory (or
@@ -227,4 +228,10 @@ def train_stage(
     labels = data.labels[~data.is_train]
     classifies = get_stage(config["stage"]).classifies
     info = {"val_majority_rate": majority_rate(labels)} if classifies else {}
-    run_trial(lambda: make_trainer(config, data, root=experiment_root), config, wandb_kwargs, info)
+    run_trial(
+        lambda: make_trainer(config, data, root=experiment_root),
+        config,
+        wandb_kwargs,
+        info,
+        checkpoint_every,
+    )

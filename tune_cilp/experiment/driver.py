@@ -123,7 +123,8 @@ class TuneExperiment:
 
     location: Location  # where it lives
     label: str  # how the driver's lines name it: "experiment <path>", "stage projector"
-    trainable: Callable[..., None]  # a function trainable taking (config, data, wandb_kwargs)
+    # a function trainable taking (config, data, wandb_kwargs, checkpoint_every)
+    trainable: Callable[..., None]
     params: dict[str, Any]
     num_samples: int
     status_columns: dict[str, str]
@@ -211,6 +212,7 @@ class Session:
                 experiment.trainable,
                 data=self.data,
                 wandb_kwargs=wandb_init_kwargs(self.request.wandb, wandb_dir),
+                checkpoint_every=self.request.checkpoint_every,
                 **experiment.trainable_kwargs,
             ),
             resources,

@@ -127,8 +127,9 @@ class GracefulStop(tune.Callback):
             raise KeyboardInterrupt  # the second one: stop at once
         self.interrupted = True
         print(
-            "interrupt: stopping once the running trials finish their current epoch "
-            "(press Ctrl-C again to stop at once)",
+            "interrupt: stopping once the running trials save their next checkpoint (at the "
+            "end of the current epoch unless --checkpoint-every spaces them; press Ctrl-C again "
+            "to stop at once)",
             file=sys.stderr,
             flush=True,
         )

@@ -43,6 +43,7 @@ class RunRequest:
     cpus_per_trial: int | None
     gpus_per_trial: float | None
     max_failures: int
+    checkpoint_every: int | None  # epochs between checkpoints; None: the trial decides
     wandb: WandbSettings  # resolved: flag > WANDB_* environment > default
     tensorboard: bool
     verbose: bool  # Ray's status table instead of the progress lines

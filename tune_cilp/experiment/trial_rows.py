@@ -6,9 +6,10 @@ and copies that directory, experiment state included, to the storage path in the
 SIGKILL, a second Ctrl-C, a crash) can leave rows on the storage path that are newer than the
 state copied with them. Tune then resumes the trial from the checkpoint of the last result the
 state knows, trains the epochs after it again and appends them a second time (seen in a test:
-epochs 1, 2, 2, 3, ...). Every report here carries its checkpoint, so the state's last result
-names the epoch the trial resumes after; the rows after it are removed before Tuner.restore
-(their epochs are trained again, bit-identically), and the run says how many.
+epochs 1, 2, 2, 3, ...). Tune resumes a trial from the last checkpoint the state knows
+(each report carries one unless --checkpoint-every spaces them), so the rows after that
+report are removed before Tuner.restore (their epochs are trained again, bit-identically, and
+reported once), and the run says how many.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tune_cilp.core.atomic import atomic_output
 from tune_cilp.core.json_shape import json_object
 
 ITERATION = "training_iteration"  # Tune's own count of a trial's reports
+CHECKPOINT_DIR_NAME = "checkpoint_dir_name"  # Tune's row key: the report's checkpoint folder
 
 
 def saved_iterations(experiment: str | Path) -> dict[str, int]:
@@ -47,40 +49,74 @@ def trim_unsaved_rows(experiment: str | Path) -> list[str]:
     saved = saved_iterations(experiment)
     messages = []
     for result in sorted(Path(experiment).glob("*/result.json")):
-        kept, dropped, trial_id = _trim_json_lines(result.read_text(), saved)
-        if not dropped:  # rows are dropped only for a trial the state knows
+        text = result.read_text()
+        cut = _resumed_after(text, saved)
+        if cut is None:  # rows are dropped only for a trial the state knows
+            continue
+        kept, dropped = _trim_json_lines(text, cut)
+        if not dropped:
             continue
         with atomic_output(result, "w") as f:
             f.write(kept)
         progress = result.with_name("progress.csv")
         if progress.is_file():
             with open(progress, newline="") as f:
-                csv_kept = _trim_csv(f.read(), saved[trial_id])
+                csv_kept = _trim_csv(f.read(), cut)
             with atomic_output(progress, "w", newline="") as f:
                 f.write(csv_kept)
         messages.append(
-            f"{result.parent.name}: {dropped} epoch(s) reported after the last saved state "
+            f"{result.parent.name}: {dropped} epoch(s) reported after the last saved checkpoint "
             "are trained and reported again"
         )
     return messages
 
 
-def _trim_json_lines(text: str, saved: dict[str, int]) -> tuple[str, int, str | None]:
-    """(the text without rows past the trial's saved report, rows dropped, trial id); a line
-    that does not parse is kept as it is (the analysis reports it)."""
-    kept, dropped, trial_id = [], 0, None
+def _rows(text: str) -> list[tuple[str, dict]]:
+    """(line, row) of each line of a result.json; row {} where the line does not parse."""
+    out = []
     for line in text.splitlines(keepends=True):
         try:
             row = json.loads(line)
-            trial_id = trial_id or row["trial_id"]
-            past = trial_id in saved and int(row[ITERATION]) > saved[trial_id]
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
+            row = {}
+        out.append((line, row if isinstance(row, dict) else {}))
+    return out
+
+
+def _resumed_after(text: str, saved: dict[str, int]) -> int | None:
+    """The report the trial resumes after: the last one the saved state knows of that carried a
+    checkpoint (with --checkpoint-every not every report does; rows that name no checkpoint at
+    all, from an older Ray, each had one); None for a trial the state does not know."""
+    rows = [row for _, row in _rows(text) if row]
+    trial_id = next((row.get("trial_id") for row in rows if row.get("trial_id")), None)
+    if trial_id not in saved:
+        return None
+    last = saved[trial_id]
+    if not any(CHECKPOINT_DIR_NAME in row for row in rows):
+        return last
+    known = [
+        int(row[ITERATION])
+        for row in rows
+        if isinstance(row.get(ITERATION), int) and row[ITERATION] <= last
+        and row.get(CHECKPOINT_DIR_NAME)
+    ]  # fmt: skip
+    return max(known, default=0)
+
+
+def _trim_json_lines(text: str, cut: int) -> tuple[str, int]:
+    """(the text without rows past report `cut`, rows dropped); a line that does not parse is
+    kept as it is (the analysis reports it)."""
+    kept, dropped = [], 0
+    for line, row in _rows(text):
+        try:
+            past = int(row[ITERATION]) > cut
+        except (KeyError, TypeError, ValueError):
             past = False
         if past:
             dropped += 1
         else:
             kept.append(line)
-    return "".join(kept), dropped, trial_id
+    return "".join(kept), dropped
 
 
 def _trim_csv(text: str, last: int) -> str:

@@ -36,14 +36,18 @@ PARAMETER_COLUMNS = ["variant", "downsample", "seed", PACKED_SEEDS]
 
 
 def train_fusion(
-    config: dict[str, Any], data: CilpArrays, wandb_kwargs: dict[str, str] | None = None
+    config: dict[str, Any],
+    data: CilpArrays,
+    wandb_kwargs: dict[str, str] | None = None,
+    checkpoint_every: int | None = None,
 ) -> None:
     """Train one fusion variant; report every epoch with a checkpoint holding the full Trainer
     state.
 
-    ``config`` holds TrainConfig fields only; ``data`` and ``wandb_kwargs`` (arguments for
-    ``setup_wandb``, None = no W&B) arrive through ``tune.with_parameters`` (Ray's object store),
-    so a trial needs no files or database on its node.
+    ``config`` holds TrainConfig fields (and, with --pack, the packed seeds); ``data``,
+    ``wandb_kwargs`` (arguments for ``setup_wandb``, None = no W&B) and ``checkpoint_every``
+    (--checkpoint-every) arrive through ``tune.with_parameters`` (Ray's object store), so a
+    trial needs no files or database on its node.
     """
     from tune_cilp.fusion.fusion_trainer import Trainer
     from tune_cilp.fusion.packed import PackedTrial, packed_configs
@@ -57,9 +61,15 @@ def train_fusion(
     }
     seeds = config.get(PACKED_SEEDS)
     if seeds is not None:  # --pack: these seeds in one trial
-        run_trial(lambda: PackedTrial(packed_configs(cfg, seeds), data), config, wandb_kwargs, info)
+
+        def make() -> Any:
+            return PackedTrial(packed_configs(cfg, seeds), data)
     else:
-        run_trial(lambda: Trainer(cfg, data), config, wandb_kwargs, info)
+
+        def make() -> Any:
+            return Trainer(cfg, data)
+
+    run_trial(make, config, wandb_kwargs, info, checkpoint_every)
 
 
 def trial_costs(params: Mapping[str, Any], num_samples: int) -> list[float]:
