@@ -230,25 +230,38 @@ def test_rows_newer_than_the_saved_state_are_not_reported_twice(
             finish(driver, log)
         before = histories(experiment)
         state.write_bytes(saved_state)
-        log = tmp_path / "resumed.log"
-        resumed = start(cmd, env, log)
-        output = finish(resumed, log)
+        output = rerun(cmd, env, tmp_path)
     finally:
         env.close()
+    after = resumed_once(experiment, baseline, output)
+    for name, rows in after.items():  # the dropped rows' epochs, trained again, gave the same
+        assert [r["val_loss"] for r in before.get(name, [])] == [
+            r["val_loss"] for r in rows[: len(before.get(name, []))]
+        ]
+    assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
+
+
+def rerun(cmd: list[str], env: RayEnv, tmp_path: Path) -> str:
+    """The same command again, to its end: its output (exit 0 asserted)."""
+    log = tmp_path / "resumed.log"
+    resumed = start(cmd, env, log)
+    output = finish(resumed, log)
     assert resumed.returncode == 0, output[-3000:]
+    return output
+
+
+def resumed_once(experiment: Path, baseline: dict[str, Any], output: str) -> dict[str, list]:
+    """After a re-run that dropped rows: every epoch reported once (result.json and
+    progress.csv), with the uninterrupted run's numbers; the rows."""
+    assert "reported after the last saved checkpoint are trained and reported again" in output
     after = histories(experiment)
     for name, rows in after.items():
         assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 1)), name
         assert progress_epochs(experiment / name) == list(range(1, EPOCHS + 1)), name
-        # The dropped rows' epochs, trained again, gave the same numbers.
-        assert [r["val_loss"] for r in before.get(name, [])] == [
-            r["val_loss"] for r in rows[: len(before.get(name, []))]
-        ]
-    assert "reported after the last saved checkpoint are trained and reported again" in output
-    assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
     expected = by_downsample(histories(baseline["path"]))
     for downsample, rows in by_downsample(after).items():
         assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in expected[downsample]]
+    return after
 
 
 def test_a_raising_trial_does_not_sink_the_others(baseline: dict[str, Any]) -> None:
@@ -299,20 +312,11 @@ def test_checkpoint_every_resumes_after_its_last_checkpoint_each_epoch_once(
             finish(driver, log)
         held = [rows for rows in histories(experiment).values() if len(rows) == 3]
         assert held, "no trial had reported its unsaved epoch 3"
-        log = tmp_path / "resumed.log"
-        resumed = start(cmd, env, log)
-        output = finish(resumed, log)
+        output = rerun(cmd, env, tmp_path)
     finally:
         env.close()
-    assert resumed.returncode == 0, output[-3000:]
     assert "1 epoch(s) reported after the last saved checkpoint are trained" in output
-    after = histories(experiment)
-    for name, rows in after.items():
-        assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 1)), name
-        assert progress_epochs(experiment / name) == list(range(1, EPOCHS + 1)), name
+    for name, rows in resumed_once(experiment, baseline, output).items():
         saved = [row["epoch"] for row in rows if row.get("checkpoint_dir_name")]
         assert saved == [2, 4], (name, saved)  # every 2nd epoch and the last
     assert numbers_table(experiment) == numbers_table(baseline["path"])
-    expected = by_downsample(histories(baseline["path"]))
-    for downsample, rows in by_downsample(after).items():
-        assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in expected[downsample]]
