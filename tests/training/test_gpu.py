@@ -30,3 +30,36 @@ def test_trainer_runs_on_cuda_with_the_data_on_the_device(tiny_arrays: CilpArray
     assert [m["train_loss"] for m in first] == pytest.approx([m["train_loss"] for m in second])
     p = predict_proba(trainer.best_model(), tiny_arrays.rgb, tiny_arrays.xyza)
     assert p.shape == (len(tiny_arrays),) and ((p >= 0) & (p <= 1)).all()
+
+
+def test_a_finished_trials_memory_goes_back_to_the_device(tiny_arrays: CilpArrays) -> None:
+    from tune_cilp.training.device import release_memory
+
+    configure_process(device="cuda", gpu_fraction=0.25)
+    release_memory(torch.device("cuda"))
+    before = torch.cuda.memory_reserved()
+    trainer = Trainer(TrainConfig(**FAST), tiny_arrays, device="cuda")
+    trainer.run_epoch()
+    assert torch.cuda.memory_reserved() > before
+    del trainer
+    release_memory(torch.device("cuda"))
+    assert torch.cuda.memory_reserved() <= before
+
+
+@pytest.mark.parametrize("mode", ["loop", "vmap"])
+def test_packed_seeds_train_on_cuda_as_their_solo_trials(
+    mode: str, tiny_arrays: CilpArrays
+) -> None:
+    from dataclasses import replace
+
+    from tune_cilp.fusion.packed import PackedTrainer, packed_configs
+
+    configure_process(device="cuda", gpu_fraction=0.25)
+    cfg = TrainConfig(**{**FAST, "epochs": 1}, precision="fp32")
+    packed = PackedTrainer(packed_configs(cfg, [51, 52]), tiny_arrays, device="cuda", mode=mode)
+    assert packed.params["head.1.weight"].is_cuda
+    (epoch,) = list(packed.epochs())
+    for k, seed in enumerate([51, 52]):
+        solo = Trainer(replace(cfg, seed=seed), tiny_arrays, device="cuda").run_epoch()
+        # cuDNN picks its own algorithms: within rounding of the solo run, not bit for bit
+        assert epoch[k]["train_loss"] == pytest.approx(solo["train_loss"], rel=1e-3)

@@ -43,21 +43,41 @@ def run_trial(
 ) -> None:
     """The trial loop of every trainer (fusion or a CILP stage): this process set up for the
     granted resources, the trainer restored from Tune's checkpoint if there is one, then one
-    report + checkpoint (``state.pt``, the full trainer state) per epoch, W&B alongside.
+    report per epoch, with a checkpoint (``state.pt``, the full trainer state) every
+    `checkpoint_every` epochs and at the last (None: _Due decides), W&B alongside; at the end,
+    however it ends, the trainer's device memory is released for the next trial.
 
     The trainer is a TrainingLoop (epochs(), done, state_dict(), load_state_dict(),
     predictions(), device, precision, num_parameters); `info` goes into every report with the
     trial's constants. A classifier's per-scene validation scores go into each checkpoint as
     well (PREDICTIONS_FILE, tune_cilp.core.predictions), taken from the same state as state.pt.
     """
-    from tune_cilp.core.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
-    from tune_cilp.core.predictions import write_packed_predictions, write_predictions
-    from tune_cilp.training.device import configure_process
-    from tune_cilp.training.peak_memory import peak_mb, reset_peak
+    from tune_cilp.training.device import configure_process, release_memory
 
     threads, gpu_fraction = _granted_resources()
     configure_process(threads, gpu_fraction=gpu_fraction or None)
     trainer = make_trainer()
+    device = trainer.device
+    try:
+        _train(trainer, config, wandb_kwargs, info, checkpoint_every, threads, gpu_fraction)
+    finally:  # stopped early (ASHA), failing or done: its memory back to the device
+        del trainer
+        release_memory(device)
+
+
+def _train(
+    trainer: Any,
+    config: dict[str, Any],
+    wandb_kwargs: dict[str, str] | None,
+    info: dict[str, Any],
+    checkpoint_every: int | None,
+    threads: int,
+    gpu_fraction: float,
+) -> None:
+    from tune_cilp.core.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
+    from tune_cilp.core.predictions import write_packed_predictions, write_predictions
+    from tune_cilp.training.peak_memory import peak_mb, reset_peak
+
     reset_peak(trainer.device)
 
     checkpoint = tune.get_checkpoint()

@@ -74,3 +74,15 @@ def configure_process(
         # torch wants an index: a bare "cuda" is the current device (Ray sets CUDA_VISIBLE_DEVICES).
         index = target.index if target.index is not None else torch.cuda.current_device()
         torch.cuda.set_per_process_memory_fraction(float(gpu_fraction), index)
+
+
+def release_memory(device: torch.device) -> None:
+    """Give what a finished trial's tensors held back to the device: Ray reuses a trial's
+    process for the next trial, and torch's caching allocator would keep the blocks reserved
+    (other trials' processes sharing the GPU could not have them). A no-op but for the garbage
+    collection off CUDA."""
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
