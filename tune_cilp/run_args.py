@@ -121,8 +121,8 @@ def build_parser() -> ArgumentParser:
         default=None,
         metavar="N",
         help="checkpoint each trial every N epochs and at its last; a resume re-trains the "
-        "epochs after the last checkpoint, each reported once (default: every epoch where a "
-        "checkpoint costs under a tenth of an epoch, as on CPUs; else as rarely as keeps it so)",
+        "epochs after the last checkpoint, each reported once (a trial retried within the run, "
+        "--max-failures, reports them again) (default: every epoch)",
     )
     p.add_argument(
         "--precision",

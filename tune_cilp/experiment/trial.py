@@ -12,7 +12,6 @@ import atexit
 import contextlib
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,13 @@ def _granted_resources() -> tuple[int, float]:
     return max(1, int(granted.get("CPU", 1))), float(granted.get("GPU", 0.0))
 
 
-# With --checkpoint-every left to the trial: a checkpoint (state written, Tune's copy and its
-# report) costs 0.14-0.16 s on 2 CPU cores against 3-4 s epochs (benchmarks/README.md), so on
-# CPUs every epoch is checkpointed; where epochs are as short as a checkpoint (a GPU), the trial
-# checkpoints once the epochs since the last one took CHECKPOINT_SHARE times what it cost.
-CHECKPOINT_SHARE = 10
+# --checkpoint-every's default: every epoch. Measured on 2 CPU cores (benchmarks/README.md), a
+# checkpoint (the state written, Tune's copy, the report's round trip) costs 0.14-0.16 s against
+# 3-4 s epochs; and only a checkpoint per epoch keeps a trial retried within a run
+# (--max-failures) from reporting the epochs after its last checkpoint a second time. Where
+# epochs are as short as a checkpoint (a GPU; not measured here), spacing them is the user's
+# choice.
+CHECKPOINT_EVERY = 1
 
 
 def run_trial(
@@ -44,7 +45,7 @@ def run_trial(
     """The trial loop of every trainer (fusion or a CILP stage): this process set up for the
     granted resources, the trainer restored from Tune's checkpoint if there is one, then one
     report per epoch, with a checkpoint (``state.pt``, the full trainer state) every
-    `checkpoint_every` epochs and at the last (None: _Due decides), W&B alongside; at the end,
+    `checkpoint_every` epochs (None: CHECKPOINT_EVERY) and at the last, W&B alongside; at the end,
     however it ends, the trainer's device memory is released for the next trial.
 
     The trainer is a TrainingLoop (epochs(), done, state_dict(), load_state_dict(),
@@ -97,7 +98,6 @@ def _train(
     }
     # W&B gets the trial config (+ the run's constants) once and the numeric metrics per epoch.
     run = _start_wandb({**config, **static}, wandb_kwargs) if wandb_kwargs else None
-    due = _Due(checkpoint_every)
     try:
         for epoch in trainer.epochs():
             metrics = {**epoch, "peak_memory_mb": peak_mb(trainer.device)}
@@ -106,10 +106,9 @@ def _train(
                 if trainer.done:  # before the last report: after it, Tune may end this process
                     _finish_wandb(run)
                     run = None
-            if not due(trainer.epoch, trainer.done, float(metrics.get("epoch_time_s", 0.0))):
+            if not checkpoint_due(trainer.epoch, trainer.done, checkpoint_every):
                 tune.report({**metrics, **static})  # re-trained after a resume, reported once
                 continue
-            started = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:  # tune.report copies it into the experiment
                 save_checkpoint(Path(tmp) / STATE_FILE, trainer.state_dict(), atomic=False)
                 predictions = trainer.predictions()
@@ -118,30 +117,15 @@ def _train(
                 elif predictions is not None:
                     write_predictions(tmp, predictions)
                 tune.report({**metrics, **static}, checkpoint=tune.Checkpoint.from_directory(tmp))
-            due.cost = time.perf_counter() - started
     finally:  # a trial stopped early (ASHA) or failing still closes its W&B run
         if run is not None:
             _finish_wandb(run)
 
 
-class _Due:
-    """Whether an epoch's report carries a checkpoint: every `every` epochs and the last; with
-    `every` None, the first and the last, and any once the epochs since the last checkpoint took
-    CHECKPOINT_SHARE times what that checkpoint cost (`cost`, measured by the caller)."""
-
-    def __init__(self, every: int | None) -> None:
-        self.every, self.cost, self.since = every, 0.0, 0.0
-
-    def __call__(self, epoch: int, done: bool, epoch_s: float) -> bool:
-        self.since += epoch_s
-        if self.every is not None:
-            due = epoch % self.every == 0
-        else:
-            due = self.since >= CHECKPOINT_SHARE * self.cost
-        if due or done:
-            self.since = 0.0
-            return True
-        return False
+def checkpoint_due(epoch: int, done: bool, every: int | None) -> bool:
+    """Whether epoch `epoch`'s report carries a checkpoint: every `every` epochs (None:
+    CHECKPOINT_EVERY) and the last."""
+    return done or epoch % (every or CHECKPOINT_EVERY) == 0
 
 
 def _start_wandb(config: dict[str, Any], wandb_kwargs: dict[str, str]) -> Any:
