@@ -156,6 +156,13 @@ def plot_race(race: RaceReport) -> Figure:
     return fig
 
 
+def _bar_spread(spread: Sequence[Sequence[float]]) -> np.ndarray:
+    """Error-bar lengths below and above the mean: no NaN (one seed) and never below 0, which
+    the mean of equal values can fall to by a rounding (seeds that all answer "cubes" alike;
+    matplotlib refuses a negative length)."""
+    return np.clip(np.nan_to_num(np.asarray(spread, dtype=float)), 0.0, None)
+
+
 def plot_final(variants: Sequence[VariantSummary]) -> Figure:
     """Best-epoch metrics per variant as bars (mean over seeds) with min-max bars."""
     fig = Figure(figsize=(11, 4), layout="constrained")
@@ -169,10 +176,10 @@ def plot_final(variants: Sequence[VariantSummary]) -> Figure:
         means = np.array([s.mean for s in summaries])
         spread = [means - [s.min for s in summaries], [s.max for s in summaries] - means]
         colour = palette[i]
-        ax_q.bar(x + i * width, means, width, yerr=np.nan_to_num(spread), capsize=3,
+        ax_q.bar(x + i * width, means, width, yerr=_bar_spread(spread), capsize=3,
                  label=v.name, color=colour)  # fmt: skip
         loss = v.metrics["val_loss"]
-        ax_l.bar(i, loss.mean, yerr=[[loss.mean - loss.min], [loss.max - loss.mean]],
+        ax_l.bar(i, loss.mean, yerr=_bar_spread([[loss.mean - loss.min], [loss.max - loss.mean]]),
                  capsize=3, color=colour)  # fmt: skip
     ax_q.set_xticks(x + width * (len(variants) - 1) / 2, [m.label for m in final])
     ax_q.set(ylim=(0, 1.05), title="Validation metrics at the best epoch")

@@ -223,3 +223,15 @@ def test_seeds_with_bit_identical_scores_count_once(tmp_path: Path) -> None:
         "concat-maxpool: seed(s) 2 gave bit-identical scores to another seed, so they are the "
         "same run and are counted once."
     ]
+
+
+def test_the_final_plot_takes_seeds_whose_mean_rounds_past_their_spread() -> None:
+    # Three seeds with the same loss: their mean can differ from it by a rounding, and
+    # matplotlib refuses the negative bar length that gives (seen on the fusion race's plots).
+    from analysis.plots import _bar_spread
+
+    values = [0.1, 0.1, 0.1]
+    mean = sum(values) / len(values)
+    assert mean != 0.1  # the premise: 0.30000000000000004 / 3
+    spread = _bar_spread([[mean - min(values), float("nan")], [max(values) - mean, 0.2]])
+    assert (spread >= 0).all() and spread[0][1] == 0.0 and spread[1][1] == 0.2
