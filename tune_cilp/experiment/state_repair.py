@@ -48,6 +48,7 @@ PICKLED_GLOBS = tuple(  # cloudpickles, whatever their names end with
 RACE_GLOB = RaceSearcher.CKPT_FILE_TMPL.format("*")  # JSON: a race's memory (--race)
 ASIDE_SUFFIX = ".damaged"
 PARAMS_FILE = "params.json"  # Tune writes it in each trial folder
+CHECKPOINT_GLOB = "checkpoint_[0-9]*"  # a trial's checkpoint folders
 
 
 @dataclass(frozen=True)
@@ -150,10 +151,16 @@ def set_aside(root: Path) -> Path:
 
 
 def _trial_dirs(root: Path) -> list[Path]:
-    """The trial folders (those Tune wrote params.json into)."""
+    """The trial folders: those Tune wrote params.json into, and those a trial's worker stored a
+    checkpoint in before the driver's copy brought params.json (a disk that filled between the
+    two left such a folder: seen in CI)."""
     if not root.is_dir():
         return []
-    return [d for d in root.iterdir() if d.is_dir() and (d / PARAMS_FILE).is_file()]
+    return [
+        d
+        for d in root.iterdir()
+        if d.is_dir() and ((d / PARAMS_FILE).is_file() or any(d.glob(CHECKPOINT_GLOB)))
+    ]
 
 
 def _tune_files(root: Path) -> bool:

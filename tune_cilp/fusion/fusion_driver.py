@@ -32,7 +32,10 @@ from tune_cilp.experiment.trial import run_trial
 from tune_cilp.fusion.fusion_config import TrainConfig
 from tune_cilp.fusion.variants import forward_flops, variant_name
 
-PARAMETER_COLUMNS = ["variant", "downsample", "seed", PACKED_SEEDS]
+PARAMETER_COLUMNS = ["variant", "downsample", "seed"]
+# With --pack a trial's config names its seeds instead of one (Ray's --verbose table looks up
+# every column in every config: a missing one is a KeyError)
+PACKED_COLUMNS = ["variant", "downsample", PACKED_SEEDS]
 
 
 def train_fusion(
@@ -175,7 +178,7 @@ def run_fusion(
         params=params,
         num_samples=samples,
         status_columns=STATUS_COLUMNS,
-        parameter_columns=PARAMETER_COLUMNS,
+        parameter_columns=PACKED_COLUMNS if request.pack else PARAMETER_COLUMNS,
         metric=space.metric,
         mode=space.mode,
         scheduler=space.make_scheduler(params["epochs"]),

@@ -246,6 +246,11 @@ class PackedTrial:
     def done(self) -> bool:
         return self.packed.done
 
+    @property
+    def epoch(self) -> int:
+        """Epochs trained (every seed's alike)."""
+        return self.packed.trainers[0].epoch
+
     def epochs(self):
         while not self.done:
             per_seed = self.packed.run_epoch()
